@@ -1,0 +1,51 @@
+"""The adapter contract: official files on disk -> typed ``Sample`` lists.
+
+An adapter class is registered in ``flamingo_eval.registry.ADAPTERS`` under the name a benchmark card
+uses (``adapter: vqa``). It is constructed with the validated card and the resolved data root; it
+never knows about models, prompts or metrics.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flamingo_eval.errors import UserError
+from flamingo_eval.types import Sample
+
+
+class Adapter:
+    """Base adapter. Subclasses implement ``files`` and ``load``."""
+
+    def __init__(self, card: Any, data_root: Path) -> None:
+        self.card = card
+        self.data_root = Path(data_root)
+
+    def path(self, key: str) -> Path:
+        """Resolve ``card.files[key]`` (relative to the data root unless absolute)."""
+        try:
+            rel = self.card.files[key]
+        except KeyError:
+            raise UserError(f"benchmark card '{self.card.id}' has no files.{key}") from None
+        p = Path(rel).expanduser()
+        return p if p.is_absolute() else self.data_root / p
+
+    def files(self, split: str) -> dict[str, Path]:
+        """Named files/directories the split needs (for ``data check``)."""
+        raise NotImplementedError
+
+    def missing(self, split: str) -> list[tuple[str, Path]]:
+        return [(k, p) for k, p in self.files(split).items() if not p.exists()]
+
+    def load(self, split: str) -> list[Sample]:
+        """Read the split; sample ids must be unique (duplicates are an error naming the file)."""
+        raise NotImplementedError
+
+
+def check_unique(samples: list[Sample], source: str) -> list[Sample]:
+    seen: set[str] = set()
+    for s in samples:
+        if s.id in seen:
+            raise UserError(f"{source}: duplicate sample id '{s.id}'; ids must be unique within a split")
+        seen.add(s.id)
+    return samples

@@ -1,0 +1,133 @@
+"""The contract every LM family implements (one file per family, see docs/adding_a_model.md).
+
+A decoder exposes three stages so the Flamingo wrapper can interleave gated cross-attention blocks
+between its layers without touching the family code:
+
+    x = decoder.embed(input_ids)                       # (B, T) -> (B, T, D)
+    for i, block in enumerate(decoder.blocks):
+        x = block(x, attn, cache, i)                    # (B, T, D) -> (B, T, D)
+    logits = decoder.head(x)                           # (B, T, D) -> (B, T, V)
+
+Module/parameter names mirror the Hugging Face implementation of the family, so HF checkpoints load by
+name (plus the explicit renames in ``hf_key_map``) and OpenFlamingo checkpoint keys map one to one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from flamingo_eval.models.cache import KVCache
+
+
+@dataclass
+class AttnInputs:
+    """Everything a self-attention layer needs besides the hidden states.
+
+    Shapes: B batch, T new tokens, S = cached + new tokens.
+    """
+
+    positions: Tensor
+    """(B, T) int64 position ids of the new tokens (left padding aware: first real token is 0)."""
+    key_positions: Tensor
+    """(B, S) int64 position ids of all keys (for ALiBi-style biases)."""
+    mask: Tensor
+    """(B, 1, T, S) bool, True where a query may attend to a key (causal + padding)."""
+
+
+def build_attn_inputs(key_valid: Tensor, num_new: int) -> AttnInputs:
+    """Causal + padding mask and positions for the last ``num_new`` of ``key_valid``'s S positions.
+
+    Args:
+        key_valid: (B, S) bool, False at (left) padding, for cached and new positions together.
+        num_new: T, the number of new query tokens (the last T columns).
+    """
+    key_positions = (key_valid.long().cumsum(-1) - 1).clamp(min=0)  # (B, S)
+    s = key_valid.shape[1]
+    q_abs = torch.arange(s - num_new, s, device=key_valid.device)  # (T,)
+    k_abs = torch.arange(s, device=key_valid.device)  # (S,)
+    causal = k_abs[None, :] <= q_abs[:, None]  # (T, S)
+    mask = causal[None] & key_valid[:, None, :]  # (B, T, S)
+    # A padded query row would otherwise see no key at all (NaN in softmax); let it see itself.
+    mask = mask | (k_abs[None, :] == q_abs[:, None])[None]
+    return AttnInputs(positions=key_positions[:, -num_new:], key_positions=key_positions, mask=mask[:, None])
+
+
+class Decoder(nn.Module):
+    """Base class of LM families. Subclasses set ``family`` and implement the hooks below."""
+
+    family: ClassVar[str] = ""
+    hidden_size: int
+    vocab_size: int
+    blocks: nn.ModuleList
+
+    def embed(self, input_ids: Tensor) -> Tensor:
+        """(B, T) ids -> (B, T, D) input embeddings."""
+        raise NotImplementedError
+
+    def head(self, x: Tensor) -> Tensor:
+        """(B, T, D) last hidden states -> (B, T, V) logits (final norm included)."""
+        raise NotImplementedError
+
+    def input_embeddings(self) -> nn.Embedding:
+        raise NotImplementedError
+
+    def output_embeddings(self) -> nn.Linear | None:
+        """The LM head, or None when it is tied to the input embeddings."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_hf_config(cls, config: dict[str, Any]) -> Decoder:
+        """Build an (uninitialised-weights) decoder from an HF ``config.json`` dict."""
+        raise NotImplementedError
+
+    @classmethod
+    def hf_key_map(cls, key: str) -> str:
+        """Map an HF state-dict key to ours (identity for most families)."""
+        return key
+
+    def forward(self, input_ids: Tensor, key_valid: Tensor | None = None, cache: KVCache | None = None) -> Tensor:
+        """Plain LM forward (no media): (B, T) -> (B, T, V) logits."""
+        if key_valid is None:
+            past = cache.length if cache is not None else 0
+            key_valid = torch.ones(input_ids.shape[0], past + input_ids.shape[1], dtype=torch.bool,
+                                   device=input_ids.device)
+        attn = build_attn_inputs(key_valid, input_ids.shape[1])
+        x = self.embed(input_ids)
+        for i, block in enumerate(self.blocks):
+            x = block(x, attn, cache, i)
+        return self.head(x)
+
+    def resize_vocab(self, new_size: int) -> None:
+        """Grow or shrink the vocabulary (input embeddings and an untied head).
+
+        New rows are the mean of the existing rows: deterministic, and neutral for a zero-gated bridge.
+        """
+        emb = self.input_embeddings()
+        old = emb.weight.data
+        new = _resized(old, new_size)
+        self._set_input_embeddings(nn.Embedding(new_size, old.shape[1], _weight=new))
+        head = self.output_embeddings()
+        if head is not None:
+            new_head = nn.Linear(head.in_features, new_size, bias=head.bias is not None)
+            new_head.weight.data = _resized(head.weight.data, new_size)
+            if head.bias is not None:
+                new_head.bias.data = _resized(head.bias.data[:, None], new_size)[:, 0]
+            self._set_output_embeddings(new_head)
+        self.vocab_size = new_size
+
+    def _set_input_embeddings(self, emb: nn.Embedding) -> None:
+        raise NotImplementedError
+
+    def _set_output_embeddings(self, head: nn.Linear) -> None:
+        raise NotImplementedError
+
+
+def _resized(w: Tensor, n: int) -> Tensor:
+    if n <= w.shape[0]:
+        return w[:n].clone()
+    extra = w.mean(0, keepdim=True).expand(n - w.shape[0], *w.shape[1:])
+    return torch.cat([w, extra], 0).clone()
