@@ -36,6 +36,17 @@ class KVCache:
         self.k[layer], self.v[layer] = k, v
         return k, v
 
+    def selected(self, index: Tensor) -> KVCache:
+        """A new cache holding rows ``index`` of this one (this cache is left untouched)."""
+        out = KVCache(len(self.k))
+        for i, (k, v) in enumerate(zip(self.k, self.v)):
+            if k is not None and v is not None:
+                out.k[i], out.v[i] = k.index_select(0, index), v.index_select(0, index)
+        return out
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.k + self.v if t is not None)
+
     def select(self, index: Tensor) -> None:
         """Keep batch rows ``index`` (reorders, drops or repeats rows; used for beams)."""
         for i, (k, v) in enumerate(zip(self.k, self.v)):

