@@ -148,11 +148,16 @@ class FlamingoEvalModel:
         return logits[:, -1], valid.to(self.device), cache, media
 
     def _media_state(self, prompts: Sequence[InterleavedPrompt]) -> MediaState:
-        m = max((len(p.media) for p in prompts), default=0)
-        n_lat = self.model.cfg.num_latents
-        dim = self.model.perceiver.latents.shape[1]
-        lat = torch.zeros(len(prompts), m, n_lat, dim, device=self.device, dtype=self.dtype)  # (B, M, N, Dv)
         uniq = sorted({path for p in prompts for path in p.media})
+        n_lat, dim = self.model.perceiver.latents.shape
+        if not self.model.conditions_on_media():
+            # Every gate is exactly zero: latents cannot change any output; only check the images load.
+            for path in uniq:
+                load_image(path)
+            empty = torch.zeros(len(prompts), 0, n_lat, dim, device=self.device, dtype=self.dtype)
+            return self.model.media_state(empty, len(prompts))
+        m = max((len(p.media) for p in prompts), default=0)
+        lat = torch.zeros(len(prompts), m, n_lat, dim, device=self.device, dtype=self.dtype)  # (B, M, N, Dv)
         by_path = dict(zip(uniq, self._image_latents(uniq))) if uniq else {}
         for b, p in enumerate(prompts):
             for j, path in enumerate(p.media):

@@ -230,6 +230,10 @@ class Flamingo(nn.Module):
         feats = self.vision_encoder(pixels)  # (I, V, Dv)
         return self.perceiver(feats)
 
+    def conditions_on_media(self) -> bool:
+        """False when every cross-attention block is an exact identity (all gates zero)."""
+        return any(not blk.is_identity() for blk in self.xattn.values())  # type: ignore[operator]
+
     def media_state(self, latents: Tensor, num_rows: int) -> MediaState:
         """latents (B, M, N, Dv) (rows padded to M) -> per-layer projected K/V, computed once."""
         kv = {int(i): blk.attn.project_media(latents) for i, blk in self.xattn.items()  # type: ignore[union-attr]
@@ -246,7 +250,7 @@ class Flamingo(nn.Module):
         """
         img_idx = media.images_seen[:, None] + (input_ids == self.media_token_id).long().cumsum(-1)  # (B, T)
         attn = build_attn_inputs(key_valid, input_ids.shape[1])
-        x = self.lang.embed(input_ids)
+        x = self.lang.embed(input_ids, attn.positions)
         for i, block in enumerate(self.lang.blocks):
             if i in media.kv:
                 k, v = media.kv[i]

@@ -3,7 +3,7 @@
 A decoder exposes three stages so the Flamingo wrapper can interleave gated cross-attention blocks
 between its layers without touching the family code:
 
-    x = decoder.embed(input_ids)                       # (B, T) -> (B, T, D)
+    x = decoder.embed(input_ids, attn.positions)       # (B, T) -> (B, T, D)
     for i, block in enumerate(decoder.blocks):
         x = block(x, attn, cache, i)                    # (B, T, D) -> (B, T, D)
     logits = decoder.head(x)                           # (B, T, D) -> (B, T, V)
@@ -14,7 +14,7 @@ name (plus the explicit renames in ``hf_key_map``) and OpenFlamingo checkpoint k
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -36,6 +36,8 @@ class AttnInputs:
     """(B, S) int64 position ids of all keys (for ALiBi-style biases)."""
     mask: Tensor
     """(B, 1, T, S) bool, True where a query may attend to a key (causal + padding)."""
+    memo: dict[Any, Any] = field(default_factory=dict)
+    """Per-forward memo shared by all layers (e.g. rotary cos/sin tables), dropped with the inputs."""
 
 
 def build_attn_inputs(key_valid: Tensor, num_new: int) -> AttnInputs:
@@ -64,8 +66,12 @@ class Decoder(nn.Module):
     vocab_size: int
     blocks: nn.ModuleList
 
-    def embed(self, input_ids: Tensor) -> Tensor:
-        """(B, T) ids -> (B, T, D) input embeddings."""
+    def embed(self, input_ids: Tensor, positions: Tensor | None = None) -> Tensor:
+        """(B, T) ids -> (B, T, D) input embeddings.
+
+        ``positions`` is ``AttnInputs.positions`` (B, T); families with learned absolute position
+        embeddings (OPT) need it and raise without it, the others ignore it.
+        """
         raise NotImplementedError
 
     def head(self, x: Tensor) -> Tensor:
@@ -96,7 +102,7 @@ class Decoder(nn.Module):
             key_valid = torch.ones(input_ids.shape[0], past + input_ids.shape[1], dtype=torch.bool,
                                    device=input_ids.device)
         attn = build_attn_inputs(key_valid, input_ids.shape[1])
-        x = self.embed(input_ids)
+        x = self.embed(input_ids, attn.positions)
         for i, block in enumerate(self.blocks):
             x = block(x, attn, cache, i)
         return self.head(x)

@@ -49,12 +49,24 @@ class RMSNorm(nn.Module):
         return self.weight * x32.to(dtype)
 
 
-def rotary(x: Tensor, positions: Tensor, theta: float, rot_dim: int) -> Tensor:
-    """Rotate the first ``rot_dim`` features of x (B, H, T, Dh) by ``positions`` (B, T), HF half-split layout."""
-    inv_freq = 1.0 / (theta ** (torch.arange(0, rot_dim, 2, device=x.device, dtype=torch.float32) / rot_dim))
+def rotary_tables(positions: Tensor, theta: float, rot_dim: int, dtype: torch.dtype,
+                  memo: dict | None = None) -> tuple[Tensor, Tensor]:
+    """cos, sin (B, 1, T, rot_dim) for ``positions`` (B, T); memoised per forward across layers."""
+    key = ("rotary", theta, rot_dim, dtype)
+    if memo is not None and key in memo:
+        return memo[key]
+    inv_freq = 1.0 / (theta ** (torch.arange(0, rot_dim, 2, device=positions.device, dtype=torch.float32) / rot_dim))
     freqs = positions[:, None, :, None].float() * inv_freq  # (B, 1, T, rot/2)
     emb = torch.cat([freqs, freqs], dim=-1)  # (B, 1, T, rot)
-    cos, sin = emb.cos().to(x.dtype), emb.sin().to(x.dtype)
+    tables = (emb.cos().to(dtype), emb.sin().to(dtype))
+    if memo is not None:
+        memo[key] = tables
+    return tables
+
+
+def rotary(x: Tensor, positions: Tensor, theta: float, rot_dim: int, memo: dict | None = None) -> Tensor:
+    """Rotate the first ``rot_dim`` features of x (B, H, T, Dh) by ``positions`` (B, T), HF half-split layout."""
+    cos, sin = rotary_tables(positions, theta, rot_dim, x.dtype, memo)
     xr, xpass = x[..., :rot_dim], x[..., rot_dim:]
     x1, x2 = xr[..., : rot_dim // 2], xr[..., rot_dim // 2 :]
     rotated = torch.cat([-x2, x1], dim=-1)
@@ -91,8 +103,8 @@ class LlamaAttention(nn.Module):
         q = self.q_proj(x).view(bsz, t, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, Dh)
         k = self.k_proj(x).view(bsz, t, self.n_kv, self.head_dim).transpose(1, 2)  # (B, Hkv, T, Dh)
         v = self.v_proj(x).view(bsz, t, self.n_kv, self.head_dim).transpose(1, 2)
-        q = rotary(q, attn.positions, self.theta, self.head_dim)
-        k = rotary(k, attn.positions, self.theta, self.head_dim)
+        q = rotary(q, attn.positions, self.theta, self.head_dim, attn.memo)
+        k = rotary(k, attn.positions, self.theta, self.head_dim, attn.memo)
         if cache is not None:
             k, v = cache.update(layer, k, v)  # (B, Hkv, S, Dh)
         out = attend(q, k, v, attn.mask)  # (B, H, T, Dh)
@@ -145,9 +157,12 @@ class LlamaDecoder(Decoder):
         self.vocab_size = cfg.vocab_size
         self.model = _LlamaBody(cfg)
         self.lm_head = None if cfg.tie_word_embeddings else nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
-        self.blocks = self.model.layers
 
-    def embed(self, input_ids: Tensor) -> Tensor:
+    @property
+    def blocks(self) -> nn.ModuleList:  # type: ignore[override]
+        return self.model.layers
+
+    def embed(self, input_ids: Tensor, positions: Tensor | None = None) -> Tensor:
         return self.model.embed_tokens(input_ids)
 
     def head(self, x: Tensor) -> Tensor:

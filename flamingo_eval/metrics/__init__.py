@@ -1,0 +1,44 @@
+"""Metrics: VQA accuracy, exact match, captioning (CIDEr-D & co.), classification, VisDial, statistics.
+
+Importing this package registers every metric in ``flamingo_eval.registry.METRICS``; all values are on a
+0-100 scale (``mean_rank`` excepted) and unrounded. See docs/metrics.md.
+"""
+
+from flamingo_eval.metrics.base import Metric, MetricInput, MetricResult
+from flamingo_eval.metrics.captioning import Cider, caption_scores
+from flamingo_eval.metrics.classification import AccuracyTopK, RocAuc, p_yes, roc_auc
+from flamingo_eval.metrics.okvqa_stem import OkvqaStemmer, VerbLemmatizer
+from flamingo_eval.metrics.ranking import VisDial, gt_rank, ndcg, retrieval_summary
+from flamingo_eval.metrics.stats import (
+    bootstrap_ci,
+    paired_bootstrap,
+    paired_bootstrap_corpus,
+    trial_summary,
+)
+from flamingo_eval.metrics.vqa import ExactMatch, VqaAccuracy, normalize_answer, vqa_score
+
+__all__ = [
+    "AccuracyTopK",
+    "Cider",
+    "ExactMatch",
+    "Metric",
+    "MetricInput",
+    "MetricResult",
+    "OkvqaStemmer",
+    "RocAuc",
+    "VerbLemmatizer",
+    "VisDial",
+    "VqaAccuracy",
+    "bootstrap_ci",
+    "caption_scores",
+    "gt_rank",
+    "ndcg",
+    "normalize_answer",
+    "p_yes",
+    "paired_bootstrap",
+    "paired_bootstrap_corpus",
+    "retrieval_summary",
+    "roc_auc",
+    "trial_summary",
+    "vqa_score",
+]

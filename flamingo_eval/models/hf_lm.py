@@ -1,0 +1,171 @@
+"""Load a Hugging Face causal LM (local directory or in-memory model) into one of our decoders.
+
+Weights are matched by name with strict accounting: every parameter of our decoder must come from the
+checkpoint and every checkpoint tensor must be used, except a tied output head (same tensor as the input
+embeddings) and known non-parameter buffers (rotary ``inv_freq``, NeoX ``attention.bias`` /
+``masked_bias`` causal masks). Anything else raises a :class:`UserError` that names the keys, because a
+silently ignored tensor (OpenFlamingo's ``strict=False``) is how a head goes missing unnoticed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from flamingo_eval.errors import UserError
+from flamingo_eval.models.decoders import Decoder
+from flamingo_eval.registry import DECODERS
+
+MODEL_TYPES: dict[str, str] = {
+    "llama": "llama",
+    "mistral": "llama",
+    "mpt": "mpt",
+    "mosaic_gpt": "mpt",
+    "gpt_neox": "gpt_neox",
+    "opt": "opt",
+}
+"""HF ``config.json`` ``model_type`` -> decoder family registered in ``DECODERS``.
+
+SmolLM/SmolLM2 ship as ``model_type: llama``. Mistral's sliding window is not modelled: exact for prompts
+shorter than ``sliding_window`` (4096 for Mistral-7B), far beyond few-shot evaluation prompts.
+"""
+
+IGNORED_KEYS = re.compile(
+    r"(rotary_emb\.inv_freq|rotary_emb\.original_inv_freq|attention\.masked_bias|"
+    r"layers\.\d+\.attention\.bias|attn\.masked_bias)$"
+)
+"""Non-parameter buffers some checkpoints carry (recomputed by us, never trained)."""
+
+TIED_HEAD_KEYS = ("lm_head.weight", "embed_out.weight")
+"""Head names (after ``hf_key_map``) that are dropped when our decoder ties the head to the embeddings."""
+
+_SHOW = 8  # how many key names an error message lists
+
+
+def decoder_class(config: Mapping[str, Any]) -> type[Decoder]:
+    """The decoder class for an HF config dict, from its ``model_type``."""
+    model_type = str(config.get("model_type", ""))
+    if model_type not in MODEL_TYPES:
+        known = ", ".join(sorted(MODEL_TYPES))
+        raise UserError(f"unsupported LM model_type {model_type!r}; supported: {known} "
+                        "(add a family: docs/adding_a_model.md)")
+    cls: type[Decoder] = DECODERS.get(MODEL_TYPES[model_type])
+    return cls
+
+
+def load_hf_decoder(path: str | Path, dtype: torch.dtype = torch.float32) -> Decoder:
+    """Build our decoder from a local HF model directory (``config.json`` + weights).
+
+    Weights: ``model.safetensors``, sharded ``model.safetensors.index.json``, or ``pytorch_model.bin``
+    (also sharded), the latter read with ``torch.load(weights_only=True)``.
+
+    Raises:
+        UserError: missing files, unsupported ``model_type``, or any missing/unexpected/mis-shaped key.
+    """
+    root = Path(path)
+    cfg_path = root / "config.json"
+    if not cfg_path.is_file():
+        raise UserError(f"{root}: no config.json (expected a local Hugging Face model directory)")
+    config = json.loads(cfg_path.read_text())
+    cls = decoder_class(config)
+    state = read_hf_state_dict(root)
+    return build_decoder(cls, config, state, dtype, source=str(root))
+
+
+def decoder_from_hf_model(hf_model: torch.nn.Module, dtype: torch.dtype = torch.float32) -> Decoder:
+    """Copy an in-memory HF ``PreTrainedModel`` into our decoder (tests, asset conversion)."""
+    config = hf_model.config.to_dict()  # type: ignore[union-attr, operator]
+    cls = decoder_class(config)
+    state = {k: v.detach() for k, v in hf_model.state_dict().items()}
+    return build_decoder(cls, config, state, dtype, source=type(hf_model).__name__)
+
+
+def read_hf_state_dict(root: Path) -> dict[str, Tensor]:
+    """All tensors of an HF checkpoint directory, shards merged, on CPU."""
+    for index_name, single in (("model.safetensors.index.json", "model.safetensors"),
+                               ("pytorch_model.bin.index.json", "pytorch_model.bin")):
+        index = root / index_name
+        if index.is_file():
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            state: dict[str, Tensor] = {}
+            for shard in shards:
+                state.update(_read_file(root / shard))
+            return state
+        if (root / single).is_file():
+            return _read_file(root / single)
+    raise UserError(f"{root}: no model.safetensors, pytorch_model.bin or shard index found")
+
+
+def _read_file(file: Path) -> dict[str, Tensor]:
+    if not file.is_file():
+        raise UserError(f"{file}: weight shard listed in the index is missing")
+    if file.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(file))
+    state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+    if not isinstance(state, dict):
+        raise UserError(f"{file}: expected a state dict, got {type(state).__name__}")
+    return state
+
+
+def build_decoder(cls: type[Decoder], config: Mapping[str, Any], state: Mapping[str, Tensor],
+                  dtype: torch.dtype, source: str) -> Decoder:
+    """Instantiate ``cls`` from ``config`` without initialising weights, then assign ``state`` strictly."""
+    with torch.device("meta"):
+        decoder = cls.from_hf_config(dict(config))
+    ours = _unique_state(decoder)
+    renamed = map_state_dict(cls, state, tied=decoder.output_embeddings() is None)
+    _check_keys(ours, renamed, source, cls.family)
+    result = decoder.load_state_dict({k: v.to(dtype) for k, v in renamed.items()}, strict=False, assign=True)
+    # Only alias names of already-loaded tensors (a module registered twice) may be reported missing.
+    leftover = [k for k in result.missing_keys if k in ours] + list(result.unexpected_keys)
+    if leftover:
+        raise UserError(f"{source}: could not load {leftover[:_SHOW]} into the {cls.family} decoder")
+    return decoder.to(dtype).eval()
+
+
+def _unique_state(decoder: Decoder) -> dict[str, Tensor]:
+    """Our state dict with each tensor once (first name), whatever submodules are registered twice."""
+    seen: set[int] = set()
+    out: dict[str, Tensor] = {}
+    for key, value in decoder.state_dict(keep_vars=True).items():
+        if id(value) not in seen:
+            seen.add(id(value))
+            out[key] = value
+    return out
+
+
+def map_state_dict(cls: type[Decoder], state: Mapping[str, Tensor], tied: bool) -> dict[str, Tensor]:
+    """HF names -> ours via ``cls.hf_key_map``, dropping known buffers and (when tied) the head copy."""
+    out: dict[str, Tensor] = {}
+    for key, value in state.items():
+        if IGNORED_KEYS.search(key):
+            continue
+        new = cls.hf_key_map(key)
+        if tied and new in TIED_HEAD_KEYS:
+            continue
+        if new in out:
+            raise UserError(f"{cls.family}: checkpoint keys collide after renaming: {key!r} -> {new!r}")
+        out[new] = value
+    return out
+
+
+def _check_keys(ours: Mapping[str, Tensor], theirs: Mapping[str, Tensor], source: str, family: str) -> None:
+    missing = sorted(set(ours) - set(theirs))
+    unexpected = sorted(set(theirs) - set(ours))
+    bad_shape = sorted(f"{k} (checkpoint {tuple(theirs[k].shape)}, model {tuple(ours[k].shape)})"
+                       for k in set(ours) & set(theirs) if theirs[k].shape != ours[k].shape)
+    problems = []
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", bad_shape)):
+        if keys:
+            more = f" ... (+{len(keys) - _SHOW} more)" if len(keys) > _SHOW else ""
+            problems.append(f"{label}: {', '.join(keys[:_SHOW])}{more}")
+    if problems:
+        raise UserError(f"{source}: weights do not match the {family} decoder; " + "; ".join(problems))

@@ -1,0 +1,329 @@
+"""Paired comparison of two runs: did the candidate really get worse than the baseline?
+
+For every benchmark x shots both runs hold, samples are paired by (trial seed, sample id) and must have
+been shown the same demos. The per-sample difference ``d = candidate - baseline`` (metric points,
+averaged over the common trials) is the unit of resampling:
+
+* delta = mean(d); CI = paired bootstrap percentile interval at level 1 - 2*alpha (the two-sided
+  interval that matches a one-sided test at alpha);
+* p = one-sided sign-flip permutation p-value for H0: delta >= -max_drop against H1: delta < -max_drop
+  (signs flipped on ``d + max_drop``; exact enumeration when 2**n <= n_resamples);
+* verdict ``REGRESSION`` when delta < -max_drop and p < alpha -- only then does the gate fail.
+
+Corpus metrics (CIDEr, AUC: no per-sample score) are recomputed on bootstrap resamples when the
+metric is registered (``flamingo_eval.registry.METRICS``); otherwise trial values are compared with a
+per-trial sign-flip test, which cannot reach significance with few trials (said in the notes).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from flamingo_eval.errors import UserError
+from flamingo_eval.results.records import RECORD_FILE, find_records, load_predictions, load_record
+
+_CHUNK = 2_000_000  # resampled elements per vectorised chunk (~16 MB of float64)
+_TestResult = tuple[float, float, float, float, str]
+"""(delta, ci_lo, ci_hi, p, verdict)."""
+
+
+@dataclass(frozen=True)
+class CellComparison:
+    """The paired test for one benchmark x shots."""
+
+    benchmark: str
+    shots: int
+    sampler: str
+    n: int
+    """Paired samples (or trials, for the per-trial fallback)."""
+    n_trials: int
+    baseline: float
+    candidate: float
+    delta: float
+    """candidate - baseline, metric points (0-100)."""
+    ci_lo: float
+    ci_hi: float
+    p: float
+    """One-sided p-value for 'the drop exceeds max_drop'."""
+    verdict: str
+    """REGRESSION, drop (n.s.), ok, or improved."""
+    method: str
+
+
+@dataclass
+class Comparison:
+    """All cells of a comparison plus the gate parameters."""
+
+    baseline: str
+    candidate: str
+    max_drop: float
+    alpha: float
+    cells: list[CellComparison] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        """True when any cell is a significant drop larger than ``max_drop``."""
+        return any(c.verdict == "REGRESSION" for c in self.cells)
+
+
+def _chunks(n_resamples: int, n: int) -> list[int]:
+    size = max(1, _CHUNK // max(n, 1))
+    return [min(size, n_resamples - i) for i in range(0, n_resamples, size)]
+
+
+def bootstrap_means(d: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:
+    """Means of ``n_resamples`` with-replacement resamples of ``d`` (vectorised, chunked)."""
+    rng = np.random.default_rng(seed)
+    out = [d[rng.integers(0, len(d), size=(c, len(d)))].mean(axis=1) for c in _chunks(n_resamples, len(d))]
+    return np.concatenate(out)
+
+
+def sign_flip_pvalue(x: np.ndarray, n_resamples: int, seed: int) -> float:
+    """One-sided p-value for H1: mean(x) < 0 by randomly flipping the sign of each element.
+
+    Exact (all 2**n sign patterns) when that is no more than ``n_resamples``; otherwise Monte Carlo
+    with the (count + 1) / (n_resamples + 1) correction, so p is never 0.
+    """
+    n, observed = len(x), float(np.mean(x))
+    tol = 1e-9 * max(1.0, float(np.max(np.abs(x))))
+    if 2**n <= n_resamples:
+        signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))
+        return float(np.mean(signs @ x / n <= observed + tol))
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for c in _chunks(n_resamples, n):
+        signs = rng.integers(0, 2, size=(c, n)) * 2.0 - 1.0
+        hits += int(np.sum(signs @ x / n <= observed + tol))
+    return (hits + 1) / (n_resamples + 1)
+
+
+def _verdict(delta: float, p_drop: float, p_gain: float, max_drop: float, alpha: float) -> str:
+    if delta < -max_drop and p_drop < alpha:
+        return "REGRESSION"
+    if delta > max_drop and p_gain < alpha:
+        return "improved"
+    return "drop (n.s.)" if delta < -max_drop else "ok"
+
+
+def paired_test(d: np.ndarray, max_drop: float, alpha: float, n_resamples: int, seed: int) -> _TestResult:
+    """Paired test on per-sample differences ``d`` (candidate - baseline).
+
+    Returns:
+        (delta, ci_lo, ci_hi, p, verdict) -- see the module docstring.
+    """
+    delta = float(d.mean())
+    boot = bootstrap_means(d, n_resamples, seed)
+    lo, hi = np.quantile(boot, [alpha, 1 - alpha])
+    p_drop = sign_flip_pvalue(d + max_drop, n_resamples, seed + 1)
+    p_gain = sign_flip_pvalue(-(d - max_drop), n_resamples, seed + 2)
+    return delta, float(lo), float(hi), p_drop, _verdict(delta, p_drop, p_gain, max_drop, alpha)
+
+
+def _records_for(path: str | Path) -> list[dict[str, Any]]:
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"{p}: not found (expected a run directory, a {RECORD_FILE} path, or a directory of runs)")
+    if p.is_file() or (p / RECORD_FILE).is_file():
+        return [load_record(p)]
+    paths = find_records(p)
+    if not paths:
+        raise UserError(f"{p}: no {RECORD_FILE} found")
+    return [load_record(x) for x in paths]
+
+
+def _check_comparable(base: dict[str, Any], cand: dict[str, Any]) -> None:
+    b, c = base["benchmark"], cand["benchmark"]
+    for key in ("id", "version", "split", "demo_split", "metric", "metric_args"):
+        if b.get(key) != c.get(key):
+            raise UserError(f"records not comparable: benchmark {key} differs "
+                            f"(baseline {b.get(key)!r}, candidate {c.get(key)!r})")
+
+
+def _index(preds: list[dict[str, Any]], shots: int, seeds: list[int]) -> dict[int, dict[str, dict[str, Any]]]:
+    out: dict[int, dict[str, dict[str, Any]]] = {s: {} for s in seeds}
+    for line in preds:
+        if line["shots"] == shots and line["seed"] in out:
+            out[line["seed"]][line["sample_id"]] = line
+    return out
+
+
+def _pairs(base_preds: list, cand_preds: list, bench: str, shots: int, seeds: list[int], notes: list[str]
+           ) -> tuple[list[str], dict, dict]:
+    """Common sample ids over all common seeds, after checking that their demos match."""
+    bi, ci = _index(base_preds, shots, seeds), _index(cand_preds, shots, seeds)
+    common: set[str] | None = None
+    for s in seeds:
+        ids = set(bi[s]) & set(ci[s])
+        common = ids if common is None else common & ids
+    paired = sorted(common or ())
+    if not paired:
+        raise UserError(f"records not comparable: no paired predictions for {bench} {shots}-shot "
+                        f"(no sample id present in both runs for seeds {seeds})")
+    for s in seeds:
+        for sid in paired:
+            if list(bi[s][sid].get("demo_ids") or []) != list(ci[s][sid].get("demo_ids") or []):
+                raise UserError(f"records not comparable: demo ids differ for {bench} {shots}-shot seed {s} "
+                                f"sample {sid} (baseline {bi[s][sid].get('demo_ids')}, "
+                                f"candidate {ci[s][sid].get('demo_ids')})")
+    n_b = len(set.union(*(set(bi[s]) for s in seeds)))
+    n_c = len(set.union(*(set(ci[s]) for s in seeds)))
+    if n_b != len(paired) or n_c != len(paired):
+        notes.append(f"{bench} {shots}-shot: paired on {len(paired)} samples "
+                     f"(baseline has {n_b}, candidate {n_c}); unpaired samples ignored.")
+    return paired, bi, ci
+
+
+def _corpus_metric(record: dict[str, Any]) -> Callable[[list[dict[str, Any]]], float] | None:
+    """A function scoring prediction lines with the record's metric, or None if it is not available."""
+    try:
+        import flamingo_eval.metrics  # noqa: F401  (registers the metrics, when the package has them)
+        from flamingo_eval.metrics.base import MetricInput
+        from flamingo_eval.registry import METRICS
+
+        b = record["benchmark"]
+        metric = METRICS.get(b["metric"])(**(b.get("metric_args") or {}))
+    except (ImportError, UserError, TypeError):
+        return None
+
+    def score(lines: list[dict[str, Any]]) -> float:
+        items = [MetricInput(sample_id=x["sample_id"], answer=x.get("answer") or "",
+                             references=tuple(x.get("references") or ()), label=x.get("label"),
+                             scores=None if x.get("scores") is None else tuple(x["scores"]),
+                             extra=x.get("extra") or {}) for x in lines]
+        return float(metric(items).value)
+
+    return score
+
+
+def _corpus_cell(score: Callable, ids: list[str], bi: dict, ci: dict, seeds: list[int],
+                 max_drop: float, alpha: float, n_resamples: int, seed: int) -> _TestResult:
+    """Paired bootstrap with the corpus metric recomputed on each resample (slow, so capped at 1000)."""
+    def delta_at(idx: np.ndarray) -> float:
+        return float(np.mean([score([ci[s][ids[i]] for i in idx]) - score([bi[s][ids[i]] for i in idx])
+                              for s in seeds]))
+
+    observed = delta_at(np.arange(len(ids)))
+    rng = np.random.default_rng(seed)
+    boot = np.array([delta_at(rng.integers(0, len(ids), len(ids))) for _ in range(min(n_resamples, 1000))])
+    lo, hi = np.quantile(boot, [alpha, 1 - alpha])
+    # Basic-bootstrap test: under the boundary null the statistic is distributed as boot - observed - D.
+    p_drop = (1 + np.sum(boot - observed - max_drop <= observed)) / (len(boot) + 1)
+    p_gain = (1 + np.sum(boot - observed + max_drop >= observed)) / (len(boot) + 1)
+    return observed, float(lo), float(hi), float(p_drop), _verdict(observed, p_drop, p_gain, max_drop, alpha)
+
+
+def _compare_shots(base: dict, cand: dict, rb: dict, rc: dict, preds: tuple[list, list], opts: dict,
+                   notes: list[str]) -> CellComparison:
+    bench, shots = base["benchmark"]["id"], rb["shots"]
+    b_trials = {t["seed"]: float(t["value"]) for t in rb["trials"]}
+    c_trials = {t["seed"]: float(t["value"]) for t in rc["trials"]}
+    seeds = sorted(set(b_trials) & set(c_trials))
+    if not seeds:
+        raise UserError(f"records not comparable: no common trial seeds for {bench} {shots}-shot "
+                        f"(baseline {sorted(b_trials)}, candidate {sorted(c_trials)}), so demos differ")
+    base_mean = float(np.mean([b_trials[s] for s in seeds]))
+    cand_mean = float(np.mean([c_trials[s] for s in seeds]))
+    ids, bi, ci = _pairs(preds[0], preds[1], bench, shots, seeds, notes)
+    per_sample = not base["benchmark"].get("corpus_level") and all(
+        bi[s][i].get("score") is not None and ci[s][i].get("score") is not None for s in seeds for i in ids)
+    args = (opts["max_drop"], opts["alpha"], opts["n_resamples"], opts["seed"])
+    res: _TestResult
+    if per_sample:
+        d = np.array([[ci[s][i]["score"] - bi[s][i]["score"] for i in ids] for s in seeds], float).mean(0)
+        res, method, n = paired_test(d, *args), "paired bootstrap + sign-flip", len(ids)
+    elif (score := _corpus_metric(base)) is not None:
+        res, method, n = _corpus_cell(score, ids, bi, ci, seeds, *args), "corpus bootstrap", len(ids)
+    else:
+        d = np.array([c_trials[s] - b_trials[s] for s in seeds])
+        n, method = len(seeds), "per-trial (corpus metric)"
+        if len(d) > 1:
+            res = paired_test(d, *args)
+        else:
+            res = (float(d[0]), math.nan, math.nan, 1.0, "drop (n.s.)" if d[0] < -opts["max_drop"] else "ok")
+        notes.append(f"{bench} {shots}-shot: corpus metric '{base['benchmark']['metric']}' has no per-sample "
+                     f"scores and is not registered here; compared {len(seeds)} trial value(s) only, "
+                     "which cannot reach significance with few trials.")
+    return CellComparison(bench, shots, str(rb.get("sampler", "random")), n, len(seeds), base_mean, cand_mean,
+                          float(res[0]), float(res[1]), float(res[2]), float(res[3]), str(res[4]), method)
+
+
+def _compare_records(base: dict, cand: dict, opts: dict, out: Comparison) -> None:
+    _check_comparable(base, cand)
+    bench = base["benchmark"]["id"]
+    cand_results = {r["shots"]: r for r in cand["results"]}
+    preds = (load_predictions(Path(base["_path"]).parent), load_predictions(Path(cand["_path"]).parent))
+    n_cells = 0
+    for rb in sorted(base["results"], key=lambda r: r["shots"]):
+        rc = cand_results.get(rb["shots"])
+        if rc is None:
+            out.notes.append(f"{bench} {rb['shots']}-shot: not in the candidate run; skipped.")
+            continue
+        sb, sc = rb.get("sampler", "random"), rc.get("sampler", "random")
+        if sb != sc:
+            raise UserError(f"records not comparable: demo sampler differs for {bench} {rb['shots']}-shot "
+                            f"(baseline {sb!r}, candidate {sc!r})")
+        out.cells.append(_compare_shots(base, cand, rb, rc, preds, opts, out.notes))
+        n_cells += 1
+    if n_cells == 0:
+        raise UserError(f"records not comparable: no shots setting of {bench} is in both runs")
+
+
+def compare_runs(baseline: str | Path, candidate: str | Path, *, max_drop: float = 1.0, alpha: float = 0.05,
+                 n_resamples: int = 10_000, seed: int = 0) -> Comparison:
+    """Compare two runs (run dirs, record.json paths, or directories of runs paired by benchmark).
+
+    Raises:
+        UserError: Missing/invalid files or records that cannot be paired (the CLI exits 2).
+    """
+    if not 0 < alpha < 0.5:
+        raise UserError(f"--alpha must be in (0, 0.5), got {alpha}")
+    if max_drop < 0 or n_resamples < 100:
+        raise UserError("--max-drop must be >= 0 and --n-resamples >= 100")
+    sides = []
+    for label, path in (("baseline", baseline), ("candidate", candidate)):
+        by_bench: dict[str, dict[str, Any]] = {}
+        for rec in _records_for(path):
+            bid = rec["benchmark"]["id"]
+            if bid in by_bench:
+                raise UserError(f"{path}: {label} holds several records for benchmark '{bid}' "
+                                f"({by_bench[bid]['_path']}, {rec['_path']}); pass one run directory")
+            by_bench[bid] = rec
+        sides.append(by_bench)
+    base_by, cand_by = sides
+    missing = sorted(set(base_by) - set(cand_by))
+    if missing:
+        raise UserError(f"records not comparable: candidate has no run for benchmark(s) {', '.join(missing)}")
+    out = Comparison(str(baseline), str(candidate), max_drop, alpha)
+    opts = {"max_drop": max_drop, "alpha": alpha, "n_resamples": n_resamples, "seed": seed}
+    for bid in sorted(base_by):
+        _compare_records(base_by[bid], cand_by[bid], opts, out)
+    out.notes += [f"{b}: only in the candidate; not compared." for b in sorted(set(cand_by) - set(base_by))]
+    return out
+
+
+def format_comparison(cmp: Comparison) -> str:
+    """A Markdown table (readable as plain text) plus notes and the gate's one-line outcome."""
+    level = round(100 * (1 - 2 * cmp.alpha))
+    lines = [f"baseline:  {cmp.baseline}", f"candidate: {cmp.candidate}", "",
+             f"| benchmark | shots | n | baseline | candidate | delta | {level}% CI | p(drop>{cmp.max_drop:g}) "
+             "| verdict |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for c in cmp.cells:
+        shots = f"{c.shots}" if c.sampler == "random" else f"{c.shots} ({c.sampler})"
+        ci = "n/a" if math.isnan(c.ci_lo) else f"[{c.ci_lo:+.2f}, {c.ci_hi:+.2f}]"
+        lines.append(f"| {c.benchmark} | {shots} | {c.n} | {c.baseline:.2f} | {c.candidate:.2f} | "
+                     f"{c.delta:+.2f} | {ci} | {c.p:.4f} | {c.verdict} |")
+    methods = sorted({c.method for c in cmp.cells})
+    lines += ["", f"Test: {', '.join(methods)}; fails when delta < -{cmp.max_drop:g} points with "
+                  f"p < {cmp.alpha:g} (one-sided)."]
+    lines += [f"Note: {n}" for n in cmp.notes]
+    bad = [f"{c.benchmark} {c.shots}-shot" for c in cmp.cells if c.verdict == "REGRESSION"]
+    lines.append(f"FAIL: significant regression on {', '.join(bad)}" if bad else "PASS: no significant regression")
+    return "\n".join(lines) + "\n"

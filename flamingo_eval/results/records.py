@@ -1,0 +1,244 @@
+"""Run records on disk: load, validate, find, and write them atomically.
+
+A run directory holds ``record.json`` (one JSON object, schema in docs/results.md) and
+``predictions.jsonl`` (one JSON object per scored sample). Validation checks only what the results
+tools rely on; every problem is reported as one :class:`~flamingo_eval.errors.UserError` line that
+names the file and the field (``results[0].trials[1].value``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from flamingo_eval.errors import UserError
+
+SCHEMA_VERSION = 1
+"""Newest record schema this package reads and the runner writes."""
+
+RECORD_FILE = "record.json"
+PREDICTIONS_FILE = "predictions.jsonl"
+
+_NUMBER = (int, float)
+
+
+def _fail(path: Path | str, field: str, problem: str) -> UserError:
+    return UserError(f"{path}: field '{field}': {problem}")
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _need(d: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str, path: Path | str) -> Any:
+    """Return ``d[key]`` after checking that it exists and has the expected JSON type."""
+    field = f"{where}.{key}" if where else key
+    if key not in d:
+        raise _fail(path, field, "missing")
+    value = d[key]
+    bad_bool = isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,))
+    if not isinstance(value, kind) or bad_bool:
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise _fail(path, field, f"expected {names}, got {_type_name(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _fail(path, field, f"expected a finite number, got {value}")
+    return value
+
+
+def _validate_trial(t: Any, where: str, path: Path | str) -> None:
+    if not isinstance(t, dict):
+        raise _fail(path, where, f"expected object, got {_type_name(t)}")
+    _need(t, "seed", int, where, path)
+    _need(t, "value", _NUMBER, where, path)
+    ci = t.get("ci95")
+    if ci is not None and (
+        not isinstance(ci, list) or len(ci) != 2 or not all(isinstance(x, _NUMBER) for x in ci)
+    ):
+        raise _fail(path, f"{where}.ci95", "expected [low, high] or null")
+
+
+def _validate_result(r: Any, where: str, path: Path | str) -> None:
+    if not isinstance(r, dict):
+        raise _fail(path, where, f"expected object, got {_type_name(r)}")
+    shots = _need(r, "shots", int, where, path)
+    if shots < 0:
+        raise _fail(path, f"{where}.shots", f"expected >= 0, got {shots}")
+    trials = _need(r, "trials", list, where, path)
+    if not trials:
+        raise _fail(path, f"{where}.trials", "empty (a result needs at least one trial)")
+    seeds = []
+    for j, t in enumerate(trials):
+        _validate_trial(t, f"{where}.trials[{j}]", path)
+        seeds.append(t["seed"])
+    if len(set(seeds)) != len(seeds):
+        raise _fail(path, f"{where}.trials", f"duplicate trial seeds {sorted(seeds)}")
+    _need(r, "mean", _NUMBER, where, path)
+
+
+def validate_record(d: Any, path: Path | str = "<record>") -> dict[str, Any]:
+    """Check that a parsed record has the fields the results tools read.
+
+    Args:
+        d: The parsed ``record.json`` object.
+        path: File name used in the error message.
+
+    Returns:
+        ``d`` unchanged, for chaining.
+
+    Raises:
+        UserError: One line naming ``path`` and the first bad field.
+    """
+    if not isinstance(d, dict):
+        raise _fail(path, "<root>", f"expected a JSON object, got {_type_name(d)}")
+    version = _need(d, "schema_version", int, "", path)
+    if version > SCHEMA_VERSION:
+        raise _fail(path, "schema_version", f"{version} is newer than this flamingo-eval reads "
+                    f"({SCHEMA_VERSION}); upgrade flamingo-eval")
+    if version < 1:
+        raise _fail(path, "schema_version", f"expected >= 1, got {version}")
+    _need(d, "run_id", str, "", path)
+    created = _need(d, "created", str, "", path)
+    try:
+        datetime.fromisoformat(created)
+    except ValueError:
+        raise _fail(path, "created", f"not an ISO-8601 timestamp: {created!r}") from None
+    bench = _need(d, "benchmark", dict, "", path)
+    for key in ("id", "version", "split", "metric"):
+        _need(bench, key, str, "benchmark", path)
+    model = _need(d, "model", dict, "", path)
+    _need(model, "id", str, "model", path)
+    for key in ("name", "fingerprint"):
+        if model.get(key) is not None:
+            _need(model, key, str, "model", path)
+    results = _need(d, "results", list, "", path)
+    shots_seen: set[tuple[int, str]] = set()
+    for i, r in enumerate(results):
+        _validate_result(r, f"results[{i}]", path)
+        setting = (int(r["shots"]), str(r.get("sampler", "random")))
+        if setting in shots_seen:
+            raise _fail(path, f"results[{i}].shots", f"{setting[0]}-shot ({setting[1]}) listed twice")
+        shots_seen.add(setting)
+    return d
+
+
+def load_record(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load and validate a record from a run directory or a ``record.json`` path.
+
+    The returned dict gains one private key, ``_path`` (the file it was read from).
+
+    Raises:
+        UserError: The file is missing, not JSON, or fails :func:`validate_record`.
+    """
+    p = Path(path)
+    if p.is_dir():
+        p = p / RECORD_FILE
+    if not p.is_file():
+        raise UserError(f"{p}: no run record here (expected a run directory or a {RECORD_FILE} path)")
+    try:
+        d = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise UserError(f"{p}: not valid JSON (line {e.lineno}: {e.msg})") from None
+    validate_record(d, p)
+    d["_path"] = str(p)
+    return d
+
+
+def find_records(root: str | os.PathLike[str]) -> list[Path]:
+    """All ``record.json`` files under ``root`` (recursively), sorted by path.
+
+    Raises:
+        UserError: ``root`` does not exist.
+    """
+    r = Path(root)
+    if r.is_file():
+        return [r]
+    if not r.is_dir():
+        raise UserError(f"{r}: results directory not found")
+    return sorted(p for p in r.rglob(RECORD_FILE) if p.is_file())
+
+
+def load_records(root: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Load and validate every record under ``root`` (see :func:`find_records`)."""
+    return [load_record(p) for p in find_records(root)]
+
+
+def iter_predictions(run_dir: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    """Yield the prediction lines of a run, skipping blank lines.
+
+    Raises:
+        UserError: The file is missing or a line is not a JSON object with the pairing keys.
+    """
+    p = Path(run_dir)
+    if p.name == RECORD_FILE or p.is_file():
+        p = p.parent
+    p = p / PREDICTIONS_FILE
+    if not p.is_file():
+        raise UserError(f"{p}: predictions file not found (paired comparison needs it)")
+    with p.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError(f"{p}:{lineno}: not valid JSON ({e.msg})") from None
+            if not isinstance(obj, dict):
+                raise UserError(f"{p}:{lineno}: expected a JSON object")
+            for key, kind in (("shots", int), ("seed", int), ("sample_id", str)):
+                if not isinstance(obj.get(key), kind):
+                    raise UserError(f"{p}:{lineno}: field '{key}': expected {kind.__name__}, "
+                                    f"got {_type_name(obj.get(key))}")
+            yield obj
+
+
+def load_predictions(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """All prediction lines of a run (a run directory or its ``record.json`` path).
+
+    A resumed run may hold the same (shots, seed, sample_id) twice; the later line wins.
+    """
+    latest: dict[tuple[int, int, str], dict[str, Any]] = {}
+    for obj in iter_predictions(run_dir):
+        latest[(obj["shots"], obj["seed"], obj["sample_id"])] = obj
+    return list(latest.values())
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj: Any, *, indent: int | None = 2) -> None:
+    """Write JSON so that readers see either the old file or the complete new one.
+
+    Writes a temporary file in the same directory, fsyncs it, then ``os.replace``s it over ``path``.
+    """
+    write_text_atomic(path, json.dumps(obj, indent=indent, ensure_ascii=False, allow_nan=False) + "\n")
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Atomically replace ``path`` with ``text`` (UTF-8); see :func:`write_json_atomic`."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    # Make the rename itself durable where the platform allows it.
+    try:
+        dir_fd = os.open(p.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
