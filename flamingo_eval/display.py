@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from flamingo_eval.runner import Reporter
@@ -42,8 +43,14 @@ class PlainReporter(Reporter):
 
 class RichReporter(Reporter):
     def start(self, total: int, description: str) -> None:
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[rate]}"),
@@ -106,7 +113,7 @@ def error(message: str) -> None:
     print(f"error: {message}", file=sys.stderr, flush=True)
 
 
-def plain_table(head: tuple[str, ...], rows: list[tuple[str, ...]], title: str = "") -> None:
+def plain_table(head: tuple[str, ...], rows: Sequence[Sequence[str]], title: str = "") -> None:
     if fancy():
         from rich.console import Console
         from rich.table import Table

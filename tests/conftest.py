@@ -35,7 +35,7 @@ def make_vqav2(root: Path, n_train: int = 12, n_val: int = 6) -> Path:
 
     src = sorted((easyvqa_data() / "test" / "images").glob("*.png"))
     d = root / "vqav2"
-    for split, coco, n, offset in (("train", "train2014", n_train, 0), ("val", "val2014", n_val, 100)):
+    for _split, coco, n, offset in (("train", "train2014", n_train, 0), ("val", "val2014", n_val, 100)):
         (d / coco).mkdir(parents=True, exist_ok=True)
         questions, annotations = [], []
         for i in range(n):

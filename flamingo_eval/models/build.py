@@ -106,8 +106,8 @@ def build_model(cfg: ModelCfg, batch_size: int | None = None) -> FlamingoEvalMod
         model = Flamingo(vision, decoder, FlamingoConfig(**cfg.flamingo), media_id)
         if cfg.init == "random":
             for blk in model.xattn.values():
-                blk.attn_gate.data.fill_(cfg.init_gate)  # type: ignore[union-attr]
-                blk.ff_gate.data.fill_(cfg.init_gate)  # type: ignore[union-attr]
+                blk.attn_gate.data.fill_(cfg.init_gate)  # type: ignore[union-attr,operator]
+                blk.ff_gate.data.fill_(cfg.init_gate)  # type: ignore[union-attr,operator]
         elif cfg.init != "zero_gates":
             raise UserError(f"model {cfg.name}: init must be zero_gates or random, got '{cfg.init}'")
     if cfg.checkpoint:

@@ -86,7 +86,8 @@ class PerceiverResampler(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """(I, V, Dv) -> (I, N, Dv)."""
         latents = self.latents[None].expand(x.shape[0], -1, -1)
-        for attn, ff in self.layers:  # type: ignore[misc]
+        for layer in self.layers:
+            attn, ff = layer[0], layer[1]  # type: ignore[index]
             latents = attn(x, latents) + latents
             latents = ff(latents) + latents
         return self.norm(latents)
@@ -236,8 +237,8 @@ class Flamingo(nn.Module):
 
     def media_state(self, latents: Tensor, num_rows: int) -> MediaState:
         """latents (B, M, N, Dv) (rows padded to M) -> per-layer projected K/V, computed once."""
-        kv = {int(i): blk.attn.project_media(latents) for i, blk in self.xattn.items()  # type: ignore[union-attr]
-              if not blk.is_identity()}  # type: ignore[operator]
+        kv = {int(i): blk.attn.project_media(latents)  # type: ignore[union-attr,operator]
+              for i, blk in self.xattn.items() if not blk.is_identity()}  # type: ignore[operator]
         seen = torch.zeros(num_rows, dtype=torch.long, device=latents.device)
         return MediaState(kv=kv, images_seen=seen)
 

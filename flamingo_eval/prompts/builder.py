@@ -29,11 +29,12 @@ def build_prompt(template: Any, demos: Sequence[Sample], query: Sample, *, text_
                  count_tokens: Callable[[str], int] | None = None, max_tokens: int | None = None,
                  prefix: str = "") -> InterleavedPrompt:
     """Build one prompt. ``template`` has ``demo``, ``query``, ``separator`` (after each demo), ``prefix``."""
-    demo_texts, demo_media = [], []
+    demo_texts: list[str] = []
+    demo_media: list[tuple[str, ...]] = []
     for d in demos:
         text = fill(template.demo, d, with_answer=True)
         if text_only_demos:
-            text, media = text.replace(IMAGE_TOKEN, ""), ()
+            text, media = text.replace(IMAGE_TOKEN, ""), tuple[str, ...]()
         else:
             media = d.media[: text.count(IMAGE_TOKEN)]
         demo_texts.append(text + template.separator)

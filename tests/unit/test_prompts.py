@@ -6,7 +6,14 @@ import pytest
 
 from flamingo_eval.config import TemplateCfg
 from flamingo_eval.errors import UserError
-from flamingo_eval.prompts import FixedSampler, RandomSampler, build_prompt, extract_caption, extract_vqa, query_set
+from flamingo_eval.prompts import (
+    FixedSampler,
+    RandomSampler,
+    build_prompt,
+    extract_caption,
+    extract_vqa,
+    query_set,
+)
 from flamingo_eval.types import InterleavedPrompt, Sample
 
 POOL = [Sample(id=f"t{i}", media=(f"img{i}.png",), fields={"question": f"q{i}"}, references=(f"a{i}", "x"))
