@@ -1,4 +1,8 @@
-"""Prepare offline assets once (called by `make install`): the SmolLM2 safetensors conversion."""
+"""Prepare offline assets once (called by `make install`): the SmolLM2 GGUF -> safetensors conversion.
+
+OK-VQA's stemmer needs nltk tagger data that no package registry ships; docs/benchmarks.md says how to
+install it where a network is available (the OK-VQA run fails at start-up with that hint otherwise).
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,6 @@ def main() -> int:
     from flamingo_eval.models.assets import smollm2_dir
 
     print(f"SmolLM2 (HF format): {smollm2_dir()}")
-    try:
-        from flamingo_eval.metrics import okvqa_stem
-
-        ensure = getattr(okvqa_stem, "ensure_nltk_data", None)
-        if ensure is not None:
-            ensure(download=True)
-    except Exception as e:  # noqa: BLE001 - optional data; OK-VQA explains how to install it
-        print(f"note: nltk data for OK-VQA not prepared ({e})", file=sys.stderr)
     return 0
 
 
