@@ -28,7 +28,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	touch $@
 
 demo: install  ## the mini model on easy-vqa, 0/4/8 shots, 200 test questions (offline)
-	$(VENV)/bin/flamingo-eval run easyvqa --shots 0 4 8 --limit 200 --output runs/demo
+	$(VENV)/bin/flamingo-eval run easyvqa --shots 0 4 8 --trials 2 --limit 200 --output runs/demo
 
 test: install  ## the test suite (CPU, offline)
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         error(str(e))
         return 2
     except KeyboardInterrupt:
-        error("interrupted; predictions written so far are kept in the run directory")
+        error("interrupted; predictions written so far are kept in the run directory: "
+              "re-run the same command (same --output) to resume")
         return 130
     except Exception as e:  # noqa: BLE001 - the last line of defence: one line, not a traceback
         if os.environ.get("FLAMINGO_EVAL_DEBUG"):

@@ -17,6 +17,7 @@ from omegaconf.errors import OmegaConfBaseException
 from flamingo_eval.errors import UserError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+SAMPLER_NAMES = ("random", "fixed", "rices", "class_balanced")
 
 
 def cards_root() -> Path:
@@ -63,6 +64,10 @@ class BenchmarkCard:
     normalize_length: bool = True
     metric: MetricCfg = field(default_factory=MetricCfg)
     query_set_size: int = 2048
+    ensemble_orders: int = 1
+    """Rank tasks: average candidate scores over up to this many orderings of the same demos (6 in OF)."""
+    submission_key: str = ""
+    """question_id | image: write an evaluation-server submission when the eval split has no annotations."""
     license: str = ""
     source: str = ""
 
@@ -113,11 +118,20 @@ class ModelCfg:
     init_gate: float = 0.5
     seed: int = 0
     checkpoint: str | None = None
+    """OpenFlamingo ``checkpoint.pt`` (or training checkpoint / .safetensors) for the bridge + embeddings."""
+    new_head_rows: str = "error"
+    """error | mean: an untied LM head that grew for the Flamingo tokens and is not in the checkpoint."""
     precision: str = "fp32"
     device: str = "cpu"
     batch_size: int = 8
     max_context: int = 2048
     latent_cache_mb: int = 1024
+    latent_cache_dir: str | None = None
+    """Optional on-disk cache of vision latents (keyed by weights fingerprint + image content hash)."""
+    engine: str = "fast"
+    """fast | reference: the batched engine, or the plain OpenFlamingo-style loop (baseline, equivalence)."""
+    trust_remote_code: bool = False
+    """Let a tokenizer directory run its own Python code (``auto_map``); only for sources you trust."""
 
 
 @dataclass
@@ -135,6 +149,19 @@ class RunCfg:
     query_set_size: int | None = None
     on_bad_sample: str = "error"
     bootstrap: int = 1000
+    resume: bool = True
+    """Continue a compatible partial run found in ``output`` (run-only: not part of the config hash)."""
+    overwrite: bool = False
+    """Replace whatever run ``output`` holds instead of resuming or refusing (run-only)."""
+    rices_model: str = "ViT-L-14"
+    """open_clip architecture whose image embeddings RICES compares."""
+    rices_pretrained: str | None = "openai"
+    """open_clip weights tag; null = seeded random weights (tests)."""
+    rices_cache_dir: str | None = None
+    """Where RICES features are cached (default ~/.cache/flamingo_eval/rices)."""
+    rices_batch_size: int = 32
+    rices_image_size: int | None = None
+    """Override the encoder's input size (tests use a small random encoder at 64 px); null = the model's."""
 
 
 @dataclass
@@ -192,8 +219,10 @@ def _check_values(cfg: Config) -> None:
         raise UserError(f"run.shots must be >= 0, got {r.shots}")
     if r.trials < 1:
         raise UserError("run.trials must be >= 1")
-    if r.sampler not in ("random", "fixed"):
-        raise UserError(f"run.sampler must be random or fixed, got '{r.sampler}'")
+    if r.sampler not in SAMPLER_NAMES:
+        raise UserError(f"run.sampler must be one of {', '.join(SAMPLER_NAMES)}, got '{r.sampler}'")
+    if b.ensemble_orders < 1:
+        raise UserError(f"benchmark {b.id}: ensemble_orders must be >= 1, got {b.ensemble_orders}")
     if r.on_bad_sample not in ("error", "skip"):
         raise UserError(f"run.on_bad_sample must be error or skip, got '{r.on_bad_sample}'")
     if b.mode not in ("generate", "rank"):

@@ -84,7 +84,8 @@ def results_table(record: dict[str, Any], run_dir: str) -> None:
     for r in record["results"]:
         trials = r["trials"]
         extras = trials[0].get("extras", {}) if trials else {}
-        rows.append((str(r["shots"]), f"{r['mean']:.2f} ± {r['std']:.2f}", str(len(trials)), str(trials[0]["n"]),
+        score = "submission" if r["mean"] is None else f"{r['mean']:.2f} ± {r['std']:.2f}"
+        rows.append((str(r["shots"]), score, str(len(trials)), str(trials[0]["n"]),
                      ", ".join(f"{k}={v:.2f}" for k, v in extras.items()),
                      str(sum(t["skipped"] for t in trials)), f"{sum(t['seconds'] for t in trials):.1f}"))
     head = ("shots", "score (mean ± std)", "trials", "n", "extras", "skipped", "seconds")

@@ -2,31 +2,34 @@
 
 The runner never branches on a benchmark or model name: the card names the adapter, template, request
 kind (generate | rank) and metric; everything else is data. Predictions are appended and flushed per
-batch; the record is rewritten atomically after every trial, so a crash loses at most one batch.
+batch to per-rank part files; the record is rewritten atomically after every trial, so a crash loses at
+most one batch and a re-run resumes (see ``results/store.py``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import flamingo_eval.benchmarks  # noqa: F401  (registers adapters)
 import flamingo_eval.metrics  # noqa: F401  (registers metrics)
 import flamingo_eval.prompts  # noqa: F401  (registers samplers, extractors)
+from flamingo_eval import distributed
 from flamingo_eval.benchmarks.base import Adapter
 from flamingo_eval.config import BenchmarkCard, Config, to_dict
 from flamingo_eval.errors import UserError
 from flamingo_eval.metrics.base import MetricInput, MetricResult
 from flamingo_eval.prompts.builder import build_prompt
-from flamingo_eval.prompts.samplers import query_set
+from flamingo_eval.prompts.samplers import SamplerContext, keyed_rng, query_set
 from flamingo_eval.provenance import provenance, run_id
 from flamingo_eval.registry import ADAPTERS, EXTRACTORS, METRICS, SAMPLERS
-from flamingo_eval.results.records import write_json_atomic
+from flamingo_eval.results.store import RunStore
 from flamingo_eval.types import EvalModel, GenerateRequest, InterleavedPrompt, RankRequest, Sample
 
 CHUNK = 32  # samples per model call / predictions flush
@@ -66,6 +69,11 @@ class Task:
     metric: Any
     extractor: Callable[[str], str]
     template: Any
+    sampler_context: SamplerContext = field(default_factory=SamplerContext)
+    submission_key: str | None = None
+    """Set when the eval split has no annotations: each trial writes a submission file instead of a score."""
+    submission_ids: tuple[Any, ...] = ()
+    """Every id the submission must answer (the whole eval split, before --limit)."""
 
 
 def prepare(cfg: Config) -> Task:
@@ -77,14 +85,31 @@ def prepare(cfg: Config) -> Task:
                         f"run `flamingo-eval data check {card.id} --data-root DIR` for the expected layout")
     adapter = make_adapter(card, cfg.run.data_root)
     eval_samples = adapter.load(card.eval_split)
+    submission_key, submission_ids = unannotated_split(card, eval_samples)
     if cfg.run.limit is not None:
         eval_samples = eval_samples[: cfg.run.limit]
     demo_samples = eval_samples if card.demo_split == card.eval_split else adapter.load(card.demo_split)
     template = cfg.prompts.templates[card.prompt]
+    context = SamplerContext(demo_split=demo_samples, queries=eval_samples,
+                             options={**to_dict(cfg)["run"], "device": cfg.model.device})
     return Task(cfg=cfg, eval_samples=eval_samples, demo_samples=demo_samples,
                 candidates=getattr(adapter, "candidates", None),
                 metric=METRICS.get(card.metric.name)(**card.metric.args),
-                extractor=EXTRACTORS.get(template.extractor), template=template)
+                extractor=EXTRACTORS.get(template.extractor), template=template, sampler_context=context,
+                submission_key=submission_key, submission_ids=submission_ids)
+
+
+def unannotated_split(card: BenchmarkCard, samples: list[Sample]) -> tuple[str | None, tuple[Any, ...]]:
+    """(submission key, all ids) when the eval split has no annotations, else (None, ())."""
+    if not samples or any(s.references or s.label is not None for s in samples):
+        return None, ()
+    if not card.submission_key:
+        raise UserError(f"{card.id}: split '{card.eval_split}' has no annotations and the card defines no "
+                        "submission_key, so it can be neither scored nor submitted")
+    from flamingo_eval.benchmarks.submission import submission_key
+
+    key = submission_key(card)
+    return key, tuple(s.fields.get(key) for s in samples)
 
 
 def prompt_hash(p: InterleavedPrompt) -> str:
@@ -95,13 +120,34 @@ def prompt_hash(p: InterleavedPrompt) -> str:
 
 
 def trial_prompts(task: Task, model: EvalModel, shots: int, seed: int) -> list[InterleavedPrompt]:
+    """One prompt per eval sample (the sampler's demo order)."""
+    return [variants[0] for variants in trial_prompt_sets(task, model, shots, seed)]
+
+
+def demo_orders(demos: list[Sample], n: int, *keys: object) -> list[list[Sample]]:
+    """The sampler's order, then up to ``n - 1`` other distinct keyed permutations (prompt ensembling)."""
+    orders, seen = [demos], {tuple(range(len(demos)))}
+    rng = keyed_rng(*keys, "demo_orders")
+    while len(orders) < min(n, math.factorial(len(demos))):
+        perm = list(range(len(demos)))
+        rng.shuffle(perm)
+        if tuple(perm) not in seen:
+            seen.add(tuple(perm))
+            orders.append([demos[i] for i in perm])
+    return orders
+
+
+def trial_prompt_sets(task: Task, model: EvalModel, shots: int, seed: int) -> list[tuple[InterleavedPrompt, ...]]:
+    """Per eval sample, its prompts: one per demo order (``ensemble_orders`` > 1 only for rank tasks)."""
     cfg, card = task.cfg, task.cfg.benchmarks
     size = cfg.run.query_set_size or card.query_set_size
     pool = query_set(task.demo_samples, card.id, card.demo_split, seed, size)
-    sampler = SAMPLERS.get(cfg.run.sampler)(pool, card.id, card.demo_split, seed)
+    sampler = SAMPLERS.get(cfg.run.sampler)(pool, card.id, card.demo_split, seed, context=task.sampler_context)
     k = shots if shots > 0 else cfg.run.zero_shot_text_demos
-    return [build_prompt(task.template, sampler.demos(s, k), s, text_only_demos=shots == 0,
-                         count_tokens=model.count_tokens, max_tokens=model.max_context)
+    n_orders = card.ensemble_orders if card.mode == "rank" else 1
+    return [tuple(build_prompt(task.template, demos, s, text_only_demos=shots == 0,
+                               count_tokens=model.count_tokens, max_tokens=model.max_context)
+                  for demos in demo_orders(sampler.demos(s, k), n_orders, card.id, seed, s.id))
             for s in task.eval_samples]
 
 
@@ -145,11 +191,32 @@ def call_with_skips(model: EvalModel, reqs: list[Any], skip: bool) -> tuple[list
     return outs, errors
 
 
+def call_ensembled(task: Task, model: EvalModel, samples: Sequence[Sample],
+                   sets: Sequence[tuple[InterleavedPrompt, ...]], skip: bool) -> tuple[list[Any], list[str | None]]:
+    """Run one chunk; a sample with several demo orders gets the mean of its candidate scores."""
+    flat_p = [p for variants in sets for p in variants]
+    flat_s = [s for s, variants in zip(samples, sets) for _ in variants]
+    outs, errors = call_with_skips(model, _requests(task, flat_p, flat_s), skip)
+    merged: list[Any] = []
+    merged_errors: list[str | None] = []
+    pos = 0
+    for variants in sets:
+        part, errs = outs[pos : pos + len(variants)], errors[pos : pos + len(variants)]
+        pos += len(variants)
+        err = next((e for e in errs if e is not None), None)
+        merged_errors.append(err)
+        if err is not None or len(part) == 1:
+            merged.append(None if err is not None else part[0])
+        else:
+            merged.append([sum(col) / len(part) for col in zip(*part)])
+    return merged, merged_errors
+
+
 @dataclass
 class TrialOutput:
     lines: list[dict[str, Any]] = field(default_factory=list)
     items: list[MetricInput] = field(default_factory=list)
-    skipped: list[dict[str, str]] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
     dropped: int = 0
 
 
@@ -171,35 +238,42 @@ def to_prediction(task: Task, s: Sample, p: InterleavedPrompt, out: Any) -> tupl
     return line, item
 
 
-def run_trial(task: Task, model: EvalModel, shots: int, seed: int, sink: Callable[[list[dict[str, Any]]], None],
+def run_trial(task: Task, model: EvalModel, shots: int, seed: int, sink: Callable[..., None],
               reporter: Reporter) -> TrialOutput:
-    prompts = trial_prompts(task, model, shots, seed)
+    """Evaluate ``task.eval_samples``; per chunk, ``sink(lines, skipped)`` persists the results."""
+    sets = trial_prompt_sets(task, model, shots, seed)
+    prompts = [variants[0] for variants in sets]
     res = TrialOutput(dropped=sum(p.dropped_demos for p in prompts))
     skip = task.cfg.run.on_bad_sample == "skip"
     samples = task.eval_samples
     for start in range(0, len(samples), CHUNK):
         chunk_s, chunk_p = samples[start : start + CHUNK], prompts[start : start + CHUNK]
-        outs, errors = call_with_skips(model, _requests(task, chunk_p, chunk_s), skip)
-        lines = []
+        outs, errors = call_ensembled(task, model, chunk_s, sets[start : start + CHUNK], skip)
+        lines: list[dict[str, Any]] = []
+        skipped: list[dict[str, Any]] = []
         for s, p, out, err in zip(chunk_s, chunk_p, outs, errors):
             if err is not None:
-                res.skipped.append({"sample_id": s.id, "error": err})
+                skipped.append({"sample_id": s.id, "error": err, "dropped_demos": p.dropped_demos})
                 continue
             line, item = to_prediction(task, s, p, out)
             lines.append(line)
             res.items.append(item)
-        sink(lines)
+        sink(lines, skipped)
         res.lines += lines
+        res.skipped += skipped
         reporter.advance(len(chunk_s))
     return res
 
 
-def summarize(values: list[float]) -> dict[str, float]:
+def summarize(values: list[float | None]) -> dict[str, float | None]:
     import statistics
 
-    mean = statistics.fmean(values)
-    return {"mean": mean, "std": statistics.pstdev(values) if len(values) > 1 else 0.0,
-            "std_ddof1": statistics.stdev(values) if len(values) > 1 else 0.0}
+    scored = [v for v in values if v is not None]
+    if len(scored) < len(values):  # unscored trials (submission files): the server scores them
+        return {"mean": None, "std": None, "std_ddof1": None}
+    mean = statistics.fmean(scored)
+    return {"mean": mean, "std": statistics.pstdev(scored) if len(scored) > 1 else 0.0,
+            "std_ddof1": statistics.stdev(scored) if len(scored) > 1 else 0.0}
 
 
 def score_items(metric: Any, items: list[MetricInput]) -> MetricResult:
@@ -208,63 +282,83 @@ def score_items(metric: Any, items: list[MetricInput]) -> MetricResult:
     return metric(items)
 
 
-class PredictionSink:
-    """Appends prediction lines to predictions.jsonl, flushing after each batch."""
-
-    def __init__(self, path: Path, shots: int, trial: int, seed: int) -> None:
-        self.path, self.tags = path, {"shots": shots, "trial": trial, "seed": seed}
-
-    def __call__(self, lines: list[dict[str, Any]]) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
-            for ln in lines:
-                f.write(json.dumps({**self.tags, **ln}, ensure_ascii=False) + "\n")
-            f.flush()
-
-
 def evaluate(cfg: Config, model: EvalModel, out_dir: Path, reporter: Reporter, command: str = "") -> dict[str, Any]:
-    """Run every (shots, trial) of ``cfg`` and write the run directory; returns the record."""
+    """Run every (shots, trial) of ``cfg`` and write the run directory; returns the record.
+
+    A compatible partial run in ``out_dir`` is resumed (``results/store.py``); under torchrun each rank
+    evaluates its shard and rank 0 merges and scores (``distributed.py``).
+    """
     task = prepare(cfg)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    pred_path = out_dir / "predictions.jsonl"
-    pred_path.write_text("")
+    store = RunStore.open(out_dir, cfg, model.fingerprint(), distributed.current())
+    if store.complete is not None:
+        reporter.log(f"{out_dir} already holds this complete run; nothing to do (--overwrite to redo it)")
+        return store.complete
     seeds = list(cfg.run.seeds) if cfg.run.seeds else [cfg.run.seed + i for i in range(cfg.run.trials)]
-    record = new_record(cfg, model, seeds, command)
+    record = store.start_record(new_record(cfg, model, seeds, command))
+    order = [(k, t) for k in cfg.run.shots for t in range(len(seeds))]
     t_all, n_all = time.perf_counter(), 0
-    reporter.start(len(task.eval_samples) * len(seeds) * len(cfg.run.shots), f"{cfg.benchmarks.id} · {model.model_id}")
+    reporter.start(len(distributed.shard(task.eval_samples, store.dist)) * len(order),
+                   f"{cfg.benchmarks.id} · {model.model_id}")
     for shots in cfg.run.shots:
         entry: dict[str, Any] = {"shots": shots, "sampler": cfg.run.sampler, "n": len(task.eval_samples),
                                  "seeds": seeds, "trials": []}
         record["results"].append(entry)
         for trial, seed in enumerate(seeds):
             t0 = time.perf_counter()
-            out = run_trial(task, model, shots, seed, PredictionSink(pred_path, shots, trial, seed), reporter)
-            result = score_items(task.metric, out.items)
-            rewrite_scores(pred_path, out, result, shots, trial)
-            entry["trials"].append({"seed": seed, "value": result.value, "extras": dict(result.extras),
-                                    "n": len(out.items), "skipped": len(out.skipped), "skipped_ids":
-                                    [s["sample_id"] for s in out.skipped], "dropped_demos": out.dropped,
-                                    "seconds": time.perf_counter() - t0})
-            entry.update(summarize([t["value"] for t in entry["trials"]]))
-            n_all += len(task.eval_samples)
-            record["throughput"] = throughput(n_all, time.perf_counter() - t_all)
-            write_json_atomic(out_dir / "record.json", record)
+            todo, done = store.pending(task.eval_samples, shots, trial)
+            reporter.advance(done)
+            if todo:
+                run_trial(replace(task, eval_samples=todo), model, shots, seed, store.sink(shots, trial, seed), reporter)
+            store.dist.barrier()  # every rank's part file is complete before rank 0 merges
+            if store.dist.is_main:
+                entry["trials"].append(store.previous_trial(shots, trial, seed)
+                                       or score_trial(task, store, shots, trial, seed, order, t0))
+                entry.update(summarize([t["value"] for t in entry["trials"]]))
+                n_all += len(task.eval_samples)
+                record["throughput"] = throughput(n_all, time.perf_counter() - t_all)
+                store.write_record(record)
+    if store.dist.is_main:
+        store.finish(record)
     reporter.finish()
     return record
 
 
-def rewrite_scores(path: Path, out: TrialOutput, result: MetricResult, shots: int, trial: int) -> None:
-    """Fill per-sample scores into this trial's lines (scores need the whole trial for corpus metrics)."""
-    scores = {item.sample_id: sc for item, sc in zip(out.items, result.per_sample)}
-    lines = path.read_text(encoding="utf-8").splitlines()
-    new = []
-    for ln in lines:
-        d = json.loads(ln)
-        if d["shots"] == shots and d["trial"] == trial and d["sample_id"] in scores:
-            d["score"] = scores[d["sample_id"]]
-        new.append(json.dumps(d, ensure_ascii=False))
-    from flamingo_eval.results.records import write_text_atomic
+def score_trial(task: Task, store: RunStore, shots: int, trial: int, seed: int, order: list[tuple[int, int]],
+                t0: float) -> dict[str, Any]:
+    """Merge every rank's part of (shots, trial) in eval order, score once, write the scored lines."""
+    out = store.collect(task, shots, trial)
+    if task.submission_key is not None:
+        result = submit_trial(task, out, store.out_dir, shots, trial)
+    else:
+        result = score_items(task.metric, out.items)
+    store.save_scores(out, result.per_sample, shots, trial, order)
+    return {"seed": seed, "value": None if math.isnan(result.value) else result.value,
+            "extras": dict(result.extras), "n": len(out.items), "skipped": len(out.skipped),
+            "skipped_ids": [s["sample_id"] for s in out.skipped], "dropped_demos": out.dropped,
+            "seconds": time.perf_counter() - t0}
 
-    write_text_atomic(path, "\n".join(new) + ("\n" if new else ""))
+
+def submit_trial(task: Task, out: TrialOutput, out_dir: Path, shots: int, trial: int) -> MetricResult:
+    """Unannotated eval split: write the evaluation-server file; the value is NaN (scored by the server).
+
+    The file is ``submission.json`` for a single (shots, trial), else ``submission-<shots>shot-trial<t>.json``;
+    extras tell how many answers it holds and whether it answers the whole split (1.0) or not (0.0).
+    """
+    from flamingo_eval.benchmarks.submission import submission_entries, validate_submission, write_submission
+
+    key = task.submission_key or ""
+    by_id = {s.id: s for s in task.eval_samples}
+    entries = submission_entries(key, [by_id[ln["sample_id"]] for ln in out.lines], [ln["answer"] for ln in out.lines])
+    run = task.cfg.run
+    single = len(run.shots) == 1 and len(run.seeds or range(run.trials)) == 1
+    write_submission(out_dir / ("submission.json" if single else f"submission-{shots}shot-trial{trial}.json"), entries)
+    try:
+        validate_submission(entries, key, task.submission_ids)
+        complete = 1.0
+    except UserError:
+        complete = 0.0  # e.g. --limit: a partial file is still written, and the record says so
+    return MetricResult(value=math.nan, per_sample=tuple(None for _ in out.items),
+                        extras={"submission_answers": float(len(entries)), "submission_complete": complete})
 
 
 def throughput(n: int, seconds: float) -> dict[str, float]:

@@ -1,6 +1,30 @@
 """Benchmark adapters (one module per format family); importing this registers them."""
 
 from flamingo_eval.benchmarks.base import Adapter, check_unique
-from flamingo_eval.benchmarks.vqa import EasyVQAAdapter, VQAAdapter, read_json
+from flamingo_eval.benchmarks.captioning import CaptionsAdapter
+from flamingo_eval.benchmarks.classification import (
+    HatefulMemesAdapter,
+    ImageNetFolderAdapter,
+    imagenet_classnames,
+)
+from flamingo_eval.benchmarks.dialogue import VisDialAdapter
+from flamingo_eval.benchmarks.submission import submission_entries, validate_submission, write_submission
+from flamingo_eval.benchmarks.vqa import EasyVQAAdapter, TextVQAAdapter, VizWizAdapter, VQAAdapter, read_json
 
-__all__ = ["Adapter", "check_unique", "EasyVQAAdapter", "VQAAdapter", "read_json"]
+__all__ = [
+    "Adapter",
+    "CaptionsAdapter",
+    "EasyVQAAdapter",
+    "HatefulMemesAdapter",
+    "ImageNetFolderAdapter",
+    "TextVQAAdapter",
+    "VQAAdapter",
+    "VisDialAdapter",
+    "VizWizAdapter",
+    "check_unique",
+    "imagenet_classnames",
+    "read_json",
+    "submission_entries",
+    "validate_submission",
+    "write_submission",
+]

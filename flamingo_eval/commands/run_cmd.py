@@ -31,14 +31,19 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--model", default="mini", help="model config name (default: mini)")
     p.add_argument("--data-root", help="directory holding the benchmark data (see `data check`)")
     p.add_argument("--output", help="run directory (default: runs/<benchmark>-<model>-<time>)")
-    p.add_argument("--sampler", choices=["random", "fixed"], help="demo selection (default random)")
+    p.add_argument("--sampler", choices=["random", "fixed", "rices", "class_balanced"],
+                   help="demo selection (default random; rices: CLIP-nearest train images)")
     p.add_argument("--on-bad-sample", choices=["error", "skip"], help="bad image: stop (default) or skip and count")
+    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=None,
+                   help="continue a compatible partial run in --output (default on; --no-resume refuses one)")
+    p.add_argument("--overwrite", action="store_true", default=None,
+                   help="replace the run in --output (a different config, or a finished run) instead of refusing")
     p.set_defaults(func=run)
 
 
 FLAGS = {"shots": "shots", "trials": "trials", "seeds": "seeds", "seed": "seed", "limit": "limit",
          "batch_size": "batch_size", "data_root": "data_root", "output": "output", "sampler": "sampler",
-         "on_bad_sample": "on_bad_sample"}
+         "on_bad_sample": "on_bad_sample", "resume": "resume", "overwrite": "overwrite"}
 
 
 def load_config(args: argparse.Namespace) -> Any:
@@ -58,14 +63,27 @@ def load_config(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from flamingo_eval import distributed
     from flamingo_eval.display import reporter, results_table
     from flamingo_eval.models.build import build_model
-    from flamingo_eval.runner import evaluate, prepare
+    from flamingo_eval.results.store import check_output_dir, config_hash
+    from flamingo_eval.runner import Reporter, evaluate, prepare
 
     cfg = load_config(args)
     prepare(cfg)  # fail on missing data before loading a model
-    model = build_model(cfg.model, batch_size=cfg.run.batch_size)
-    out = Path(cfg.run.output or f"runs/{cfg.benchmarks.id}-{cfg.model.name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    record = evaluate(cfg, model, out, reporter(), command=shlex.join(["flamingo-eval", *sys.argv[1:]]))
-    results_table(record, str(out))
+    dist = distributed.init(cfg.model.device)  # torchrun: one process per GPU; else a single process
+    try:
+        out = Path(dist.broadcast(cfg.run.output or
+                                  f"runs/{cfg.benchmarks.id}-{cfg.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"))
+        check_output_dir(out, config_hash(cfg), cfg.run.resume, cfg.run.overwrite)  # refuse before loading a model
+        device = distributed.local_device(cfg.model.device, dist)
+        model = build_model(replace(cfg.model, device=device), batch_size=cfg.run.batch_size)
+        record = evaluate(cfg, model, out, reporter() if dist.is_main else Reporter(),
+                          command=shlex.join(["flamingo-eval", *sys.argv[1:]]))
+        if dist.is_main:
+            results_table(record, str(out))
+    finally:
+        distributed.shutdown()
     return 0

@@ -20,18 +20,24 @@ from flamingo_eval.registry import DECODERS, VISION
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def load_tokenizer(path: str) -> Any:
+def load_tokenizer(path: str, trust_remote_code: bool = False) -> Any:
     """HF tokenizer + Flamingo special tokens, added exactly as OpenFlamingo does.
 
     ``<|endofchunk|>`` then ``<image>`` as additional special tokens, then ``<PAD>`` as pad token when the
-    tokenizer has none. Padding side is left (generation).
+    tokenizer has none. Padding side is left (generation). A tokenizer that ships its own Python code
+    (``auto_map``) is refused unless ``trust_remote_code`` (``model.trust_remote_code=true``); never prompts.
     """
     from transformers import AutoTokenizer
 
     try:
-        tok = AutoTokenizer.from_pretrained(path)
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except OSError as e:
         raise UserError(f"cannot load tokenizer from '{path}': {str(e).splitlines()[0]}") from None
+    except ValueError as e:
+        if "trust_remote_code" not in str(e):
+            raise
+        raise UserError(f"tokenizer '{path}' ships custom Python code; it was not run. Pass "
+                        "model.trust_remote_code=true only if you trust its source") from None
     tok.add_special_tokens({"additional_special_tokens": ["<|endofchunk|>", "<image>"]})
     if tok.pad_token is None:
         tok.add_special_tokens({"pad_token": "<PAD>"})
@@ -69,9 +75,10 @@ def _lm_paths(cfg: ModelCfg) -> tuple[str | None, str]:
 
 def build_decoder(cfg: ModelCfg, weights: str | None) -> Decoder:
     if weights is not None:
+        from flamingo_eval.models.checkpoints import resolve_hf_dir
         from flamingo_eval.models.hf_lm import load_hf_decoder
 
-        return load_hf_decoder(weights)
+        return load_hf_decoder(resolve_hf_dir(weights))
     conf = dict(cfg.lm.config)
     family = str(conf.get("model_type", "llama"))
     with torch.random.fork_rng():
@@ -88,11 +95,15 @@ def build_decoder(cfg: ModelCfg, weights: str | None) -> Decoder:
 
 def build_model(cfg: ModelCfg, batch_size: int | None = None) -> FlamingoEvalModel:
     """Assemble vision encoder, decoder and bridge per ``cfg``; weights are fingerprinted."""
+    if cfg.init == "checkpoint" and not cfg.checkpoint:  # fail before loading gigabytes of LM weights
+        raise UserError(f"model {cfg.name}: set model.checkpoint=/path/to/checkpoint.pt (its perceiver and "
+                        "cross-attention come from the released checkpoint; see docs/openflamingo.md)")
     weights, tok_path = _lm_paths(cfg)
-    tok = load_tokenizer(tok_path)
+    tok = load_tokenizer(tok_path, trust_remote_code=cfg.trust_remote_code)
     if weights is None:
         cfg.lm.config["vocab_size"] = len(tok)
     decoder = build_decoder(cfg, weights)
+    lm_vocab = decoder.vocab_size if weights is not None else None  # pretrained rows, before the Flamingo tokens
     if decoder.vocab_size != len(tok):
         decoder.resize_vocab(len(tok))
     media_id, _ = special_ids(tok)
@@ -108,12 +119,13 @@ def build_model(cfg: ModelCfg, batch_size: int | None = None) -> FlamingoEvalMod
             for blk in model.xattn.values():
                 blk.attn_gate.data.fill_(cfg.init_gate)  # type: ignore[union-attr,operator]
                 blk.ff_gate.data.fill_(cfg.init_gate)  # type: ignore[union-attr,operator]
-        elif cfg.init != "zero_gates":
-            raise UserError(f"model {cfg.name}: init must be zero_gates or random, got '{cfg.init}'")
+        elif cfg.init not in ("zero_gates", "checkpoint"):
+            raise UserError(f"model {cfg.name}: init must be zero_gates, random or checkpoint, got '{cfg.init}'")
     if cfg.checkpoint:
         from flamingo_eval.models.checkpoints import load_flamingo_checkpoint
 
-        load_flamingo_checkpoint(model, Path(cfg.checkpoint))
+        load_flamingo_checkpoint(model, Path(cfg.checkpoint).expanduser(), lm_vocab=lm_vocab,
+                                 new_head_rows=cfg.new_head_rows)
     if cfg.precision not in DTYPES:
         raise UserError(f"model.precision must be one of {sorted(DTYPES)}, got '{cfg.precision}'")
     dtype = DTYPES[cfg.precision]
@@ -121,10 +133,14 @@ def build_model(cfg: ModelCfg, batch_size: int | None = None) -> FlamingoEvalMod
     if device == "auto":
         device = "cpu"
     model = model.to(device=device, dtype=dtype)
-    return FlamingoEvalModel(
+    if cfg.engine not in ("fast", "reference"):
+        raise UserError(f"model.engine must be fast or reference, got '{cfg.engine}'")
+    from flamingo_eval.models.reference import ReferenceEvalModel
+
+    return (ReferenceEvalModel if cfg.engine == "reference" else FlamingoEvalModel)(
         model, tok, vision.preprocess, model_id=cfg.name, fingerprint=weights_fingerprint(model),
         batch_size=batch_size or cfg.batch_size, max_context=cfg.max_context, device=device, dtype=dtype,
-        latent_cache_bytes=cfg.latent_cache_mb << 20,
+        latent_cache_bytes=cfg.latent_cache_mb << 20, latent_cache_dir=cfg.latent_cache_dir,
     )
 
 

@@ -1,51 +1,105 @@
 """``FlamingoEvalModel``: the EvalModel the runner talks to (tokenising, batching, caches, decoding).
 
 Padding is on the left with left-padding-aware positions, so a prompt's result does not depend on
-its batch neighbours. Vision latents are computed once per distinct image (content hash) and kept in an
-LRU cache with a byte budget; media K/V are projected once per prompt batch; the prompt is prefilled
-once and the KV cache is expanded to beams or candidates afterwards.
+its batch neighbours. Where the speed comes from (docs/performance.md has the measurements):
+
+* vision latents are computed once per distinct image per run: a memory LRU with a byte budget keyed
+  by (model fingerprint, image content hash), optionally backed by an on-disk cache;
+* media K/V are projected once per prompt batch; after the prompt only each row's last image is kept;
+* prompts of a batch that share a token prefix (fixed demos) prefill it once and branch;
+* the prompt is prefilled once; beams branch off the prompt cache (``BranchKVCache``), so neither the
+  prompt's KV cache nor its media K/V are copied per beam;
+* rank: one prefill per context, then every candidate in a few batched forwards whose attention reads
+  the context keys shared across candidates (no per-candidate copy of the context cache).
+
+``models/reference.py`` is the plain path (OpenFlamingo's loop) these are tested against.
 """
 
 from __future__ import annotations
 
+import os
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from flamingo_eval.media import content_hash, load_image
-from flamingo_eval.models.cache import KVCache
+from flamingo_eval.models.cache import BranchKVCache, KVCache
 from flamingo_eval.models.decoding import beam_search, greedy
 from flamingo_eval.models.flamingo import Flamingo, MediaState
 from flamingo_eval.types import GenerateRequest, InterleavedPrompt, RankRequest
 
+MIN_SHARED_PREFIX = 16
+"""Shortest common token prefix (of a batch) worth a separate prefill."""
+
 
 class LatentCache:
-    """Memory LRU of per-image latents (N, Dv) keyed by content hash, bounded by ``max_bytes``."""
+    """Memory LRU of per-image latents (N, Dv), bounded by ``max_bytes``, optionally backed by disk.
 
-    def __init__(self, max_bytes: int) -> None:
+    Keys are ``"<model fingerprint>/<image content hash>"`` so latents of other weights never match. The
+    disk cache (``directory``) stores one ``.pt`` file per key, written atomically.
+    """
+
+    def __init__(self, max_bytes: int, directory: str | os.PathLike[str] | None = None) -> None:
         self.max_bytes = max_bytes
+        self.directory = Path(directory) if directory else None
         self._items: OrderedDict[str, Tensor] = OrderedDict()
         self._bytes = 0
         self.encodes = 0
         self.hits = 0
+        self.disk_hits = 0
+        self.disk_writes = 0
+        self.evictions = 0
+        self.encode_seconds = 0.0
+
+    def _path(self, key: str) -> Path:
+        assert self.directory is not None
+        fp, digest = key.split("/", 1)
+        return self.directory / fp.replace(":", "_")[:40] / f"{digest}.pt"
 
     def get(self, key: str) -> Tensor | None:
         t = self._items.get(key)
         if t is not None:
             self._items.move_to_end(key)
             self.hits += 1
+            return t
+        if self.directory is not None:
+            path = self._path(key)
+            if path.is_file():
+                t = torch.load(path, map_location="cpu", weights_only=True)
+                self.disk_hits += 1
+                self._remember(key, t)
         return t
 
     def put(self, key: str, value: Tensor) -> None:
-        size = value.numel() * value.element_size()
+        self._remember(key, value)
+        if self.directory is not None:
+            path = self._path(key)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            torch.save(value.detach().cpu().clone(), tmp)
+            os.replace(tmp, path)
+            self.disk_writes += 1
+
+    def _remember(self, key: str, value: Tensor) -> None:
+        if key in self._items:
+            return
         self._items[key] = value
-        self._bytes += size
+        self._bytes += value.numel() * value.element_size()
         while self._bytes > self.max_bytes and len(self._items) > 1:
             _, old = self._items.popitem(last=False)
             self._bytes -= old.numel() * old.element_size()
+            self.evictions += 1
+
+    def stats(self) -> dict[str, float]:
+        """Counters for run records and the benchmark (encodes == distinct images when nothing was evicted)."""
+        return {"encodes": self.encodes, "hits": self.hits, "disk_hits": self.disk_hits,
+                "disk_writes": self.disk_writes, "evictions": self.evictions, "items": len(self._items),
+                "bytes": self._bytes, "encode_seconds": round(self.encode_seconds, 3)}
 
 
 class FlamingoEvalModel:
@@ -54,7 +108,7 @@ class FlamingoEvalModel:
     def __init__(self, model: Flamingo, tokenizer: Any, preprocess: Callable[[Any], Tensor], *, model_id: str,
                  fingerprint: str, batch_size: int = 8, max_context: int = 2048, device: str = "cpu",
                  dtype: torch.dtype = torch.float32, latent_cache_bytes: int = 1 << 30,
-                 rank_chunk_bytes: int = 256 << 20) -> None:
+                 rank_chunk_bytes: int = 256 << 20, latent_cache_dir: str | None = None) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.preprocess = preprocess
@@ -64,9 +118,10 @@ class FlamingoEvalModel:
         self._max_context = max_context
         self.device = torch.device(device)
         self.dtype = dtype
-        self.latents = LatentCache(latent_cache_bytes)
+        self.latents = LatentCache(latent_cache_bytes, latent_cache_dir)
         self.rank_chunk_bytes = rank_chunk_bytes
         self.pad_id = int(tokenizer.pad_token_id)
+        self._cand_ids: dict[tuple[str, ...], list[list[int]]] = {}
 
     # ------------------------------------------------------------------ EvalModel protocol
     @property
@@ -103,6 +158,16 @@ class FlamingoEvalModel:
     def _encode(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=True)["input_ids"])
 
+    def _candidate_ids(self, cands: tuple[str, ...]) -> list[list[int]]:
+        """Candidates tokenised once per distinct candidate list (1000 class names are shared by all queries)."""
+        got = self._cand_ids.get(cands)
+        if got is None:
+            got = [list(x) for x in self.tokenizer(list(cands), add_special_tokens=False)["input_ids"]]
+            if len(self._cand_ids) > 16:
+                self._cand_ids.clear()
+            self._cand_ids[cands] = got
+        return got
+
     def _batches(self, prompts: Sequence[InterleavedPrompt], key: Callable[[int], Any]) -> list[list[int]]:
         """Group by ``key`` then sort by length (longest first) to limit padding; order is restored later."""
         lengths = [len(self._encode(p.text)) for p in prompts]
@@ -115,37 +180,28 @@ class FlamingoEvalModel:
             batches += [members[s : s + self.batch_size] for s in range(0, len(members), self.batch_size)]
         return batches
 
+    def _latent_key(self, digest: str) -> str:
+        return f"{self._fingerprint}@{self.dtype}@{self.device.type}/{digest}"
+
     def _image_latents(self, paths: Sequence[str]) -> list[Tensor]:
-        keys = [content_hash(p) for p in paths]
+        keys = [self._latent_key(content_hash(p)) for p in paths]
         todo = {k: p for k, p in zip(keys, paths) if self.latents.get(k) is None}
         items = list(todo.items())
         for s in range(0, len(items), 32):
             chunk = items[s : s + 32]
+            t0 = time.perf_counter()
             pixels = torch.stack([self.preprocess(load_image(p)) for _, p in chunk])
             lat = self.model.encode_images(pixels.to(self.device, self.dtype))  # (I, N, Dv)
+            self.latents.encode_seconds += time.perf_counter() - t0
             self.latents.encodes += len(chunk)
             for (k, _), t in zip(chunk, lat):
-                self.latents.put(k, t)
+                self.latents.put(k, t.clone())
         got = []
         for k in keys:
             t = self.latents.get(k)
             assert t is not None, "latent cache budget smaller than one batch of images"
-            got.append(t)
+            got.append(t.to(self.device, self.dtype))
         return got
-
-    def _prefill(self, prompts: Sequence[InterleavedPrompt]) -> tuple[Tensor, Tensor, KVCache, MediaState]:
-        """Left-pad, encode media, prefill. Returns last-position logits (B, V), key_valid, cache, media."""
-        ids = [self._encode(p.text) for p in prompts]
-        width = max(len(x) for x in ids)
-        input_ids = torch.full((len(ids), width), self.pad_id, dtype=torch.long)
-        valid = torch.zeros((len(ids), width), dtype=torch.bool)
-        for b, x in enumerate(ids):
-            input_ids[b, width - len(x) :] = torch.tensor(x)
-            valid[b, width - len(x) :] = True
-        media = self._media_state(prompts)
-        cache = KVCache(len(self.model.lang.blocks))
-        logits = self.model(input_ids.to(self.device), valid.to(self.device), cache, media, last_only=True)
-        return logits[:, -1], valid.to(self.device), cache, media
 
     def _media_state(self, prompts: Sequence[InterleavedPrompt]) -> MediaState:
         uniq = sorted({path for p in prompts for path in p.media})
@@ -164,24 +220,89 @@ class FlamingoEvalModel:
                 lat[b, j] = by_path[path]
         return self.model.media_state(lat, len(prompts))
 
+    def _left_pad(self, ids: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
+        width = max(len(x) for x in ids)
+        input_ids = torch.full((len(ids), width), self.pad_id, dtype=torch.long)
+        valid = torch.zeros((len(ids), width), dtype=torch.bool)
+        for b, x in enumerate(ids):
+            if len(x):
+                input_ids[b, width - len(x) :] = torch.tensor(x)
+                valid[b, width - len(x) :] = True
+        return input_ids.to(self.device), valid.to(self.device)
+
+    def _prefill(self, prompts: Sequence[InterleavedPrompt]) -> tuple[Tensor, Tensor, KVCache, MediaState]:
+        """Left-pad, encode media, prefill. Returns last-position logits (B, V), key_valid, cache, media.
+
+        A token prefix common to the whole batch (same tokens, same images) is prefilled once on one row;
+        the rows then branch off it (the returned cache is a ``BranchKVCache``).
+        """
+        ids = [self._encode(p.text) for p in prompts]
+        media = self._media_state(prompts)
+        n_layers = len(self.model.lang.blocks)
+        shared = self._shared_prefix(ids, prompts)
+        if shared == 0:
+            input_ids, valid = self._left_pad(ids)
+            cache = KVCache(n_layers)
+            logits = self.model(input_ids, valid, cache, media, last_only=True)
+            return logits[:, -1], valid, cache, media
+        n_img = sum(1 for t in ids[0][:shared] if t == self.model.media_token_id)
+        head = MediaState(kv={i: (k[:1, :n_img], v[:1, :n_img]) for i, (k, v) in media.kv.items()},
+                          images_seen=media.images_seen[:1])
+        prefix = KVCache(n_layers)
+        self.model(torch.tensor([ids[0][:shared]], device=self.device),
+                   torch.ones(1, shared, dtype=torch.bool, device=self.device), prefix, head, last_only=True)
+        cache = BranchKVCache([prefix], rows=len(ids))
+        media.images_seen = torch.full_like(media.images_seen, n_img)
+        input_ids, valid = self._left_pad([x[shared:] for x in ids])
+        valid = torch.cat([torch.ones(len(ids), shared, dtype=torch.bool, device=self.device), valid], dim=1)
+        logits = self.model(input_ids, valid, cache, media, last_only=True)
+        return logits[:, -1], valid, cache, media
+
+    def _shared_prefix(self, ids: Sequence[Sequence[int]], prompts: Sequence[InterleavedPrompt]) -> int:
+        """Length of the token prefix shared by every row (same images too), 0 when not worth branching."""
+        if len(ids) < 2:
+            return 0
+        limit = min(len(x) for x in ids) - 1  # every row keeps at least one token of its own
+        n = 0
+        while n < limit and all(x[n] == ids[0][n] for x in ids):
+            n += 1
+        img = 0
+        for pos in range(n):
+            if ids[0][pos] == self.model.media_token_id:
+                if any(len(p.media) <= img or p.media[img] != prompts[0].media[img] for p in prompts):
+                    n = pos  # rows show different images here: the shared part ends before this one
+                    break
+                img += 1
+        return n if n >= MIN_SHARED_PREFIX else 0
+
     # ------------------------------------------------------------------ generation
     def _generate_batch(self, reqs: list[GenerateRequest]) -> list[str]:
         r0 = reqs[0]
         stop_ids = self._stop_ids(r0.stop)
         last, valid, cache, media = self._prefill([r.prompt for r in reqs])
-        state = {"valid": valid}
+        levels = _levels(cache)
+        last_media = media.last_image()  # tokens after the prompt see only each row's last image
+        state: dict[str, Any] = {}
+
+        def branch(group: int) -> None:  # rows of one prompt branch off its cache: nothing is copied
+            state["cache"] = BranchKVCache(levels, rows=len(reqs) * group)
+            state["media"] = last_media.branched(group)
+            state["valid"] = valid.repeat_interleave(group, 0)
 
         def step(tokens: Tensor) -> Tensor:
             v = torch.cat([state["valid"], torch.ones_like(state["valid"][:, :1])], dim=1)
             state["valid"] = v
-            return self.model(tokens[:, None], v, cache, media)[:, -1]
+            return self.model(tokens[:, None], v, state["cache"], state["media"])[:, -1]
 
         def reorder(index: Tensor) -> None:
-            cache.select(index)
-            media.select(index)
+            if not state:  # beam_search's first call expands the prompts to beams
+                branch(index.shape[0] // len(reqs))
+                return
+            state["cache"].select(index)  # within-group reorder: only the generated tokens' K/V move
             state["valid"] = state["valid"].index_select(0, index)
 
         if r0.num_beams <= 1:
+            branch(1)
             seqs = greedy(last, step, r0.max_new_tokens, stop_ids)
         else:
             seqs = beam_search(last, step, reorder, r0.num_beams, r0.max_new_tokens, stop_ids, r0.length_penalty)
@@ -206,21 +327,41 @@ class FlamingoEvalModel:
     def _rank_batch(self, reqs: list[RankRequest]) -> list[list[float]]:
         last, valid, cache, media = self._prefill([r.prompt for r in reqs])
         logp0 = last.float().log_softmax(-1)  # (B, V)
+        levels = _levels(cache)
+        last_media = media.last_image()
         out = []
         for b, req in enumerate(reqs):
-            cands = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in req.candidates]
-            per_row = max(1, cache.nbytes() // max(len(reqs), 1))
-            chunk = max(1, self.rank_chunk_bytes // per_row)
-            scores: list[float] = []
-            for s in range(0, len(cands), chunk):
-                scores += self._score_candidates(cands[s : s + chunk], b, logp0[b], valid, cache, media,
-                                                 req.normalize_length)
-            out.append(scores)
+            pad = int((~valid[b]).sum())
+            # Row b's context as views: shared levels (no padding) and its own part without left padding.
+            ctx = [lvl.view(b // (len(reqs) // lvl.k[0].shape[0]), pad if j == len(levels) - 1 else 0)  # type: ignore[union-attr]
+                   for j, lvl in enumerate(levels)]
+            row_media = MediaState(kv={i: (k[b : b + 1], v[b : b + 1]) for i, (k, v) in last_media.kv.items()},
+                                   images_seen=last_media.images_seen[b : b + 1])
+            out.append(self._score_row(self._candidate_ids(req.candidates), logp0[b], ctx, row_media,
+                                       req.normalize_length))
         return out
 
-    def _score_candidates(self, cands: list[list[int]], row: int, logp0: Tensor, valid: Tensor, cache: KVCache,
-                          media: MediaState, normalize: bool) -> list[float]:
-        """Score C candidates against prompt row ``row`` in one forward over a copy of its cache."""
+    def _score_row(self, cands: list[list[int]], logp0: Tensor, ctx: list[KVCache], media: MediaState,
+                   normalize: bool) -> list[float]:
+        """Score every candidate of one context: longest first, in chunks sized by ``rank_chunk_bytes``."""
+        order = sorted(range(len(cands)), key=lambda i: (-len(cands[i]), i))
+        ctx_len = sum(c.length for c in ctx)
+        cfg = self.model.lang
+        per_token = 4 * (ctx_len * 16 + 8 * cfg.hidden_size + 2 * cfg.vocab_size)  # scores, activations, logits
+        budget = max(1, self.rank_chunk_bytes // per_token)
+        scores = [0.0] * len(cands)
+        s = 0
+        while s < len(order):
+            width = max(1, len(cands[order[s]]) - 1)
+            chunk = order[s : s + max(1, budget // width)]
+            for i, val in zip(chunk, self._score_chunk([cands[i] for i in chunk], logp0, ctx, media, normalize)):
+                scores[i] = val
+            s += len(chunk)
+        return scores
+
+    def _score_chunk(self, cands: list[list[int]], logp0: Tensor, ctx: list[KVCache], media: MediaState,
+                     normalize: bool) -> list[float]:
+        """C candidates (right-padded) in one forward whose attention reads the shared context keys."""
         c, width = len(cands), max(len(x) for x in cands)
         toks = torch.full((c, width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((c, width), dtype=torch.bool)
@@ -230,14 +371,24 @@ class FlamingoEvalModel:
         toks, mask = toks.to(self.device), mask.to(self.device)
         total = logp0[toks[:, 0]]  # (C,) log-prob of each first token
         if width > 1:
-            index = torch.full((c,), row, dtype=torch.long, device=self.device)
-            sub_cache, sub_media = cache.selected(index), media.selected(index)
-            v = torch.cat([valid.index_select(0, index), mask[:, :-1]], dim=1)
-            logits = self.model(toks[:, :-1], v, sub_cache, sub_media)  # (C, L-1, V)
-            lp = logits.float().log_softmax(-1).gather(-1, toks[:, 1:, None])[..., 0]  # (C, L-1)
+            ctx_len = sum(lvl.length for lvl in ctx)
+            cache = BranchKVCache(ctx, rows=c)
+            cand_media = MediaState(kv=media.kv, images_seen=media.images_seen.expand(c))
+            v = torch.cat([torch.ones(c, ctx_len, dtype=torch.bool, device=self.device), mask[:, :-1]], dim=1)
+            logits = self.model(toks[:, :-1], v, cache, cand_media).float()  # (C, L-1, V)
+            lp = logits.gather(-1, toks[:, 1:, None])[..., 0] - logits.logsumexp(-1)  # (C, L-1)
             total = total + (lp * mask[:, 1:]).sum(-1)
         lengths = mask.sum(-1).float()
         return (total / lengths if normalize else total).tolist()
+
+
+def _levels(cache: KVCache) -> list[KVCache]:
+    """The read-only levels a branch of ``cache`` extends (a branch cache's shared levels + its own part)."""
+    if isinstance(cache, BranchKVCache):
+        own = KVCache(len(cache.k))
+        own.k, own.v = list(cache.k), list(cache.v)
+        return [*cache.shared, own]
+    return [cache]
 
 
 def _gen_key(r: GenerateRequest) -> tuple[Any, ...]:

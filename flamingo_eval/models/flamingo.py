@@ -110,10 +110,14 @@ class MaskedCrossAttention(nn.Module):
         k, v = self.to_kv(latents).chunk(2, dim=-1)
         return _heads(k, self.heads), _heads(v, self.heads)
 
-    def forward(self, x: Tensor, k: Tensor, v: Tensor, img_idx: Tensor) -> Tensor:
-        """x (B, T, D); k, v (B, M, H, N, Dh); img_idx (B, T) in 0..M (0 = no image yet) -> (B, T, D)."""
+    def forward(self, x: Tensor, k: Tensor, v: Tensor, img_idx: Tensor, masked: bool = False) -> Tensor:
+        """x (B, T, D); k, v (B, M, H, N, Dh); img_idx (B, T) in 0..M (0 = no image yet) -> (B, T, D).
+
+        ``masked`` selects OpenFlamingo's O(T*M*N) masked formulation (the reference path).
+        """
         q = _heads(self.to_q(self.norm(x)), self.heads)  # (B, H, T, Dh)
-        out = segment_attention(q, k, v, img_idx)  # (B, H, T, Dh)
+        kernel = masked_cross_attention_reference if masked else segment_attention
+        out = kernel(q, k, v, img_idx)  # (B, H, T, Dh)
         return self.to_out(out.transpose(1, 2).flatten(2))
 
 
@@ -121,6 +125,7 @@ def segment_attention(q: Tensor, k: Tensor, v: Tensor, img_idx: Tensor) -> Tenso
     """Each query attends to the N latents of its own image only; O(T*N) per head.
 
     q (B, H, T, Dh), k/v (B, M, H, N, Dh), img_idx (B, T) with 0 meaning "no image" (zero output).
+    k/v may hold fewer rows Bk (Bk | B): query rows r*G..r*G+G-1 (G = B // Bk) then share media row r.
     Tokens are grouped by image: when all queries share one image (decoding, candidate scoring) this
     is a single batched attention; otherwise queries are gathered into per-image segments.
     """
@@ -131,7 +136,15 @@ def segment_attention(q: Tensor, k: Tensor, v: Tensor, img_idx: Tensor) -> Tenso
     if lo == hi:  # one image for every query of every row
         if lo == 0:
             return torch.zeros_like(q)
+        kb = k.shape[0]
+        if kb != bsz:  # rows r*G..r*G+G-1 share media row r (beams, rank candidates): fold, no copy
+            qf = q.reshape(kb, bsz // kb, heads, t, dh).transpose(1, 2).reshape(kb, heads, -1, dh)
+            out = F.scaled_dot_product_attention(qf, k[:, lo - 1], v[:, lo - 1])  # (Bk, H, G*T, Dh)
+            return out.reshape(kb, heads, bsz // kb, t, dh).transpose(1, 2).reshape(bsz, heads, t, dh)
         return F.scaled_dot_product_attention(q, k[:, lo - 1], v[:, lo - 1])
+    if k.shape[0] != bsz:  # grouped media rows with several images in flight (rare): expand
+        k = k.repeat_interleave(bsz // k.shape[0], 0)
+        v = v.repeat_interleave(bsz // v.shape[0], 0)
     # Segment layout: for row b and image m (1..M), the token positions with img_idx == m, padded to L.
     m = k.shape[1]
     onehot = img_idx[:, None, :] == torch.arange(1, m + 1, device=q.device)[None, :, None]  # (B, M, T)
@@ -155,6 +168,8 @@ def masked_cross_attention_reference(q: Tensor, k: Tensor, v: Tensor, img_idx: T
     """OpenFlamingo's formulation: attend over all images' latents with a mask (O(T*M*N)). For tests."""
     bsz, heads, t, dh = q.shape
     m, n = k.shape[1], k.shape[3]
+    if m == 0:
+        return torch.zeros_like(q)
     k_all = k.permute(0, 2, 1, 3, 4).reshape(bsz, heads, m * n, dh)
     v_all = v.permute(0, 2, 1, 3, 4).reshape(bsz, heads, m * n, dh)
     sim = (q @ k_all.transpose(-1, -2)) * dh**-0.5  # (B, H, T, M*N)
@@ -180,8 +195,8 @@ class GatedCrossAttentionBlock(nn.Module):
         """Both gates exactly zero: the block adds exactly 0 and can be skipped."""
         return bool(self.attn_gate.item() == 0.0 and self.ff_gate.item() == 0.0)
 
-    def forward(self, x: Tensor, k: Tensor, v: Tensor, img_idx: Tensor) -> Tensor:
-        x = x + self.attn(x, k, v, img_idx) * self.attn_gate.tanh()
+    def forward(self, x: Tensor, k: Tensor, v: Tensor, img_idx: Tensor, masked: bool = False) -> Tensor:
+        x = x + self.attn(x, k, v, img_idx, masked) * self.attn_gate.tanh()
         return x + self.ff(x) * self.ff_gate.tanh()
 
 
@@ -195,6 +210,25 @@ class MediaState:
 
     kv: dict[int, tuple[Tensor, Tensor]]
     images_seen: Tensor
+    latents: Tensor | None = None
+    """Reference path only: (B, M, N, Dv) latents whose K/V every forward re-projects (OpenFlamingo's loop),
+    attended with the masked O(T*M*N) kernel. None in the engine, which projects once (``kv``)."""
+
+    def last_image(self) -> MediaState:
+        """Only each row's last image (what tokens after the prompt see): kv (B, 1, H, N, Dh)."""
+        if any(k.shape[1] == 0 for k, _ in self.kv.values()):  # a batch without images: nothing to keep
+            return MediaState(kv=self.kv, images_seen=torch.zeros_like(self.images_seen))
+        last = (self.images_seen - 1).clamp(min=0)  # (B,)
+        rows = torch.arange(last.shape[0], device=last.device)
+        kv = {i: (k[rows, last][:, None], v[rows, last][:, None]) for i, (k, v) in self.kv.items()}
+        return MediaState(kv=kv, images_seen=(self.images_seen > 0).long())
+
+    def branched(self, group: int) -> MediaState:
+        """Each row repeated ``group`` times for decoding (beams); K/V stay shared per group, not copied.
+
+        A grouped state is never ``select``-ed: beams only reorder within their group, whose media are equal.
+        """
+        return MediaState(kv=self.kv, images_seen=self.images_seen.repeat_interleave(group))
 
     def selected(self, index: Tensor) -> MediaState:
         """A new state holding rows ``index`` (this one is left untouched)."""
@@ -204,6 +238,8 @@ class MediaState:
     def select(self, index: Tensor) -> None:
         self.kv = {i: (k.index_select(0, index), v.index_select(0, index)) for i, (k, v) in self.kv.items()}
         self.images_seen = self.images_seen.index_select(0, index)
+        if self.latents is not None:
+            self.latents = self.latents.index_select(0, index)
 
 
 class Flamingo(nn.Module):
@@ -253,7 +289,11 @@ class Flamingo(nn.Module):
         attn = build_attn_inputs(key_valid, input_ids.shape[1])
         x = self.lang.embed(input_ids, attn.positions)
         for i, block in enumerate(self.lang.blocks):
-            if i in media.kv:
+            if media.latents is not None and str(i) in self.xattn:  # reference: re-project, masked kernel
+                blk = self.xattn[str(i)]
+                k, v = blk.attn.project_media(media.latents)  # type: ignore[union-attr,operator]
+                x = blk(x, k, v, img_idx, True)
+            elif i in media.kv:
                 k, v = media.kv[i]
                 x = self.xattn[str(i)](x, k, v, img_idx)
             x = block(x, attn, cache, i)

@@ -2,7 +2,17 @@
 
 from flamingo_eval.prompts.builder import build_prompt, fill
 from flamingo_eval.prompts.extractors import extract_caption, extract_identity, extract_vqa
-from flamingo_eval.prompts.samplers import FixedSampler, RandomSampler, keyed_rng, prefix_shuffle, query_set
+from flamingo_eval.prompts.rices import ClipImageFeatures, RicesSampler
+from flamingo_eval.prompts.samplers import (
+    ClassBalancedSampler,
+    FixedSampler,
+    RandomSampler,
+    SamplerContext,
+    keyed_rng,
+    prefix_shuffle,
+    query_set,
+)
 
-__all__ = ["build_prompt", "fill", "extract_caption", "extract_identity", "extract_vqa", "FixedSampler",
-           "RandomSampler", "keyed_rng", "prefix_shuffle", "query_set"]
+__all__ = ["build_prompt", "fill", "extract_caption", "extract_identity", "extract_vqa", "ClassBalancedSampler",
+           "ClipImageFeatures", "FixedSampler", "RandomSampler", "RicesSampler", "SamplerContext", "keyed_rng",
+           "prefix_shuffle", "query_set"]

@@ -9,10 +9,30 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
+from flamingo_eval.errors import UserError
 from flamingo_eval.registry import SAMPLERS
 from flamingo_eval.types import Sample
+
+
+@dataclass
+class SamplerContext:
+    """What a sampler may use beyond its query set; built once per run by the runner.
+
+    Samplers are constructed as ``SAMPLERS.get(name)(pool, benchmark, split, seed, context=ctx)``.
+    """
+
+    demo_split: Sequence[Sample] = ()
+    """The whole demo split (RICES searches all of it, not the per-trial query set)."""
+    queries: Sequence[Sample] = ()
+    """The evaluation samples (RICES encodes their images)."""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    """Run settings a sampler may read (``rices_model``, ``rices_cache_dir``, ``device`` ...)."""
+    memo: dict[str, Any] = field(default_factory=dict)
+    """Per-run state shared across shots and trials (e.g. RICES features)."""
 
 
 def keyed_rng(*keys: object) -> random.Random:
@@ -42,7 +62,8 @@ def query_set(pool: Sequence[Sample], benchmark: str, split: str, seed: int, siz
 class RandomSampler:
     """Independent demos per query (the Flamingo/OpenFlamingo protocol)."""
 
-    def __init__(self, pool: Sequence[Sample], benchmark: str, split: str, seed: int) -> None:
+    def __init__(self, pool: Sequence[Sample], benchmark: str, split: str, seed: int,
+                 context: SamplerContext | None = None) -> None:
         self.pool, self.keys = pool, (benchmark, split, seed)
 
     def demos(self, sample: Sample, k: int) -> list[Sample]:
@@ -54,7 +75,8 @@ class RandomSampler:
 class FixedSampler:
     """The same demos for every query."""
 
-    def __init__(self, pool: Sequence[Sample], benchmark: str, split: str, seed: int) -> None:
+    def __init__(self, pool: Sequence[Sample], benchmark: str, split: str, seed: int,
+                 context: SamplerContext | None = None) -> None:
         self.pool, self.keys = pool, (benchmark, split, seed)
 
     def demos(self, sample: Sample, k: int) -> list[Sample]:
@@ -62,5 +84,45 @@ class FixedSampler:
         return [self.pool[i] for i in order if self.pool[i].id != sample.id][:k]
 
 
+class ClassBalancedSampler:
+    """Classification demos spread over the classes: round-robin over a keyed class order.
+
+    Round r takes, for each class in turn, the r-th example of a keyed shuffle of that class (the query
+    itself skipped), so k demos cover min(k, #classes) classes and the k-list is a prefix of longer ones.
+    """
+
+    def __init__(self, pool: Sequence[Sample], benchmark: str, split: str, seed: int,
+                 context: SamplerContext | None = None) -> None:
+        self.keys = (benchmark, split, seed)
+        self.by_label: dict[int, list[Sample]] = {}
+        for s in pool:
+            if s.label is None:
+                raise UserError(f"sampler class_balanced needs labelled samples; {s.id} has no label "
+                                "(use it for classification benchmarks)")
+            self.by_label.setdefault(s.label, []).append(s)
+        self.largest = max((len(v) for v in self.by_label.values()), default=0)
+
+    def demos(self, sample: Sample, k: int) -> list[Sample]:
+        labels = sorted(self.by_label)
+        keyed_rng(*self.keys, "balanced", sample.id).shuffle(labels)
+        orders: dict[int, list[int]] = {}
+        out: list[Sample] = []
+        for rnd in range(self.largest):
+            for lab in labels:
+                members = self.by_label[lab]
+                if len(out) == k:
+                    return out
+                if rnd >= len(members):
+                    continue
+                if lab not in orders:
+                    orders[lab] = prefix_shuffle(keyed_rng(*self.keys, "balanced", sample.id, lab),
+                                                 len(members), len(members))
+                cand = members[orders[lab][rnd]]
+                if cand.id != sample.id:
+                    out.append(cand)
+        return out[:k]
+
+
 SAMPLERS.register("random")(RandomSampler)
 SAMPLERS.register("fixed")(FixedSampler)
+SAMPLERS.register("class_balanced")(ClassBalancedSampler)

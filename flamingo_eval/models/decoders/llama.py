@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from flamingo_eval.errors import UserError
-from flamingo_eval.models.cache import KVCache
+from flamingo_eval.models.cache import BranchKV, KVCache, attend_branched
 from flamingo_eval.models.decoders.base import AttnInputs, Decoder
 from flamingo_eval.registry import DECODERS
 
@@ -74,7 +74,12 @@ def rotary(x: Tensor, positions: Tensor, theta: float, rot_dim: int, memo: dict 
 
 
 def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, bias: Tensor | None = None) -> Tensor:
-    """SDPA over (B, H, T, Dh) queries and (B, Hkv, S, Dh) keys/values; GQA by repeating kv heads."""
+    """SDPA over (B, H, T, Dh) queries and (B, Hkv, S, Dh) keys/values; GQA by repeating kv heads.
+
+    Keys from a ``BranchKVCache`` carry shared prefix keys: attention then spans them without copies.
+    """
+    if isinstance(k, BranchKV) and isinstance(v, BranchKV):
+        return attend_branched(q, k, v, mask, bias)
     if k.shape[1] != q.shape[1]:
         rep = q.shape[1] // k.shape[1]
         k = k.repeat_interleave(rep, dim=1)

@@ -1,0 +1,101 @@
+"""Visual dialogue adapter: VisDial v1.0 (Das et al. 2017).
+
+``visdial_1.0_<split>.json`` = ``{split, data: {questions: [str], answers: [str], dialogs: [{image_id,
+caption, dialog: [{question, answer, answer_options: [100 idx], gt_index}]}]}}`` where question/answer are
+indices into the string tables. One ``Sample`` per (dialog, round): id ``<image_id>-<round>`` (round
+1-based), fields ``caption``, ``history`` (the earlier rounds, formatted with
+``adapter_args.history_format``) and ``question``; ``references[0]`` is the ground-truth answer (the demo
+answer) and ``label`` its option index. In the eval split each sample also carries ``candidates`` (the 100
+option strings, ranked by the runner) and, for rounds in the dense annotation file, ``gt_relevance``
+(100 floats, used for NDCG). Images: ``<split>_images/`` + ``adapter_args.image_patterns[split]``
+(e.g. ``VisualDialog_val2018_{image_id:012d}.jpg``); a split without a pattern (train: COCO train2014 and
+val2014 images mixed) is indexed by the number at the end of each file name under that folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flamingo_eval.benchmarks.base import Adapter, check_unique
+from flamingo_eval.benchmarks.vqa import read_json
+from flamingo_eval.errors import UserError
+from flamingo_eval.registry import ADAPTERS
+from flamingo_eval.types import Sample
+
+HISTORY_FORMAT = "Question: {question}? Answer: {answer}. "
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+
+
+def _get(obj: Any, key: str, path: Path) -> Any:
+    if not isinstance(obj, dict) or key not in obj:
+        raise UserError(f"{path}: missing '{key}' field; is this the official VisDial v1.0 file?")
+    return obj[key]
+
+
+@ADAPTERS.register("visdial")
+class VisDialAdapter(Adapter):
+    """VisDial v1.0 dialogs -> one ranked sample per round."""
+
+    def files(self, split: str) -> dict[str, Path]:
+        keys = [f"{split}_dialogs", f"{split}_images", f"{split}_dense"]
+        return {k: self.path(k) for k in keys if k in self.card.files}
+
+    def _relevance(self, split: str) -> dict[tuple[int, int], list[float]]:
+        if f"{split}_dense" not in self.card.files:
+            return {}
+        path = self.path(f"{split}_dense")
+        rows = read_json(path)
+        return {(int(_get(r, "image_id", path)), int(_get(r, "round_id", path))):
+                [float(x) for x in _get(r, "gt_relevance", path)] for r in rows}
+
+    def image_lookup(self, split: str) -> Any:
+        """image_id -> path: from the split's pattern, else an index of the image folder by trailing id."""
+        images = self.path(f"{split}_images")
+        pattern = self.card.adapter_args.get("image_patterns", {}).get(split)
+        if pattern:
+            return lambda image_id: images / str(pattern).format(image_id=image_id)
+        index: dict[int, Path] = {}
+        for f in images.rglob("*"):
+            tail = f.stem.rsplit("_", 1)[-1]
+            if f.suffix.lower() in IMAGE_SUFFIXES and tail.isdigit():
+                index.setdefault(int(tail), f)
+
+        def find(image_id: int) -> Path:
+            if image_id not in index:
+                raise UserError(f"VisDial image {image_id} not found under {images} (looked for *_{image_id:012d}.jpg)")
+            return index[image_id]
+
+        return find
+
+    def load(self, split: str) -> list[Sample]:
+        path = self.path(f"{split}_dialogs")
+        data = _get(read_json(path), "data", path)
+        questions, answers = _get(data, "questions", path), _get(data, "answers", path)
+        args = self.card.adapter_args
+        fmt = str(args.get("history_format", HISTORY_FORMAT))
+        with_options = split == self.card.eval_split
+        relevance = self._relevance(split) if with_options else {}
+        image_of = self.image_lookup(split)
+        samples = []
+        for dlg in _get(data, "dialogs", path):
+            image_id = int(_get(dlg, "image_id", path))
+            media = (str(image_of(image_id)),)
+            history = ""
+            for r, turn in enumerate(_get(dlg, "dialog", path), 1):
+                try:
+                    q, a = questions[_get(turn, "question", path)], answers[_get(turn, "answer", path)]
+                except IndexError:
+                    raise UserError(f"{path}: dialog {image_id} round {r} points outside the string tables") from None
+                fields: dict[str, Any] = {"caption": str(_get(dlg, "caption", path)), "history": history,
+                                          "question": q}
+                label = turn.get("gt_index")
+                if with_options:
+                    fields["candidates"] = tuple(answers[i] for i in _get(turn, "answer_options", path))
+                    if (image_id, r) in relevance:
+                        fields["gt_relevance"] = relevance[(image_id, r)]
+                samples.append(Sample(id=f"{image_id}-{r}", media=media, fields=fields, references=(a,),
+                                      label=int(label) if label is not None else None))
+                history += fmt.format(question=q, answer=a)
+        return check_unique(samples, str(path))
+

@@ -1,0 +1,136 @@
+"""Data-parallel evaluation under ``torchrun``: rank/world from the environment, sharding, barriers.
+
+``torchrun --nproc_per_node=N -m flamingo_eval run ...`` starts N copies of the CLI with ``RANK``,
+``WORLD_SIZE``, ``LOCAL_RANK`` and ``MASTER_ADDR/PORT`` set. Each copy loads the model (on
+``cuda:<LOCAL_RANK>`` when ``model.device`` is ``cuda``), evaluates its shard of every (shots, trial),
+and appends its predictions to its own part file in the run directory; after each trial rank 0 merges
+the parts in the canonical sample order and scores once (``flamingo_eval/results/store.py``).
+
+Sharding is by position in the eval split's canonical order (``index % world_size == rank``): every
+sample lands on exactly one rank, no padding duplicates, balanced to one sample. Which rank evaluates a
+sample never changes its prompt: demos are keyed by sample id (docs/protocol.md).
+
+Backend: ``nccl`` when the model runs on CUDA, else ``gloo``. The runner only exchanges small Python
+objects and barriers, which go through a gloo group in both cases (no GPU memory, no CUDA streams).
+The run directory must be on a filesystem all ranks see (shared storage on multi-node jobs).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+__all__ = ["Dist", "current", "from_env", "init", "local_device", "shard", "shutdown"]
+
+T = TypeVar("T")
+
+TIMEOUT_ENV = "FLAMINGO_EVAL_DIST_TIMEOUT"
+"""Seconds a rank waits at a barrier (others still evaluating, rank 0 scoring); default 4 hours."""
+
+
+@dataclass(frozen=True)
+class Dist:
+    """This process's place in the job; ``world_size == 1`` is the plain single-process run."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    group: Any = None
+    """The process group used for barriers and object broadcasts (gloo); None when single-process."""
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        """Wait for every rank (no-op for a single process)."""
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier(group=self.group)
+
+    def broadcast(self, obj: T) -> T:
+        """Rank 0's ``obj`` on every rank (pickled by torch between our own processes only)."""
+        if self.world_size == 1:
+            return obj
+        import torch.distributed as dist
+
+        box = [obj]
+        dist.broadcast_object_list(box, src=0, group=self.group)
+        return box[0]  # type: ignore[no-any-return]
+
+
+_CURRENT = Dist()
+
+
+def from_env(env: dict[str, str] | None = None) -> Dist:
+    """Rank, world size and local rank as torchrun sets them (absent: a single process)."""
+    e = os.environ if env is None else env
+    try:
+        world = int(e.get("WORLD_SIZE", "1"))
+        rank = int(e.get("RANK", "0"))
+        local = int(e.get("LOCAL_RANK", str(rank)))
+    except ValueError:
+        from flamingo_eval.errors import UserError
+
+        raise UserError("RANK / WORLD_SIZE / LOCAL_RANK must be integers (set by torchrun)") from None
+    if world < 1 or not 0 <= rank < world:
+        from flamingo_eval.errors import UserError
+
+        raise UserError(f"bad torchrun environment: RANK={rank} WORLD_SIZE={world}")
+    return Dist(rank=rank, world_size=world, local_rank=local)
+
+
+def local_device(device: str, d: Dist) -> str:
+    """``cuda`` -> ``cuda:<local_rank>`` in a multi-process job (one GPU per process); else unchanged."""
+    if d.world_size > 1 and device in ("cuda", "auto"):
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.set_device(d.local_rank % max(torch.cuda.device_count(), 1))
+            return f"cuda:{d.local_rank % max(torch.cuda.device_count(), 1)}"
+    return device
+
+
+def init(device: str = "cpu") -> Dist:
+    """Join the torchrun job (once per process) and return this process's :class:`Dist`."""
+    global _CURRENT
+    d = from_env()
+    if d.world_size == 1:
+        _CURRENT = d
+        return d
+    import torch
+    import torch.distributed as dist
+
+    timeout = timedelta(seconds=float(os.environ.get(TIMEOUT_ENV, 4 * 3600)))
+    if not dist.is_initialized():
+        cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+        backend = "nccl" if cuda and torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend=backend, timeout=timeout)
+    group = dist.new_group(backend="gloo", timeout=timeout) if dist.get_backend() != "gloo" else dist.group.WORLD
+    _CURRENT = Dist(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=d.local_rank, group=group)
+    return _CURRENT
+
+
+def current() -> Dist:
+    """The :class:`Dist` set by :func:`init` (a single process until then)."""
+    return _CURRENT
+
+
+def shutdown() -> None:
+    """Leave the process group (safe to call when none was joined)."""
+    global _CURRENT
+    if _CURRENT.world_size > 1:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    _CURRENT = Dist()
+
+
+def shard(items: Sequence[T], d: Dist) -> list[T]:
+    """This rank's items: positions ``rank, rank + world, ...`` (disjoint, covering, balanced)."""
+    return list(items[d.rank :: d.world_size])

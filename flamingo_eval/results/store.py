@@ -1,0 +1,357 @@
+"""Run-directory state: config hash, fresh / resume / refuse, per-rank part files, merge and finalise.
+
+Layout of a run directory while it runs::
+
+    record.json                 rewritten atomically after every trial (status: running | complete)
+    predictions.jsonl           the scored lines of every finished trial, canonical order (atomic rewrite)
+    partial/state.json          config hash + weights fingerprint of the run that owns this directory
+    partial/s<shots>-t<trial>.r<rank>.jsonl   append-only: one JSON line per evaluated (or skipped) sample,
+                                flushed and fsynced per batch; a torn last line (SIGKILL) is ignored
+    partial/s<shots>-t<trial>.scored.jsonl    that trial's lines in eval-split order with per-sample scores
+
+When the last trial is scored, ``record.json`` gets ``status: complete`` and ``partial/`` is removed.
+Re-running the same command resumes: samples present in a part file are not evaluated again, and the
+finished files are byte-identical to an uninterrupted run's because the scored files are always rebuilt
+from the part files in the canonical sample order (however the work was split over batches, restarts or
+ranks). A directory holding a run of another configuration is refused unless ``--overwrite``.
+
+The config hash covers the resolved config minus fields that cannot change results (:data:`RUN_ONLY`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from flamingo_eval.distributed import Dist
+from flamingo_eval.errors import UserError
+from flamingo_eval.results.records import PREDICTIONS_FILE, RECORD_FILE, write_json_atomic
+
+__all__ = ["PARTIAL_DIR", "RUN_ONLY", "PartSink", "RunStore", "check_output_dir", "config_hash", "writing"]
+
+PARTIAL_DIR = "partial"
+STATE_FILE = "state.json"
+RUN_ONLY: dict[str, tuple[str, ...]] = {
+    "run": ("output", "resume", "overwrite", "batch_size", "rices_cache_dir", "rices_batch_size"),
+    "model": ("batch_size", "latent_cache_mb", "latent_cache_dir"),
+}
+"""Config fields excluded from the config hash: where things go and how fast, never what comes out."""
+
+
+def config_hash(cfg: Any) -> str:
+    """sha256 of the resolved config minus :data:`RUN_ONLY` (and the vocab size a random LM derives)."""
+    from flamingo_eval.config import to_dict
+
+    data = to_dict(cfg)
+    for section, keys in RUN_ONLY.items():
+        for k in keys:
+            data[section].pop(k, None)
+    lm = data["model"]["lm"]
+    if lm.get("source") == "random":  # build_model fills it from the tokenizer (already in the config)
+        lm.get("config", {}).pop("vocab_size", None)
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def write_error(path: Path, e: OSError) -> UserError:
+    """One actionable line for a failed write (disk full, read-only, permissions)."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return UserError(f"cannot write {path}: no space left on device; free some space and re-run the same "
+                         "command to resume (everything written so far is kept)")
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return UserError(f"cannot write {path}: {e.strerror or 'permission denied'}; choose a writable --output")
+    if e.errno in (errno.ENOTDIR, errno.EEXIST):
+        return UserError(f"cannot write {path}: a path component is a file, not a directory; choose another --output")
+    return UserError(f"cannot write {path}: {e.strerror or e}")
+
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Turn an ``OSError`` raised while writing ``path`` into a one-line :class:`UserError`."""
+    try:
+        yield
+    except OSError as e:
+        raise write_error(path, e) from None
+
+
+def inside(out_dir: Path, name: str) -> Path:
+    """``out_dir / name``, refusing anything that resolves outside ``out_dir`` (symlinks, ``..``)."""
+    p = out_dir / name
+    if not p.resolve().is_relative_to(out_dir.resolve()):
+        raise UserError(f"{p} resolves outside the output directory {out_dir}; refusing to write there")
+    return p
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return d if isinstance(d, dict) else None
+
+
+def check_output_dir(out_dir: Path, chash: str, resume: bool, overwrite: bool) -> str:
+    """What to do with ``out_dir``: ``fresh`` | ``resume`` | ``complete`` | ``overwrite`` (read-only).
+
+    Raises:
+        UserError: the path is not a directory, or holds a run of another config (or a partial run
+            with ``resume`` off) and ``overwrite`` is not set.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--output {out_dir} is a file, not a directory; choose another --output")
+    state = _read_json(out_dir / PARTIAL_DIR / STATE_FILE)
+    record_path, preds = out_dir / RECORD_FILE, out_dir / PREDICTIONS_FILE
+    ours = state is not None or record_path.exists() or preds.exists() or (out_dir / PARTIAL_DIR).exists()
+    if overwrite:
+        return "overwrite" if ours else "fresh"
+    hint = "pass --overwrite to replace it, or choose another --output"
+    if state is not None:
+        if state.get("config_hash") != chash:
+            raise UserError(f"{out_dir} holds a partial run of a different configuration (config hash "
+                            f"{state.get('config_hash')}, this run {chash}); {hint}")
+        if not resume:
+            raise UserError(f"{out_dir} holds a partial run of this configuration; drop --no-resume to continue "
+                            "it, or pass --overwrite to start over")
+        return "resume"
+    if record_path.exists():
+        rec = _read_json(record_path)
+        if rec is None or rec.get("config_hash") != chash:
+            got = rec.get("config_hash") if rec else "unreadable"
+            raise UserError(f"{out_dir} already holds a run record of a different configuration (config hash "
+                            f"{got}, this run {chash}); {hint}")
+        if rec.get("status") != "complete":
+            raise UserError(f"{out_dir} holds an unfinished record without its partial/ state; {hint}")
+        return "complete" if resume else _already(out_dir)
+    if preds.exists() or (out_dir / PARTIAL_DIR).exists():
+        raise UserError(f"{out_dir} holds predictions but no run state of this tool; {hint}")
+    return "fresh"
+
+
+def _already(out_dir: Path) -> str:
+    raise UserError(f"{out_dir} already holds a complete run of this configuration; pass --overwrite to redo it")
+
+
+def _complete_lines(path: Path) -> list[dict[str, Any]]:
+    """Entries of a part file: newline-terminated lines that parse (a torn tail is ignored)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    out = []
+    for raw in data.split(b"\n")[:-1]:
+        try:
+            d = json.loads(raw)
+        except ValueError:
+            continue  # a block of NULs after a crash: that sample is simply evaluated again
+        if isinstance(d, dict):
+            out.append(d)
+    return out
+
+
+def _repair_tail(path: Path) -> None:
+    """Cut an unterminated last line (a write killed half-way) so appends start on a fresh line."""
+    if not path.exists():
+        return
+    with open(path, "r+b") as f:
+        size = f.seek(0, os.SEEK_END)
+        pos, keep = size, 0
+        while pos > 0:
+            step = min(1 << 16, pos)
+            pos -= step
+            f.seek(pos)
+            chunk = f.read(step)
+            nl = chunk.rfind(b"\n")
+            if nl >= 0:
+                keep = pos + nl + 1
+                break
+        if keep != size:
+            f.truncate(keep)
+
+
+class PartSink:
+    """Appends one rank's entries for one (shots, trial), flushed and fsynced per batch."""
+
+    def __init__(self, path: Path, tags: dict[str, int]) -> None:
+        self.path, self.tags, self._ready = path, tags, False
+
+    def __call__(self, lines: list[dict[str, Any]], skipped: Sequence[dict[str, Any]] = ()) -> None:
+        text = "".join(json.dumps({"p": {**self.tags, **ln}}, ensure_ascii=False) + "\n" for ln in lines)
+        text += "".join(json.dumps({"skip": dict(s)}, ensure_ascii=False) + "\n" for s in skipped)
+        with writing(self.path):
+            if not self._ready:
+                _repair_tail(self.path)
+                self._ready = True
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+
+
+class RunStore:
+    """The run directory of one evaluation; every rank holds one, rank 0 alone merges and scores."""
+
+    def __init__(self, out_dir: Path, chash: str, dist: Dist, previous: dict[str, Any] | None = None,
+                 complete: dict[str, Any] | None = None) -> None:
+        self.out_dir, self.chash, self.dist = out_dir, chash, dist
+        self.previous, self.complete = previous, complete
+        self.partial = out_dir / PARTIAL_DIR
+
+    # -- opening ---------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, out_dir: Path, cfg: Any, fingerprint: str, dist: Dist) -> RunStore:
+        """Decide fresh / resume / complete on rank 0, prepare the directory, tell every rank."""
+        chash = config_hash(cfg)
+        answer: tuple[str, str] = ("", "")
+        if dist.is_main:
+            try:
+                answer = (cls._prepare(out_dir, chash, fingerprint, cfg.run.resume, cfg.run.overwrite), "")
+            except UserError as e:
+                answer = ("", str(e))
+        mode, err = dist.broadcast(answer)
+        if err:
+            raise UserError(err)
+        store = cls(out_dir, chash, dist)
+        if dist.is_main and mode in ("resume", "complete"):
+            rec = _read_json(out_dir / RECORD_FILE)
+            store.previous = rec
+            store.complete = rec if mode == "complete" else None
+        store.complete = dist.broadcast(store.complete) if mode == "complete" else None
+        return store
+
+    @staticmethod
+    def _prepare(out_dir: Path, chash: str, fingerprint: str, resume: bool, overwrite: bool) -> str:
+        mode = check_output_dir(out_dir, chash, resume, overwrite)
+        partial = inside(out_dir, PARTIAL_DIR)
+        if mode == "overwrite":
+            for name in (RECORD_FILE, PREDICTIONS_FILE):
+                with writing(out_dir / name):
+                    inside(out_dir, name).unlink(missing_ok=True)
+            for sub in sorted(out_dir.glob("submission*.json")):
+                inside(out_dir, sub.name).unlink()
+            if partial.exists():
+                with writing(partial):
+                    shutil.rmtree(partial)
+            mode = "fresh"
+        if mode == "fresh":
+            with writing(partial):
+                partial.mkdir(parents=True, exist_ok=True)
+            with writing(partial / STATE_FILE):
+                write_json_atomic(partial / STATE_FILE, {"config_hash": chash, "fingerprint": fingerprint})
+        elif mode == "resume":
+            state = _read_json(partial / STATE_FILE) or {}
+            if state.get("fingerprint") not in (None, fingerprint):
+                raise UserError(f"{out_dir}: the model weights changed since this partial run began (fingerprint "
+                                f"{state.get('fingerprint')}, now {fingerprint}); pass --overwrite to start over")
+            with writing(partial / STATE_FILE):
+                write_json_atomic(partial / STATE_FILE, {**state, "resumes": int(state.get("resumes", 0)) + 1})
+        return mode
+
+    # -- evaluating (every rank) -----------------------------------------------------------------
+    def part_path(self, shots: int, trial: int, rank: int) -> Path:
+        return inside(self.out_dir, f"{PARTIAL_DIR}/s{shots}-t{trial}.r{rank}.jsonl")
+
+    def entries(self, shots: int, trial: int) -> dict[str, dict[str, Any]]:
+        """Sample id -> its entry (``{"p": line}`` or ``{"skip": {...}}``) over every rank's part file."""
+        found: dict[str, dict[str, Any]] = {}
+        for path in sorted(self.partial.glob(f"s{shots}-t{trial}.r*.jsonl")):
+            for e in _complete_lines(path):
+                body = e.get("p") or e.get("skip")
+                if isinstance(body, dict) and "sample_id" in body:
+                    found.setdefault(str(body["sample_id"]), e)
+        return found
+
+    def pending(self, samples: Sequence[Any], shots: int, trial: int) -> tuple[list[Any], int]:
+        """(this rank's samples still to evaluate, how many of its samples are already done)."""
+        from flamingo_eval.distributed import shard
+
+        mine = shard(samples, self.dist)
+        done = self.entries(shots, trial)
+        todo = [s for s in mine if s.id not in done]
+        return todo, len(mine) - len(todo)
+
+    def sink(self, shots: int, trial: int, seed: int) -> PartSink:
+        return PartSink(self.part_path(shots, trial, self.dist.rank), {"shots": shots, "trial": trial, "seed": seed})
+
+    # -- merging and scoring (rank 0) ------------------------------------------------------------
+    def scored_path(self, shots: int, trial: int) -> Path:
+        return inside(self.out_dir, f"{PARTIAL_DIR}/s{shots}-t{trial}.scored.jsonl")
+
+    def previous_trial(self, shots: int, trial: int, seed: int) -> dict[str, Any] | None:
+        """The record entry of a trial a previous (killed) process already scored, if any."""
+        if not self.previous or not self.scored_path(shots, trial).exists():
+            return None
+        for entry in self.previous.get("results", []):
+            trials = entry.get("trials", [])
+            if entry.get("shots") == shots and len(trials) > trial and trials[trial].get("seed") == seed:
+                return dict(trials[trial])
+        return None
+
+    def collect(self, task: Any, shots: int, trial: int) -> Any:
+        """Every rank's entries for (shots, trial) as one ``TrialOutput`` in eval-split order."""
+        from flamingo_eval.runner import TrialOutput, to_prediction
+        from flamingo_eval.types import InterleavedPrompt
+
+        found = self.entries(shots, trial)
+        missing = [s.id for s in task.eval_samples if s.id not in found]
+        if missing:
+            raise UserError(f"{self.out_dir}: {len(missing)} samples of {shots}-shot trial {trial} have no "
+                            f"prediction (first: {missing[0]}); a rank stopped early? re-run to resume")
+        res = TrialOutput()
+        stub = InterleavedPrompt(text="", media=())
+        for s in task.eval_samples:
+            e = found[s.id]
+            if "skip" in e:
+                res.skipped.append({"sample_id": s.id, "error": e["skip"].get("error", "")})
+                res.dropped += int(e["skip"].get("dropped_demos", 0))
+                continue
+            line = e["p"]
+            out = line["raw_output"] if line.get("scores") is None else line["scores"]
+            res.items.append(to_prediction(task, s, stub, out)[1])
+            res.lines.append(line)
+            res.dropped += int(line.get("dropped_demos") or 0)
+        return res
+
+    def save_scores(self, out: Any, per_sample: Sequence[Any], shots: int, trial: int,
+                    order: Sequence[tuple[int, int]]) -> None:
+        """Write the trial's scored lines, then rebuild predictions.jsonl from every scored trial in ``order``."""
+        scores = {item.sample_id: sc for item, sc in zip(out.items, per_sample)}
+        text = "".join(json.dumps({**ln, "score": scores.get(ln["sample_id"], ln.get("score"))},
+                                  ensure_ascii=False) + "\n" for ln in out.lines)
+        path = self.scored_path(shots, trial)
+        with writing(path):
+            from flamingo_eval.results.records import write_text_atomic
+
+            write_text_atomic(path, text)
+            parts = [self.scored_path(s, t) for s, t in order]
+            write_text_atomic(self.out_dir / PREDICTIONS_FILE,
+                              "".join(p.read_text(encoding="utf-8") for p in parts if p.exists()))
+
+    def start_record(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Stamp ``record`` with the config hash; a resumed run keeps its original id and creation time."""
+        prev = self.previous or {}
+        for key in ("run_id", "created"):
+            if key in prev:
+                record[key] = prev[key]
+        resumes = int((_read_json(self.partial / STATE_FILE) or {}).get("resumes", 0))
+        record["config_hash"] = self.chash
+        record["status"] = "running"
+        record["execution"] = {"world_size": self.dist.world_size, "resumes": resumes}
+        return record
+
+    def write_record(self, record: dict[str, Any]) -> None:
+        with writing(self.out_dir / RECORD_FILE):
+            write_json_atomic(self.out_dir / RECORD_FILE, record)
+
+    def finish(self, record: dict[str, Any]) -> None:
+        """Mark the record complete and drop the partial state (rank 0)."""
+        record["status"] = "complete"
+        self.write_record(record)
+        with writing(self.partial):
+            shutil.rmtree(self.partial, ignore_errors=True)

@@ -1,0 +1,415 @@
+"""Bad-input corpus: every case ends in one clear line (exit != 0), a documented skip counted in the
+record (``--on-bad-sample skip``), or simply works (odd but valid images). No case shows a traceback.
+
+CLI-level cases that must prove "no traceback" in a real process run through ``python -m flamingo_eval``;
+the rest call ``flamingo_eval.cli.main`` in-process (same code path, much faster).
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from flamingo_eval.cli import main
+
+EASY = ["run", "easyvqa", "--model", "tiny", "--shots", "0", "--trials", "2", "--limit", "40"]
+
+
+def one_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err, "expected an error line"
+    assert "Traceback" not in err and "\n" not in err, err
+    return err
+
+
+def cli(*args: str, timeout: float = 180, **kw: object) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CI": "true"}
+    return subprocess.run([sys.executable, "-m", "flamingo_eval", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, **kw)  # type: ignore[call-overload]
+
+
+def vqa(root: Path, out: Path, *extra: str) -> list[str]:
+    return ["run", "vqav2", "--model", "tiny", "--shots", "0", "--data-root", str(root), "--output", str(out), *extra]
+
+
+def val_images(root: Path) -> list[Path]:
+    return sorted((root / "vqav2" / "val2014").glob("*.jpg"))
+
+
+def record(run: Path) -> dict:
+    return json.loads((run / "record.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def easy_reference(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("ref") / "run"
+    assert main([*EASY, "--output", str(run)]) == 0
+    return run
+
+
+# -- images ------------------------------------------------------------------------------------------
+
+def _missing(p: Path) -> None:
+    p.unlink()
+
+
+def _zero_byte(p: Path) -> None:
+    p.write_bytes(b"")
+
+
+def _truncated_jpeg(p: Path) -> None:
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize("corrupt", [_missing, _zero_byte, _truncated_jpeg], ids=["missing", "zero-byte", "truncated"])
+def test_bad_image_errors_or_is_skipped_and_counted(corrupt, vqav2_root, tmp_path, capsys):
+    bad = val_images(vqav2_root)[2]
+    corrupt(bad)
+    assert main(vqa(vqav2_root, tmp_path / "err")) == 2
+    assert bad.name in one_line(capsys)
+    assert main(vqa(vqav2_root, tmp_path / "skip", "--on-bad-sample", "skip")) == 0
+    trial = record(tmp_path / "skip")["results"][0]["trials"][0]
+    assert trial["skipped"] == 1 and trial["n"] == 5 and trial["skipped_ids"] == ["1021"]
+    lines = (tmp_path / "skip" / "predictions.jsonl").read_text().splitlines()
+    assert len(lines) == 5 and all(json.loads(ln)["sample_id"] != "1021" for ln in lines)
+
+
+def _cmyk(p: Path) -> None:
+    Image.open(p).convert("CMYK").save(p, "JPEG")
+
+
+def _palette(p: Path) -> None:
+    Image.open(p).convert("P", palette=Image.Palette.ADAPTIVE).save(p, "PNG")
+
+
+def _rgba(p: Path) -> None:
+    im = Image.open(p).convert("RGBA")
+    im.putalpha(Image.new("L", im.size, 100))
+    im.save(p, "PNG")
+
+
+def _sixteen_bit(p: Path) -> None:
+    arr = np.asarray(Image.open(p).convert("L"), dtype=np.uint16) * 257
+    Image.fromarray(arr).save(p, "PNG")
+
+
+def _grayscale(p: Path) -> None:
+    Image.open(p).convert("L").save(p, "JPEG")
+
+
+@pytest.mark.parametrize("convert", [_cmyk, _palette, _rgba, _sixteen_bit, _grayscale],
+                         ids=["cmyk", "palette", "rgba", "16-bit", "grayscale"])
+def test_unusual_image_modes_just_work(convert, vqav2_root, tmp_path, capsys):
+    for p in val_images(vqav2_root):
+        convert(p)
+    assert main(vqa(vqav2_root, tmp_path / "r")) == 0
+    trial = record(tmp_path / "r")["results"][0]["trials"][0]
+    assert trial["n"] == 6 and trial["skipped"] == 0
+    assert "Traceback" not in capsys.readouterr().err
+
+
+GIANT = """
+import io, json, resource, struct, sys
+from pathlib import Path
+from PIL import Image
+from flamingo_eval.cli import main
+root, out = Path(sys.argv[1]), Path(sys.argv[2])
+args = ["run", "vqav2", "--model", "tiny", "--shots", "0", "--data-root", str(root)]
+assert main([*args, "--output", str(out / "a")]) == 0
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+buf = io.BytesIO()
+Image.new("L", (16, 16), 128).save(buf, "JPEG", quality=50)
+data = bytearray(buf.getvalue())
+sof = data.index(b"\\xff\\xc0")
+data[sof + 5 : sof + 9] = struct.pack(">HH", 20000, 20000)
+sorted((root / "vqav2" / "val2014").glob("*.jpg"))[0].write_bytes(bytes(data))
+rc = main([*args, "--output", str(out / "b")])
+print(json.dumps({"rc": rc, "grew_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024}))
+"""
+
+
+def test_20000x20000_image_in_bounded_memory(vqav2_root, tmp_path):
+    """A 400-megapixel JPEG is drafted down at decode time: peak memory grows far less than 1.2 GB."""
+    out = subprocess.run([sys.executable, "-c", GIANT, str(vqav2_root), str(tmp_path)], capture_output=True,
+                         text=True, timeout=180, env={**os.environ, "CI": "true"})
+    assert "Traceback" not in out.stderr, out.stderr
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["rc"] in (0, 2)  # processed at reduced scale, or one clear refusal line
+    assert res["grew_mb"] < 400, res
+
+
+# -- annotation files --------------------------------------------------------------------------------
+
+def _qfile(root: Path) -> Path:
+    return root / "vqav2" / "v2_OpenEnded_mscoco_val2014_questions.json"
+
+
+def _afile(root: Path) -> Path:
+    return root / "vqav2" / "v2_mscoco_val2014_annotations.json"
+
+
+def test_malformed_json(vqav2_root, tmp_path, capsys):
+    q = _qfile(vqav2_root)
+    q.write_text(q.read_text()[:-20])
+    assert main(vqa(vqav2_root, tmp_path / "r")) == 2
+    err = one_line(capsys)
+    assert q.name in err and "not valid JSON" in err
+
+
+def test_questions_and_annotations_do_not_join(vqav2_root, tmp_path, capsys):
+    a = _afile(vqav2_root)
+    anns = json.loads(a.read_text())
+    for ann in anns["annotations"]:
+        ann["question_id"] += 7
+    a.write_text(json.dumps(anns))
+    assert main(vqa(vqav2_root, tmp_path / "r")) == 2
+    assert "has no annotation" in one_line(capsys)
+
+
+def test_empty_answer_list(vqav2_root, tmp_path, capsys):
+    a = _afile(vqav2_root)
+    anns = json.loads(a.read_text())
+    anns["annotations"][0]["answers"] = []
+    a.write_text(json.dumps(anns))
+    assert main(vqa(vqav2_root, tmp_path / "r")) == 2
+    assert "empty answers list" in one_line(capsys)
+
+
+def test_duplicate_sample_ids(vqav2_root, tmp_path, capsys):
+    q = _qfile(vqav2_root)
+    qs = json.loads(q.read_text())
+    qs["questions"].append(dict(qs["questions"][0]))
+    q.write_text(json.dumps(qs))
+    assert main(vqa(vqav2_root, tmp_path / "r")) == 2
+    assert "duplicate sample id" in one_line(capsys)
+
+
+# -- names and overrides -----------------------------------------------------------------------------
+
+def test_unknown_benchmark_no_traceback():
+    out = cli("run", "no-such-bench", "--model", "tiny")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "unknown benchmark 'no-such-bench'" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("override,needle", [("run.limit=abc", "limit"), ("run.nosuchkey=1", "nosuchkey"),
+                                             ("justaword", "KEY=VALUE"), ("run.shots=[0", "override")])
+def test_malformed_override(override, needle, capsys):
+    assert main(["run", "easyvqa", "--model", "tiny", override]) == 2
+    assert needle in one_line(capsys)
+
+
+def test_unknown_model(capsys):
+    assert main(["run", "easyvqa", "--model", "gpt-17"]) == 2
+    err = one_line(capsys)
+    assert "unknown model 'gpt-17'" in err and "tiny" in err
+
+
+# -- checkpoints and code execution --------------------------------------------------------------------
+
+def test_missing_checkpoint(tmp_path, capsys):
+    assert main([*EASY, "--output", str(tmp_path / "r"), f"model.checkpoint={tmp_path / 'nope.pt'}"]) == 2
+    assert "does not exist" in one_line(capsys)
+
+
+def test_checkpoint_with_wrong_keys(tmp_path, capsys):
+    ckpt = tmp_path / "wrong.pt"
+    torch.save({"transformer.h.0.attn.weight": torch.zeros(2, 2)}, ckpt)
+    assert main([*EASY, "--output", str(tmp_path / "r"), f"model.checkpoint={ckpt}"]) == 2
+    assert "transformer.h.0.attn.weight" in one_line(capsys)
+
+
+class _Payload:
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (os.system, (f"touch {self.target}",))
+
+
+def test_code_executing_pickle_is_refused_and_never_run(tmp_path):
+    marker = tmp_path / "PWNED"
+    ckpt = tmp_path / "evil.pt"
+    torch.save({"perceiver.latents": torch.zeros(8, 64), "x": _Payload(str(marker))}, ckpt)
+    out = cli(*EASY, "--output", str(tmp_path / "r"), f"model.checkpoint={ckpt}")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "refused to load checkpoint" in out.stderr
+    assert not marker.exists()
+
+
+def test_tokenizer_with_custom_code_needs_trust_remote_code(tmp_path, capsys):
+    from flamingo_eval.models.assets import smollm2_dir
+
+    tok = tmp_path / "tok"
+    tok.mkdir()
+    src = smollm2_dir()
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (tok / name).write_bytes((src / name).read_bytes())
+    marker = tmp_path / "PWNED"
+    (tok / "tokenization_evil.py").write_text(f"open({str(marker)!r}, 'w')\n"
+                                              "from transformers import PreTrainedTokenizerFast as EvilTokenizer\n")
+    conf = json.loads((tok / "tokenizer_config.json").read_text())
+    conf.update(auto_map={"AutoTokenizer": [None, "tokenization_evil.EvilTokenizer"]}, tokenizer_class="EvilTokenizer")
+    (tok / "tokenizer_config.json").write_text(json.dumps(conf))
+    assert main([*EASY, "--output", str(tmp_path / "r"), f"model.lm.tokenizer={tok}"]) == 2
+    assert "trust_remote_code" in one_line(capsys)
+    assert not marker.exists()
+
+
+# -- the output directory ----------------------------------------------------------------------------
+
+def test_output_under_a_file_is_refused(tmp_path, capsys):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    assert main([*EASY, "--output", str(blocker)]) == 2
+    assert "is a file" in one_line(capsys)
+    assert main([*EASY, "--output", str(blocker / "run")]) == 2
+    assert "cannot write" in one_line(capsys)
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root ignores directory permissions")
+def test_read_only_output_dir(tmp_path, capsys):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        assert main([*EASY, "--output", str(ro / "run")]) == 2
+        assert "cannot write" in one_line(capsys)
+    finally:
+        ro.chmod(0o755)
+
+
+def test_disk_full_during_a_write_then_resume(easy_reference, tmp_path, capsys, monkeypatch):
+    """ENOSPC on the 4th fsync under the run directory: one line, and the re-run finishes exactly."""
+    run = tmp_path / "run"
+    real_fsync, calls = os.fsync, []
+
+    def full_disk(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(str(run)):
+            calls.append(fd)
+            if len(calls) >= 4:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    assert main([*EASY, "--output", str(run)]) == 2
+    err = one_line(capsys)
+    assert "no space left on device" in err and "resume" in err
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert (run / "partial").is_dir()
+    assert main([*EASY, "--output", str(run)]) == 0
+    assert (run / "predictions.jsonl").read_bytes() == (easy_reference / "predictions.jsonl").read_bytes()
+
+
+def test_sigint_keeps_partial_results_and_resumes(tmp_path, capsys):
+    args = ["run", "easyvqa", "--model", "tiny", "--shots", "0", "--trials", "1", "--limit", "400"]
+    run, ref = tmp_path / "run", tmp_path / "ref"
+    proc = subprocess.Popen([sys.executable, "-m", "flamingo_eval", *args, "--output", str(run)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "CI": "true"})
+    part = run / "partial" / "s0-t0.r0.jsonl"
+    deadline = time.monotonic() + 90
+    while proc.poll() is None and not (part.exists() and part.stat().st_size) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "resume" in err
+    kept = part.read_text().count("\n")
+    assert 0 < kept < 400
+    assert main([*args, "--output", str(run)]) == 0
+    assert record(run)["execution"]["resumes"] == 1
+    assert main([*args, "--output", str(ref)]) == 0
+    assert (run / "predictions.jsonl").read_bytes() == (ref / "predictions.jsonl").read_bytes()
+
+
+def _partial_run(run: Path, *extra: str) -> None:
+    """A run directory left by a killed run of EASY (+ extra overrides)."""
+    assert main([*EASY, "--output", str(run), *extra]) == 0
+    from flamingo_eval.results.store import STATE_FILE
+
+    state = {"config_hash": record(run)["config_hash"], "fingerprint": record(run)["model"]["fingerprint"]}
+    (run / "partial").mkdir()
+    (run / "partial" / STATE_FILE).write_text(json.dumps(state))
+
+
+def test_incompatible_partial_run_refused_then_overwritten(tmp_path, capsys):
+    run = tmp_path / "run"
+    _partial_run(run)
+    assert main([*EASY, "--output", str(run), "--seed", "5"]) == 2
+    err = one_line(capsys)
+    assert "partial run of a different configuration" in err and "--overwrite" in err
+    assert main([*EASY, "--output", str(run), "--seed", "5", "--overwrite"]) == 0
+    assert record(run)["results"][0]["seeds"] == [5, 6]
+    assert main([*EASY, "--output", str(run)]) == 2  # now a complete run of another config
+    assert "different configuration" in one_line(capsys)
+
+
+def test_batch_size_does_not_change_the_config_hash(tmp_path, capsys):
+    run = tmp_path / "run"
+    _partial_run(run)
+    assert main([*EASY, "--output", str(run), "--batch-size", "3", "model.latent_cache_mb=8"]) == 0
+
+
+def test_no_resume_refuses_a_partial_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    _partial_run(run)
+    assert main([*EASY, "--output", str(run), "--no-resume"]) == 2
+    assert "--no-resume" in one_line(capsys)
+
+
+def test_changed_weights_refuse_resume(tmp_path, capsys):
+    run = tmp_path / "run"
+    _partial_run(run)
+    state = run / "partial" / "state.json"
+    state.write_text(json.dumps({**json.loads(state.read_text()), "fingerprint": "sha256:other"}))
+    assert main([*EASY, "--output", str(run)]) == 2
+    assert "weights changed" in one_line(capsys)
+
+
+def test_partial_dir_symlinked_outside_is_refused(tmp_path, capsys):
+    run, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    run.mkdir()
+    (run / "partial").symlink_to(elsewhere, target_is_directory=True)
+    assert main([*EASY, "--output", str(run), "--overwrite"]) == 2
+    assert "outside the output directory" in one_line(capsys)
+    assert elsewhere.is_dir()
+
+
+def test_garbage_record_in_output_dir_is_not_clobbered(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "record.json").write_text("{not json")
+    assert main([*EASY, "--output", str(run)]) == 2
+    assert "--overwrite" in one_line(capsys)
+    assert (run / "record.json").read_text() == "{not json"
+
+
+def test_giant_header_is_not_a_traceback(tmp_path):
+    """A non-JPEG announcing more pixels than the limit is refused before decoding (one line)."""
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, "PNG")
+    data = bytearray(buf.getvalue())
+    data[16:24] = struct.pack(">II", 30000, 30000)  # IHDR width/height (CRC now wrong: still one line)
+    from flamingo_eval.errors import UserError
+    from flamingo_eval.media import load_image
+
+    path = tmp_path / "big.png"
+    path.write_bytes(bytes(data))
+    with pytest.raises(UserError, match="big.png"):
+        load_image(path)

@@ -1,0 +1,275 @@
+"""Engine vs plain reference path, one process, same weights: prints one table (``make bench``).
+
+Model: open_clip ViT-B-32 (random, ``pretrained=None``) + a 12-layer 768-wide MPT decoder (~124M parameters
+with the SmolLM2 vocabulary), cross-attention before every layer, perceiver depth 6 / 64 latents, random
+non-zero gates; fp32 on CPU. Prompts are OpenFlamingo VQA / ImageNet prompts over easy-vqa images.
+
+Rows: (a) 32-shot VQA, beam 3, 5 new tokens, random demos per query from a 128-image demo pool;
+(b) rank classification, 1000 ImageNet class names, 8-shot (the reference scores a subset of the classes and
+its time is extrapolated linearly in the number of classes; predictions are compared on that subset);
+(c) shots 0/4/8/16/32 scaling (beam 3). For each: samples/s of both paths, the speed-up, engine time over a
+bare forward of the same tokens, peak memory (RSS above the phase's start), vision encodes vs distinct
+images, and whether predictions are identical.
+
+    .venv/bin/python tools/bench.py [--quick] [--queries N] [--ref-classes N] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import json
+import os
+import random
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from flamingo_eval.config import LMCfg, ModelCfg, VisionCfg  # noqa: E402
+from flamingo_eval.models.build import build_model  # noqa: E402
+from flamingo_eval.models.cache import KVCache  # noqa: E402
+from flamingo_eval.models.eval_model import FlamingoEvalModel  # noqa: E402
+from flamingo_eval.models.reference import ReferenceEvalModel  # noqa: E402
+from flamingo_eval.types import GenerateRequest, InterleavedPrompt, RankRequest  # noqa: E402
+
+MPT_124M = {"model_type": "mpt", "d_model": 768, "n_heads": 12, "n_layers": 12, "expansion_ratio": 4,
+            "max_seq_len": 2048, "attn_config": {"alibi": True, "alibi_bias_max": 8}, "no_bias": True,
+            "initializer_range": 0.02}
+
+
+def bench_model(batch_size: int) -> FlamingoEvalModel:
+    cfg = ModelCfg(name="bench-vitb32-mpt124m", vision=VisionCfg("open_clip", {"model_name": "ViT-B-32",
+                                                                                "pretrained": None}),
+                   lm=LMCfg(source="random", tokenizer="smollm2", config=dict(MPT_124M)),
+                   flamingo={"cross_attn_every_n_layers": 1}, init="random", init_gate=0.5, batch_size=batch_size)
+    return build_model(cfg)
+
+
+def reference_of(m: FlamingoEvalModel) -> ReferenceEvalModel:
+    return ReferenceEvalModel(m.model, m.tokenizer, m.preprocess, model_id=m.model_id, fingerprint=m.fingerprint(),
+                              batch_size=m.batch_size)
+
+
+class Peak:
+    """Peak resident memory above the level at entry, sampled every 5 ms from /proc/self/statm."""
+
+    def __enter__(self) -> Peak:
+        gc.collect()
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except OSError:
+            pass
+        self.base = self.peak = _rss()
+        self._stop = False
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop:
+            self.peak = max(self.peak, _rss())
+            time.sleep(0.005)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop = True
+        self._t.join()
+        self.peak = max(self.peak, _rss())
+
+    @property
+    def mib(self) -> float:
+        return (self.peak - self.base) / 2**20
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
+    with Peak() as p:
+        t0 = time.perf_counter()
+        out = fn()
+        dt = time.perf_counter() - t0
+    return out, dt, p.mib
+
+
+# ---------------------------------------------------------------------------------------------- data
+def easyvqa() -> tuple[list[str], list[str], list[str], list[str]]:
+    import easy_vqa
+
+    qs, answers, image_ids = easy_vqa.get_train_questions()
+    paths = easy_vqa.get_train_image_paths()
+    first: dict[int, int] = {}
+    for j, i in enumerate(image_ids):  # one question per image: every demo and query shows its own image
+        first.setdefault(i, j)
+    keep = sorted(first.values())
+    return [qs[j] for j in keep], [answers[j] for j in keep], [paths[image_ids[j]] for j in keep], []
+
+
+def vqa_requests(n: int, shots: int, beams: int, pool: int, seed: int = 0) -> list[GenerateRequest]:
+    qs, answers, imgs, _ = easyvqa()
+    demo_ids = list(range(pool))
+    out = []
+    for i in range(n):
+        rng = random.Random(f"bench/{seed}/{i}")
+        demos = rng.sample(demo_ids, shots)  # random demos per query
+        text = "".join(f"<image>Question:{qs[d]} Short answer:{answers[d]}<|endofchunk|>" for d in demos)
+        q = pool + i
+        prompt = InterleavedPrompt(text + f"<image>Question:{qs[q]} Short answer:",
+                                   tuple(imgs[d] for d in demos) + (imgs[q],))
+        out.append(GenerateRequest(prompt, max_new_tokens=5, num_beams=beams))
+    return out
+
+
+def rank_requests(n: int, shots: int, classes: tuple[str, ...]) -> list[RankRequest]:
+    _, _, imgs, _ = easyvqa()
+    out = []
+    for i in range(n):
+        rng = random.Random(f"bench-rank/{i}")
+        demos = rng.sample(range(128), shots)
+        text = "".join(f"<image>Output:{classes[rng.randrange(len(classes))]}<|endofchunk|>" for _ in demos)
+        prompt = InterleavedPrompt(text + "<image>Output:", tuple(imgs[d] for d in demos) + (imgs[200 + i],))
+        out.append(RankRequest(prompt, classes, normalize_length=True))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- floors
+def bare_forward_seconds(m: FlamingoEvalModel, texts: list[str], extra_tokens: int, with_bridge: bool) -> float:
+    """One plain forward over the same tokens (prompts + ``extra_tokens`` more rows-of-one-token worth).
+
+    ``with_bridge``: the Flamingo LM (decoder + cross-attention with precomputed media K/V, no vision);
+    otherwise the bare decoder. Generated/candidate tokens are added as one extra packed row.
+    """
+    ids = [m._encode(t) for t in texts]
+    input_ids, valid = m._left_pad(ids)
+    extra = torch.full((1, max(1, extra_tokens)), 5, dtype=torch.long)
+    n_lat, dim = m.model.perceiver.latents.shape
+    m_img = max(t.count("<image>") for t in texts)
+    with torch.inference_mode():
+        t0 = time.perf_counter()
+        for toks, val in ((input_ids, valid), (extra, torch.ones_like(extra, dtype=torch.bool))):
+            if with_bridge:
+                lat = torch.zeros(toks.shape[0], m_img, n_lat, dim)
+                media = m.model.media_state(lat, toks.shape[0])
+                m.model(toks, val, KVCache(len(m.model.lang.blocks)), media, last_only=toks is input_ids)
+            else:
+                m.model.lang(toks, val)
+        return time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------------------------------------- rows
+def row_generate(m: FlamingoEvalModel, reqs: list[GenerateRequest], run_ref: bool) -> dict[str, Any]:
+    ref = reference_of(m)
+    m.latents.__init__(m.latents.max_bytes)  # type: ignore[misc]  # a fresh run: empty latent cache
+    fast_out, fast_s, fast_mib = timed(lambda: m.generate(reqs))
+    _, warm_s, _ = timed(lambda: m.generate(reqs))  # latents already cached (a long run's steady state)
+    distinct = len({p for r in reqs for p in r.prompt.media})
+    row: dict[str, Any] = {"n": len(reqs), "fast_s": fast_s, "warm_s": warm_s, "fast_mib": fast_mib,
+                           "encodes": m.latents.encodes - 0, "distinct_images": distinct, "vision_s": m.latents.encode_seconds}
+    gen_tokens = sum(len(m.tokenizer(o)["input_ids"]) + 1 for o in fast_out) * reqs[0].num_beams
+    texts = [r.prompt.text for r in reqs]
+    row["bare_lm_s"] = bare_forward_seconds(m, texts, gen_tokens, with_bridge=False)
+    row["bare_flamingo_s"] = bare_forward_seconds(m, texts, gen_tokens, with_bridge=True)
+    if run_ref:
+        ref_out, ref_s, ref_mib = timed(lambda: ref.generate(reqs))
+        row.update(ref_s=ref_s, ref_mib=ref_mib, ref_encodes=ref.latents.encodes, identical=ref_out == fast_out)
+    return row
+
+
+def row_rank(m: FlamingoEvalModel, reqs: list[RankRequest], ref_classes: int) -> dict[str, Any]:
+    ref = reference_of(m)
+    m.latents.__init__(m.latents.max_bytes)  # type: ignore[misc]
+    fast_out, fast_s, fast_mib = timed(lambda: m.rank(reqs))
+    classes = reqs[0].candidates
+    cand_tokens = sum(max(0, len(x) - 1) for x in m._candidate_ids(classes)) * len(reqs)
+    texts = [r.prompt.text for r in reqs]
+    row: dict[str, Any] = {"n": len(reqs), "fast_s": fast_s, "fast_mib": fast_mib, "encodes": m.latents.encodes,
+                           "distinct_images": len({p for r in reqs for p in r.prompt.media}),
+                           "vision_s": m.latents.encode_seconds,
+                           "bare_lm_s": bare_forward_seconds(m, texts, cand_tokens, with_bridge=False),
+                           "bare_flamingo_s": bare_forward_seconds(m, texts, cand_tokens, with_bridge=True)}
+    if ref_classes:
+        sub = tuple(classes[:: max(1, len(classes) // ref_classes)][:ref_classes])
+        idx = [classes.index(c) for c in sub]
+        sub_reqs = [RankRequest(r.prompt, sub, r.normalize_length) for r in reqs]
+        ref_out, ref_sub_s, ref_mib = timed(lambda: ref.rank(sub_reqs))
+        # Extrapolate: context prefill once + per-class loop linear in the number of classes.
+        zero_reqs = [RankRequest(r.prompt, sub[:1], r.normalize_length) for r in reqs]
+        _, ref_one_s, _ = timed(lambda: ref.rank(zero_reqs))
+        per_class = (ref_sub_s - ref_one_s) / max(1, len(sub) - 1)
+        ref_s = ref_one_s + per_class * (len(classes) - 1)
+        fast_sub = [[row_scores[i] for i in idx] for row_scores in fast_out]
+        same = [max(range(len(sub)), key=a.__getitem__) == max(range(len(sub)), key=b.__getitem__)
+                for a, b in zip(fast_sub, ref_out)]
+        diff = max(abs(x - y) for a, b in zip(fast_sub, ref_out) for x, y in zip(a, b))
+        row.update(ref_s=ref_s, ref_measured_s=ref_sub_s, ref_classes=len(sub), ref_mib=ref_mib,
+                   ref_encodes=ref.latents.encodes, identical=all(same), max_abs_score_diff=diff)
+    return row
+
+
+# ---------------------------------------------------------------------------------------------- main
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer queries and classes (about 3 minutes)")
+    ap.add_argument("--queries", type=int, default=None, help="queries per row (default 4, quick 2)")
+    ap.add_argument("--ref-classes", type=int, default=None, help="classes the reference scores (default 50)")
+    ap.add_argument("--json", type=str, default=None, help="also write the raw numbers here")
+    ap.add_argument("--skip-scaling", action="store_true")
+    args = ap.parse_args()
+    n = args.queries or (2 if args.quick else 4)
+    ref_classes = args.ref_classes if args.ref_classes is not None else (20 if args.quick else 50)
+    torch.manual_seed(0)
+    m = bench_model(batch_size=n)
+    params = sum(p.numel() for p in m.model.lang.parameters()) / 1e6
+    print(f"model: ViT-B-32 (random) + MPT {params:.0f}M params, xattn every layer; torch threads "
+          f"{torch.get_num_threads()}; batch {n}", flush=True)
+    from open_clip import IMAGENET_CLASSNAMES
+
+    rows: dict[str, dict[str, Any]] = {}
+    rows["(a) VQA 32-shot beam 3"] = row_generate(m, vqa_requests(n, 32, 3, pool=128), run_ref=True)
+    print("a", rows["(a) VQA 32-shot beam 3"], flush=True)
+    rows["(b) rank 1000 classes 8-shot"] = row_rank(m, rank_requests(n, 8, tuple(IMAGENET_CLASSNAMES)),
+                                                    ref_classes)
+    print("b", rows["(b) rank 1000 classes 8-shot"], flush=True)
+    if not args.skip_scaling:
+        for shots in (0, 4, 8, 16):
+            key = f"(c) VQA {shots}-shot beam 3"
+            rows[key] = row_generate(m, vqa_requests(n, shots, 3, pool=128, seed=shots), run_ref=not args.quick)
+            print("c", shots, rows[key], flush=True)
+    print_table(rows)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+def print_table(rows: dict[str, dict[str, Any]]) -> None:
+    head = (f"{'row':30} {'engine/s':>9} {'warm/s':>8} {'ref/s':>9} {'speedup':>8} {'warm':>6} {'eng/bareLM':>10} {'eng-vis/bareFl':>14} "
+            f"{'peak MiB eng/ref':>17} {'encodes eng/ref (distinct)':>27} {'identical':>9}")
+    print(head)
+    print("-" * len(head))
+    for name, r in rows.items():
+        fast_sps = r["n"] / r["fast_s"]
+        ref_sps = r["n"] / r["ref_s"] if "ref_s" in r else float("nan")
+        speed = r["ref_s"] / r["fast_s"] if "ref_s" in r else float("nan")
+        warm_sps = r["n"] / r.get("warm_s", r["fast_s"])
+        warm_speed = r["ref_s"] / r.get("warm_s", r["fast_s"]) if "ref_s" in r else float("nan")
+        ratio = r["fast_s"] / r["bare_lm_s"]
+        ratio_fl = (r["fast_s"] - r["vision_s"]) / r["bare_flamingo_s"]
+        mem = f"{r['fast_mib']:.0f}/{r.get('ref_mib', float('nan')):.0f}"
+        enc = f"{r['encodes']}/{r.get('ref_encodes', '-')} ({r['distinct_images']})"
+        print(f"{name:30} {fast_sps:9.3f} {warm_sps:8.3f} {ref_sps:9.4f} {speed:7.1f}x {warm_speed:5.1f}x {ratio:10.2f} {ratio_fl:14.2f} {mem:>17} "
+              f"{enc:>27} {str(r.get('identical', '-')):>9}")
+
+
+if __name__ == "__main__":
+    main()
