@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from flamingo_eval.errors import UserError
@@ -33,7 +34,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--ddof", type=int, choices=(0, 1), default=0,
                    help="std over trials: 0 = population (OpenFlamingo, default), 1 = sample")
     p.add_argument("--output", metavar="FILE", default=None,
-                   help="where to write ('-' for stdout; default: results/LEADERBOARD.<ext>)")
+                   help="where to write ('-' for stdout; default: LEADERBOARD.<ext> in the --results directory)")
     p.set_defaults(func=run)
 
 
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    output = args.output or f"results/LEADERBOARD.{_EXT[args.format]}"
+    output = args.output or str(Path(args.results) / f"LEADERBOARD.{_EXT[args.format]}")
     if output == "-":
         sys.stdout.write(text)
         return 0

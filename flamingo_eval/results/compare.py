@@ -223,8 +223,8 @@ def _corpus_cell(score: Callable, ids: list[str], bi: dict, ci: dict, seeds: lis
 def _compare_shots(base: dict, cand: dict, rb: dict, rc: dict, preds: tuple[list, list], opts: dict,
                    notes: list[str]) -> CellComparison:
     bench, shots = base["benchmark"]["id"], rb["shots"]
-    b_trials = {t["seed"]: float(t["value"]) for t in rb["trials"]}
-    c_trials = {t["seed"]: float(t["value"]) for t in rc["trials"]}
+    b_trials = {t["seed"]: float(t["value"]) for t in rb["trials"] if t.get("value") is not None}
+    c_trials = {t["seed"]: float(t["value"]) for t in rc["trials"] if t.get("value") is not None}
     seeds = sorted(set(b_trials) & set(c_trials))
     if not seeds:
         raise UserError(f"records not comparable: no common trial seeds for {bench} {shots}-shot "
@@ -260,11 +260,18 @@ def _compare_records(base: dict, cand: dict, opts: dict, out: Comparison) -> Non
     bench = base["benchmark"]["id"]
     cand_results = {r["shots"]: r for r in cand["results"]}
     preds = (load_predictions(Path(base["_path"]).parent), load_predictions(Path(cand["_path"]).parent))
-    n_cells = 0
+    n_cells = n_unscored = 0
     for rb in sorted(base["results"], key=lambda r: r["shots"]):
         rc = cand_results.get(rb["shots"])
         if rc is None:
             out.notes.append(f"{bench} {rb['shots']}-shot: not in the candidate run; skipped.")
+            continue
+        unscored = [side for side, r in (("baseline", rb), ("candidate", rc))
+                    if not any(t.get("value") is not None for t in r["trials"])]
+        if unscored:
+            out.notes.append(f"{bench} {rb['shots']}-shot: {' and '.join(unscored)} unscored (split "
+                             f"'{base['benchmark']['split']}' has no annotations: submission files only); skipped.")
+            n_unscored += 1
             continue
         sb, sc = rb.get("sampler", "random"), rc.get("sampler", "random")
         if sb != sc:
@@ -272,7 +279,7 @@ def _compare_records(base: dict, cand: dict, opts: dict, out: Comparison) -> Non
                             f"(baseline {sb!r}, candidate {sc!r})")
         out.cells.append(_compare_shots(base, cand, rb, rc, preds, opts, out.notes))
         n_cells += 1
-    if n_cells == 0:
+    if n_cells == 0 and n_unscored == 0:
         raise UserError(f"records not comparable: no shots setting of {bench} is in both runs")
 
 
@@ -305,6 +312,9 @@ def compare_runs(baseline: str | Path, candidate: str | Path, *, max_drop: float
     opts = {"max_drop": max_drop, "alpha": alpha, "n_resamples": n_resamples, "seed": seed}
     for bid in sorted(base_by):
         _compare_records(base_by[bid], cand_by[bid], opts, out)
+    if not out.cells:
+        raise UserError("nothing to compare: every shared setting is unscored (annotation-less split, "
+                        "submission files only); score them on the benchmark server")
     out.notes += [f"{b}: only in the candidate; not compared." for b in sorted(set(cand_by) - set(base_by))]
     return out
 

@@ -101,6 +101,8 @@ def _merge_trials(entries: list[tuple[dict[str, Any], dict[str, Any]]]) -> tuple
     overridden: list[str] = []
     for rec, res in sorted(entries, key=lambda e: (e[0]["created"], e[0]["run_id"])):
         for t in res["trials"]:
+            if t.get("value") is None:  # unscored (submission file for an annotation-less split)
+                continue
             if t["seed"] in trials:
                 overridden.append(f"seed {t['seed']} of run {trials[t['seed']][0]['run_id']}")
             trials[t["seed"]] = (rec, t)
@@ -155,7 +157,18 @@ def build_leaderboard(records: list[dict[str, Any]], ddof: int = 0) -> Leaderboa
     if not groups:
         raise UserError("the run records hold no results")
     notes: list[str] = []
-    rows = [_cell(key, entries, ddof, notes) for key, entries in sorted(groups.items(), key=lambda kv: kv[0][:6])]
+    rows = []
+    for key, entries in sorted(groups.items(), key=lambda kv: kv[0][:6]):
+        if not any(t.get("value") is not None for _, res in entries for t in res["trials"]):
+            n = sum(len(res["trials"]) for _, res in entries)
+            notes.append(f"{key[0]} / {key[1]} {_shots_label(key[4], key[5])}: {n} unscored trial(s) "
+                         f"(split '{key[3]}' has no annotations; submit the files to the benchmark server); "
+                         "not shown.")
+            continue
+        rows.append(_cell(key, entries, ddof, notes))
+    if not rows:
+        raise UserError("the run records hold no scored results (only submission files for annotation-less "
+                        "splits); score them on the benchmark server")
     cells = pd.DataFrame(rows)
     order = cells.sort_values(["benchmark", "shots", "sampler"])["column"]
     columns = list(dict.fromkeys(order))

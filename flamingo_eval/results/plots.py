@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -16,6 +15,7 @@ from matplotlib.figure import Figure
 
 from flamingo_eval.errors import UserError
 from flamingo_eval.results.leaderboard import Leaderboard
+from flamingo_eval.results.records import write_atomic
 
 PLOT_FORMATS = ("png", "svg", "pdf")
 # Drop timestamps/versions so regenerated plots only differ when the data does.
@@ -94,16 +94,4 @@ def save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
     if fmt not in PLOT_FORMATS:
         raise UserError(f"{p}: unsupported plot format '{p.suffix}'; use one of "
                         + ", ".join(f".{f}" for f in PLOT_FORMATS))
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=f".{fmt}", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format=fmt, dpi=150, metadata=_NO_TIMESTAMP[fmt])
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return p
+    return write_atomic(p, lambda f: fig.savefig(f, format=fmt, dpi=150, metadata=_NO_TIMESTAMP[fmt]))

@@ -12,10 +12,10 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from flamingo_eval.errors import UserError
 
@@ -55,7 +55,7 @@ def _validate_trial(t: Any, where: str, path: Path | str) -> None:
     if not isinstance(t, dict):
         raise _fail(path, where, f"expected object, got {_type_name(t)}")
     _need(t, "seed", int, where, path)
-    _need(t, "value", _NUMBER, where, path)
+    _need(t, "value", (*_NUMBER, type(None)), where, path)  # null: unscored (submission file only)
     ci = t.get("ci95")
     if ci is not None and (
         not isinstance(ci, list) or len(ci) != 2 or not all(isinstance(x, _NUMBER) for x in ci)
@@ -78,7 +78,8 @@ def _validate_result(r: Any, where: str, path: Path | str) -> None:
         seeds.append(t["seed"])
     if len(set(seeds)) != len(seeds):
         raise _fail(path, f"{where}.trials", f"duplicate trial seeds {sorted(seeds)}")
-    _need(r, "mean", _NUMBER, where, path)
+    unscored = any(t["value"] is None for t in trials)
+    _need(r, "mean", (*_NUMBER, type(None)) if unscored else _NUMBER, where, path)
 
 
 def validate_record(d: Any, path: Path | str = "<record>") -> dict[str, Any]:
@@ -218,27 +219,45 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any, *, indent: int | N
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Atomically replace ``path`` with ``text`` (UTF-8); see :func:`write_json_atomic`."""
+    data = text.encode("utf-8")
+    write_atomic(path, lambda f: f.write(data))
+
+
+def write_atomic(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> Path:
+    """Atomically replace ``path`` with what ``write`` writes to a binary file object.
+
+    The temporary file sits in the target's directory and gets the permissions a plain ``open`` would
+    (0o666 less the umask); it is fsynced, renamed over ``path``, and the rename made durable where the
+    platform allows it. Readers see the old file or the complete new one, never a part.
+    """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, p)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    # Make the rename itself durable where the platform allows it.
     try:
         dir_fd = os.open(p.parent, os.O_RDONLY)
     except OSError:
-        return
+        return p
     try:
         os.fsync(dir_fd)
     except OSError:
         pass
     finally:
         os.close(dir_fd)
+    return p
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only portable way to read it; restored at once
+    os.umask(mask)
+    return mask

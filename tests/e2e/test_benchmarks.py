@@ -31,13 +31,16 @@ def data_root(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def fake_tagger(monkeypatch):
-    """OK-VQA stemming without nltk tagger data: whitespace tokens, plural-looking words tagged NNS."""
+    """OK-VQA stemming without nltk data or WordNet (a fresh machine has neither): whitespace tokens,
+    plural-looking words tagged NNS, and a two-verb WordNet for the real lemmatizer."""
     import flamingo_eval.metrics.okvqa_stem as stem
 
     def tagger():
         return str.split, lambda toks: [(t, "NNS" if t.endswith("s") else "NN") for t in toks]
 
+    wordnet = {"index.verb": ["race v 2 1 @ 2 0 01909397", "ride v 3 1 @ 3 0 01955984"], "verb.exc": ["rode ride"]}
     monkeypatch.setattr(stem, "_default_tagger", tagger)
+    monkeypatch.setattr(stem, "_read_wordnet_file", wordnet.__getitem__)
 
 
 def _lines(run: Path) -> list[dict]:
@@ -100,7 +103,7 @@ def test_visdial_samples_carry_options_history_and_relevance(data_root):
     assert "candidates" not in train[0].fields and all(Path(s.media[0]).exists() for s in train)
 
 
-def test_vqav2_testdev_writes_a_valid_submission(tmp_path):
+def test_vqav2_testdev_writes_a_valid_submission(tmp_path, capsys):
     from flamingo_eval.benchmarks.submission import validate_submission
 
     root, qids = make_vqav2_test(tmp_path / "data")
@@ -113,6 +116,17 @@ def test_vqav2_testdev_writes_a_valid_submission(tmp_path):
         assert all(isinstance(e["question_id"], int) and isinstance(e["answer"], str) for e in sub)
         trial = json.loads((out / "record.json").read_text())["results"][0]["trials"][0]
         assert trial["extras"]["submission_complete"] == 1.0 and trial["extras"]["submission_answers"] == len(expected)
+        assert trial["value"] is None
+    # Unscored records sit beside scored ones in a results tree: the leaderboard shows the scored cell and
+    # notes the unscored ones; compare skips them, and refuses when nothing scored is left.
+    assert main(["run", "vqav2", "--model", "tiny", "--shots", "4", "--data-root", str(root), "--output",
+                 str(tmp_path / "val")]) == 0
+    capsys.readouterr()
+    assert main(["leaderboard", "--results", str(tmp_path), "--output", "-"]) == 0
+    out = capsys.readouterr().out
+    assert "vqav2" in out and out.count("unscored trial(s)") == 2
+    assert main(["compare", str(tmp_path / "testdev"), str(tmp_path / "testdev")]) == 2
+    assert "nothing to compare" in capsys.readouterr().err
 
 
 def test_vizwiz_test_submission_and_partial_flag(tmp_path):
