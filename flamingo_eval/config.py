@@ -141,6 +141,9 @@ class RunCfg:
     seeds: list[int] | None = None
     seed: int = 0
     limit: int | None = None
+    subset: str = "first"
+    """Which ``limit`` eval samples: first (the first N) | random (a random N fixed by ``seed``, the same for
+    every trial, as OpenFlamingo's num_samples) | random_per_trial (each trial draws its own N by its seed)."""
     batch_size: int | None = None
     data_root: str | None = None
     output: str | None = None
@@ -213,6 +216,9 @@ def validate(data: dict[str, Any]) -> Config:
     return cfg
 
 
+SUBSETS = ("first", "random", "random_per_trial")
+
+
 def _check_values(cfg: Config) -> None:
     r, b = cfg.run, cfg.benchmarks
     if any(k < 0 for k in r.shots):
@@ -225,6 +231,10 @@ def _check_values(cfg: Config) -> None:
         raise UserError(f"benchmark {b.id}: ensemble_orders must be >= 1, got {b.ensemble_orders}")
     if r.on_bad_sample not in ("error", "skip"):
         raise UserError(f"run.on_bad_sample must be error or skip, got '{r.on_bad_sample}'")
+    if r.subset not in SUBSETS:
+        raise UserError(f"run.subset must be one of {', '.join(SUBSETS)}, got '{r.subset}'")
+    if r.limit is not None and r.limit < 1:
+        raise UserError(f"run.limit must be >= 1, got {r.limit}")
     if b.mode not in ("generate", "rank"):
         raise UserError(f"benchmark {b.id}: mode must be generate or rank, got '{b.mode}'")
     if b.prompt not in cfg.prompts.templates:

@@ -74,6 +74,28 @@ class Task:
     """Set when the eval split has no annotations: each trial writes a submission file instead of a score."""
     submission_ids: tuple[Any, ...] = ()
     """Every id the submission must answer (the whole eval split, before --limit)."""
+    trial_samples: dict[int, list[Sample]] = field(default_factory=dict)
+    """``run.subset=random_per_trial``: each trial seed's own eval subset (else empty: ``eval_samples``)."""
+
+    def for_trial(self, seed: int) -> Task:
+        """This task restricted to the eval samples of the trial with ``seed``."""
+        own = self.trial_samples.get(seed)
+        return self if own is None else replace(self, eval_samples=own)
+
+
+def run_seeds(run: Any) -> list[int]:
+    """The trial seeds: ``run.seeds`` if given, else ``seed .. seed + trials - 1``."""
+    return list(run.seeds) if run.seeds else [run.seed + i for i in range(run.trials)]
+
+
+def eval_subset(samples: list[Sample], limit: int | None, subset: str, seed: int) -> list[Sample]:
+    """``limit`` samples of the eval split: the first N, or a seeded random N kept in split order."""
+    if limit is None or limit >= len(samples):
+        return samples
+    if subset == "first":
+        return samples[:limit]
+    keep = sorted(keyed_rng(seed, "eval_subset").sample(range(len(samples)), limit))
+    return [samples[i] for i in keep]
 
 
 def prepare(cfg: Config) -> Task:
@@ -86,17 +108,24 @@ def prepare(cfg: Config) -> Task:
     adapter = make_adapter(card, cfg.run.data_root)
     eval_samples = adapter.load(card.eval_split)
     submission_key, submission_ids = unannotated_split(card, eval_samples)
-    if cfg.run.limit is not None:
-        eval_samples = eval_samples[: cfg.run.limit]
-    demo_samples = eval_samples if card.demo_split == card.eval_split else adapter.load(card.demo_split)
+    run = cfg.run
+    trial_samples: dict[int, list[Sample]] = {}
+    if run.subset == "random_per_trial" and run.limit is not None and run.limit < len(eval_samples):
+        trial_samples = {seed: eval_subset(eval_samples, run.limit, run.subset, seed) for seed in run_seeds(run)}
+        used = {s.id for subset in trial_samples.values() for s in subset}
+        queries = [s for s in eval_samples if s.id in used]  # every trial's queries (RICES encodes these)
+        eval_samples = trial_samples[run_seeds(run)[0]]
+    else:
+        eval_samples = queries = eval_subset(eval_samples, run.limit, run.subset, run.seed)
+    demo_samples = queries if card.demo_split == card.eval_split else adapter.load(card.demo_split)
     template = cfg.prompts.templates[card.prompt]
-    context = SamplerContext(demo_split=demo_samples, queries=eval_samples,
+    context = SamplerContext(demo_split=demo_samples, queries=queries,
                              options={**to_dict(cfg)["run"], "device": cfg.model.device})
     return Task(cfg=cfg, eval_samples=eval_samples, demo_samples=demo_samples,
                 candidates=getattr(adapter, "candidates", None),
                 metric=METRICS.get(card.metric.name)(**card.metric.args),
                 extractor=EXTRACTORS.get(template.extractor), template=template, sampler_context=context,
-                submission_key=submission_key, submission_ids=submission_ids)
+                submission_key=submission_key, submission_ids=submission_ids, trial_samples=trial_samples)
 
 
 def unannotated_split(card: BenchmarkCard, samples: list[Sample]) -> tuple[str | None, tuple[Any, ...]]:
@@ -113,9 +142,11 @@ def unannotated_split(card: BenchmarkCard, samples: list[Sample]) -> tuple[str |
 
 
 def prompt_hash(p: InterleavedPrompt) -> str:
+    """The prompt text and its images' file names (not their folders: the same run on another machine,
+    or a data root mounted elsewhere, gives the same hash)."""
     h = hashlib.sha256(p.text.encode())
     for m in p.media:
-        h.update(b"\0" + m.encode())
+        h.update(b"\0" + Path(m).name.encode())
     return "sha256:" + h.hexdigest()[:16]
 
 
@@ -293,7 +324,7 @@ def evaluate(cfg: Config, model: EvalModel, out_dir: Path, reporter: Reporter, c
     if store.complete is not None:
         reporter.log(f"{out_dir} already holds this complete run; nothing to do (--overwrite to redo it)")
         return store.complete
-    seeds = list(cfg.run.seeds) if cfg.run.seeds else [cfg.run.seed + i for i in range(cfg.run.trials)]
+    seeds = run_seeds(cfg.run)
     record = store.start_record(new_record(cfg, model, seeds, command))
     order = [(k, t) for k in cfg.run.shots for t in range(len(seeds))]
     t_all, n_all = time.perf_counter(), 0
@@ -305,14 +336,15 @@ def evaluate(cfg: Config, model: EvalModel, out_dir: Path, reporter: Reporter, c
         record["results"].append(entry)
         for trial, seed in enumerate(seeds):
             t0 = time.perf_counter()
-            todo, done = store.pending(task.eval_samples, shots, trial)
+            ttask = task.for_trial(seed)
+            todo, done = store.pending(ttask.eval_samples, shots, trial)
             reporter.advance(done)
             if todo:
-                run_trial(replace(task, eval_samples=todo), model, shots, seed, store.sink(shots, trial, seed), reporter)
+                run_trial(replace(ttask, eval_samples=todo), model, shots, seed, store.sink(shots, trial, seed), reporter)
             store.dist.barrier()  # every rank's part file is complete before rank 0 merges
             if store.dist.is_main:
                 entry["trials"].append(store.previous_trial(shots, trial, seed)
-                                       or score_trial(task, store, shots, trial, seed, order, t0))
+                                       or score_trial(ttask, store, shots, trial, seed, order, t0))
                 entry.update(summarize([t["value"] for t in entry["trials"]]))
                 n_all += len(task.eval_samples)
                 record["throughput"] = throughput(n_all, time.perf_counter() - t_all)

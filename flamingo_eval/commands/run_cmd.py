@@ -26,7 +26,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--trials", type=int, help="trials per shot count (seeds seed..seed+N-1)")
     p.add_argument("--seeds", type=int, nargs="+", help="explicit trial seeds (overrides --trials)")
     p.add_argument("--seed", type=int, help="first seed (default 0)")
-    p.add_argument("--limit", type=int, help="evaluate only the first N samples of the eval split")
+    p.add_argument("--limit", type=int, help="evaluate only N samples of the eval split (see --subset)")
+    p.add_argument("--subset", choices=["first", "random", "random_per_trial"],
+                   help="which N with --limit: first (default), random (seeded by --seed, the same for every "
+                        "trial, like OpenFlamingo's num_samples), random_per_trial (each trial its own N)")
     p.add_argument("--batch-size", type=int, help="prompts per model call")
     p.add_argument("--model", default="mini", help="model config name (default: mini)")
     p.add_argument("--data-root", help="directory holding the benchmark data (see `data check`)")
@@ -41,7 +44,7 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-FLAGS = {"shots": "shots", "trials": "trials", "seeds": "seeds", "seed": "seed", "limit": "limit",
+FLAGS = {"shots": "shots", "trials": "trials", "seeds": "seeds", "seed": "seed", "limit": "limit", "subset": "subset",
          "batch_size": "batch_size", "data_root": "data_root", "output": "output", "sampler": "sampler",
          "on_bad_sample": "on_bad_sample", "resume": "resume", "overwrite": "overwrite"}
 

@@ -75,6 +75,27 @@ def test_demo_ids_do_not_depend_on_limit(tmp_path):
     assert demos(50)[1] == demos(100)[1]
 
 
+def test_eval_subsets_first_random_and_per_trial(tmp_path):
+    from flamingo_eval.config import compose_config
+    from flamingo_eval.runner import prepare
+
+    every = [s.id for s in prepare(compose_config("easyvqa", "tiny", [])).eval_samples]
+    ids = {}
+    for subset in ("first", "random", "random_per_trial"):
+        out = tmp_path / subset
+        assert run_cli("run", "easyvqa", "--model", "tiny", "--shots", "0", "--seeds", "3", "4", "--limit", "5",
+                       "--subset", subset, "--output", str(out)) == 0
+        lines = [json.loads(ln) for ln in (out / "predictions.jsonl").read_text().splitlines()]
+        ids[subset] = [[ln["sample_id"] for ln in lines if ln["seed"] == seed] for seed in (3, 4)]
+        rec = json.loads((out / "record.json").read_text())
+        assert rec["config"]["run"]["subset"] == subset and all(len(x) == 5 for x in ids[subset])
+        for trial_ids in ids[subset]:  # split order is kept
+            assert trial_ids == sorted(trial_ids, key=every.index)
+    assert ids["first"] == [every[:5]] * 2
+    assert ids["random"][0] == ids["random"][1] != every[:5]  # one random N (seeded by --seed) for all trials
+    assert ids["random_per_trial"][0] != ids["random_per_trial"][1]  # each trial draws its own N
+
+
 def test_vqav2_official_format_end_to_end(vqav2_root, tmp_path):
     out = tmp_path / "run"
     assert run_cli("run", "vqav2", "--model", "tiny", "--shots", "0", "4", "--data-root", str(vqav2_root),
