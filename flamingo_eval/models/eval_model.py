@@ -9,8 +9,9 @@ its batch neighbours. Where the speed comes from (docs/performance.md has the me
 * prompts of a batch that share a token prefix (fixed demos) prefill it once and branch;
 * the prompt is prefilled once; beams branch off the prompt cache (``BranchKVCache``), so neither the
   prompt's KV cache nor its media K/V are copied per beam;
-* rank: one prefill per context, then every candidate in a few batched forwards whose attention reads
-  the context keys shared across candidates (no per-candidate copy of the context cache).
+* rank: one prefill per context, then the candidates' distinct token prefixes as one tree (each node sees
+  the context and its ancestors) in a few forwards whose attention reads the shared context keys (no
+  per-candidate copy of the context cache; a prefix shared by several candidates runs once).
 
 ``models/reference.py`` is the plain path (OpenFlamingo's loop) these are tested against.
 """
@@ -29,12 +30,16 @@ from torch import Tensor
 
 from flamingo_eval.media import content_hash, load_image
 from flamingo_eval.models.cache import BranchKVCache, KVCache
+from flamingo_eval.models.decoders.base import AttnInputs
 from flamingo_eval.models.decoding import beam_search, greedy
 from flamingo_eval.models.flamingo import Flamingo, MediaState
+from flamingo_eval.models.rank_tree import tree_chunks
 from flamingo_eval.types import GenerateRequest, InterleavedPrompt, RankRequest
 
 MIN_SHARED_PREFIX = 16
 """Shortest common token prefix (of a batch) worth a separate prefill."""
+MAX_TREE_NODES = 256
+"""Most candidate-prefix nodes in one rank forward (their attention among themselves is N x N)."""
 
 
 class LatentCache:
@@ -108,7 +113,8 @@ class FlamingoEvalModel:
     def __init__(self, model: Flamingo, tokenizer: Any, preprocess: Callable[[Any], Tensor], *, model_id: str,
                  fingerprint: str, batch_size: int = 8, max_context: int = 2048, device: str = "cpu",
                  dtype: torch.dtype = torch.float32, latent_cache_bytes: int = 1 << 30,
-                 rank_chunk_bytes: int = 256 << 20, latent_cache_dir: str | None = None) -> None:
+                 rank_chunk_bytes: int = 256 << 20, latent_cache_dir: str | None = None,
+                 rank_tree: bool = True) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.preprocess = preprocess
@@ -120,6 +126,7 @@ class FlamingoEvalModel:
         self.dtype = dtype
         self.latents = LatentCache(latent_cache_bytes, latent_cache_dir)
         self.rank_chunk_bytes = rank_chunk_bytes
+        self.rank_tree = rank_tree
         self.pad_id = int(tokenizer.pad_token_id)
         self._cand_ids: dict[tuple[str, ...], list[list[int]]] = {}
 
@@ -343,12 +350,18 @@ class FlamingoEvalModel:
 
     def _score_row(self, cands: list[list[int]], logp0: Tensor, ctx: list[KVCache], media: MediaState,
                    normalize: bool) -> list[float]:
-        """Score every candidate of one context: longest first, in chunks sized by ``rank_chunk_bytes``."""
-        order = sorted(range(len(cands)), key=lambda i: (-len(cands[i]), i))
+        """Score every candidate of one context, in forwards sized by ``rank_chunk_bytes``.
+
+        Default: the candidates' distinct prefixes as a token tree (``rank_tree``). Candidates holding an
+        ``<image>`` token (which would change the cross-attention of what follows) are scored as padded rows.
+        """
         ctx_len = sum(c.length for c in ctx)
         cfg = self.model.lang
         per_token = 4 * (ctx_len * 16 + 8 * cfg.hidden_size + 2 * cfg.vocab_size)  # scores, activations, logits
         budget = max(1, self.rank_chunk_bytes // per_token)
+        if self.rank_tree and not any(self.model.media_token_id in x for x in cands):
+            return self._score_tree(cands, logp0, ctx, media, normalize, min(budget, MAX_TREE_NODES))
+        order = sorted(range(len(cands)), key=lambda i: (-len(cands[i]), i))
         scores = [0.0] * len(cands)
         s = 0
         while s < len(order):
@@ -358,6 +371,28 @@ class FlamingoEvalModel:
                 scores[i] = val
             s += len(chunk)
         return scores
+
+    def _score_tree(self, cands: list[list[int]], logp0: Tensor, ctx: list[KVCache], media: MediaState,
+                    normalize: bool, max_nodes: int) -> list[float]:
+        """All candidates of one context via their prefix tree, one forward per chunk of nodes."""
+        ctx_len = sum(c.length for c in ctx)
+        first = torch.tensor([x[0] if x else 0 for x in cands], device=self.device)
+        total = logp0[first].clone()  # (C,)
+        for ch in tree_chunks(cands, max_nodes):
+            n = len(ch.tokens)
+            pos = ctx_len - 1 + torch.tensor(ch.depth, device=self.device)[None]  # (1, N)
+            key_pos = torch.cat([torch.arange(ctx_len, device=self.device)[None], pos], dim=1)  # (1, S + N)
+            mask = torch.cat([torch.ones(n, ctx_len, dtype=torch.bool), ch.ancestor_mask()], dim=1)
+            attn = AttnInputs(positions=pos, key_positions=key_pos, mask=mask[None, None].to(self.device))
+            toks = torch.tensor([ch.tokens], device=self.device)
+            logits = self.model(toks, None, BranchKVCache(ctx, rows=1), media, attn=attn)[0].float()  # (N, V)
+            nodes = torch.tensor(ch.nodes, device=self.device)
+            lp = logits[nodes, torch.tensor(ch.targets, device=self.device)] - logits.logsumexp(-1)[nodes]
+            rows = torch.tensor(ch.candidates, device=self.device)[torch.tensor(ch.rows, device=self.device)]
+            total.index_add_(0, rows, lp)
+        if normalize:
+            total = total / torch.tensor([max(1, len(x)) for x in cands], dtype=total.dtype, device=self.device)
+        return [v if x else float("-inf") for v, x in zip(total.tolist(), cands)]  # an empty candidate never wins
 
     def _score_chunk(self, cands: list[list[int]], logp0: Tensor, ctx: list[KVCache], media: MediaState,
                      normalize: bool) -> list[float]:

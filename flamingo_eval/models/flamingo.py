@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from flamingo_eval.models.cache import KVCache
-from flamingo_eval.models.decoders.base import Decoder, build_attn_inputs
+from flamingo_eval.models.decoders.base import AttnInputs, Decoder, build_attn_inputs
 
 
 @dataclass
@@ -278,15 +278,19 @@ class Flamingo(nn.Module):
         seen = torch.zeros(num_rows, dtype=torch.long, device=latents.device)
         return MediaState(kv=kv, images_seen=seen)
 
-    def forward(self, input_ids: Tensor, key_valid: Tensor, cache: KVCache, media: MediaState,
-                last_only: bool = False) -> Tensor:
+    def forward(self, input_ids: Tensor, key_valid: Tensor | None, cache: KVCache, media: MediaState,
+                last_only: bool = False, attn: AttnInputs | None = None) -> Tensor:
         """Run new tokens (B, T) through the model, extending ``cache`` and ``media``.
 
-        ``key_valid`` (B, S) marks real (non-pad) positions among cached + new tokens.
-        Returns logits (B, T, V), or (B, 1, V) for the last position when ``last_only``.
+        ``key_valid`` (B, S) marks real (non-pad) positions among cached + new tokens; the causal mask and
+        positions follow from it. ``attn`` replaces both (e.g. a token tree: each token sees its ancestors);
+        then ``input_ids`` must hold no ``<image>`` token. Returns logits (B, T, V), or (B, 1, V) for the
+        last position when ``last_only``.
         """
         img_idx = media.images_seen[:, None] + (input_ids == self.media_token_id).long().cumsum(-1)  # (B, T)
-        attn = build_attn_inputs(key_valid, input_ids.shape[1])
+        if attn is None:
+            assert key_valid is not None, "give key_valid or attn"
+            attn = build_attn_inputs(key_valid, input_ids.shape[1])
         x = self.lang.embed(input_ids, attn.positions)
         for i, block in enumerate(self.lang.blocks):
             if media.latents is not None and str(i) in self.xattn:  # reference: re-project, masked kernel

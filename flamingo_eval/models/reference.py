@@ -122,6 +122,9 @@ class ReferenceEvalModel(FlamingoEvalModel):
         out = torch.zeros(len(reqs), len(reqs[0].candidates))
         for c, cand in enumerate(reqs[0].candidates):
             toks = self.tokenizer(cand, add_special_tokens=False)["input_ids"]
+            if not toks:  # an empty candidate never wins (as in the engine)
+                out[:, c] = float("-inf")
+                continue
             total = logp0[:, toks[0]].clone()  # (B,)
             branch = KVCache(len(cache.k))  # the context cache is extended, never modified (HF tuples)
             branch.k, branch.v = list(cache.k), list(cache.v)

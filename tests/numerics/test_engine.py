@@ -55,6 +55,13 @@ def test_engine_equals_reference_rank(tiny_model, reference):
     assert fast.argmax(-1).tolist() == ref.argmax(-1).tolist()
 
 
+def test_empty_candidate_never_wins_on_either_path(tiny_model, reference):
+    reqs = [RankRequest(_prompt([0], 1), ("", "blue", "red square"), normalize_length=True)]
+    for m in (tiny_model, reference):
+        scores = m.rank(reqs)[0]
+        assert scores[0] == float("-inf") and all(s > float("-inf") for s in scores[1:])
+
+
 def test_reference_encodes_every_slot_and_beam(tiny_model):
     ref = _twin(tiny_model, ReferenceEvalModel, batch_size=2)
     reqs = [GenerateRequest(_prompt([0, 1], 0), 2, num_beams=3), GenerateRequest(_prompt([2], 1), 2, num_beams=3)]

@@ -89,6 +89,24 @@ def test_rank_scores_match_openflamingo(family: str) -> None:
     assert diff <= TOL, f"{family}: max abs rank-score difference {diff:.2e}"
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_rank_tree_equals_padded_rows(family: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The candidate prefix tree gives the padded-rows scores on every LM family (positions, ALiBi, rotary)."""
+    import flamingo_eval.models.eval_model as em_mod
+
+    em, meta, _, _ = loaded(family)
+    cands = ("red", "red dog", "red dog on a mat", "blue cat", "blue", "a small bird", "a small cat", "a")
+    reqs = [RankRequest(prompt=_prompt(t, m), candidates=cands, normalize_length=i == 0)
+            for i, (t, m) in enumerate(meta["rank_prompts"])]
+    tree = torch.tensor(em.rank(reqs))
+    monkeypatch.setattr(em_mod, "MAX_TREE_NODES", 2)  # many chunks, prefixes split across them
+    small = torch.tensor(em.rank(reqs))
+    monkeypatch.setattr(em, "rank_tree", False)
+    rows = torch.tensor(em.rank(reqs))
+    assert (tree - rows).abs().max().item() <= TOL and (small - rows).abs().max().item() <= TOL
+    assert tree.argmax(-1).tolist() == rows.argmax(-1).tolist()
+
+
 def test_generation_parity_is_batch_size_invariant() -> None:
     em, meta, _, _ = loaded("llama")
     reqs = [GenerateRequest(prompt=_prompt(t, m), max_new_tokens=meta["max_new_tokens"], num_beams=3,
