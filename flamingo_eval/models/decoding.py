@@ -5,12 +5,14 @@ token per row and ``reorder(index (R,))`` permutes/expands the state rows. Beam 
 candidates are the top 2*beams continuations of all beams; a stop token among the first ``beams`` of
 them finishes a hypothesis scored ``sum_logprob / generated_len ** length_penalty``; a batch item is done
 when it holds ``beams`` hypotheses and no running beam can beat the worst; at the length limit running
-beams join the hypotheses.
+beams join the hypotheses. ``banned`` tokens are never generated (HF ``bad_words_ids`` semantics: their
+log-probs are set to -inf after the softmax, the others are not renormalised); the eval models ban
+``<image>``, which has no picture behind it when generated.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import torch
 from torch import Tensor
@@ -19,14 +21,21 @@ Step = Callable[[Tensor], Tensor]
 Reorder = Callable[[Tensor], None]
 
 
-def greedy(first_logits: Tensor, step: Step, max_new: int, stop_ids: set[int]) -> list[list[int]]:
+def _ban(scores: Tensor, banned: Collection[int]) -> Tensor:
+    if banned:
+        scores[:, sorted(banned)] = float("-inf")
+    return scores
+
+
+def greedy(first_logits: Tensor, step: Step, max_new: int, stop_ids: set[int],
+           banned: Collection[int] = ()) -> list[list[int]]:
     """first_logits (B, V): logits after the prompt. Returns generated ids per row (stop token excluded)."""
     bsz = first_logits.shape[0]
     out: list[list[int]] = [[] for _ in range(bsz)]
     done = [False] * bsz
     logits = first_logits
     for t in range(max_new):
-        tokens = logits.float().argmax(-1)  # (B,)
+        tokens = _ban(logits.float(), banned).argmax(-1)  # (B,)
         for b, tok in enumerate(tokens.tolist()):
             if not done[b]:
                 if tok in stop_ids:
@@ -66,12 +75,13 @@ class _Hyps:
 
 
 def beam_search(first_logits: Tensor, step: Step, reorder: Reorder, beams: int, max_new: int,
-                stop_ids: set[int], length_penalty: float) -> list[list[int]]:
+                stop_ids: set[int], length_penalty: float,
+                banned: Collection[int] = ()) -> list[list[int]]:
     """first_logits (B, V) after the prompt; the state has B rows and is expanded to B*beams here."""
     bsz, vocab = first_logits.shape
     device = first_logits.device
     reorder(torch.arange(bsz, device=device).repeat_interleave(beams))
-    logp = first_logits.float().log_softmax(-1).repeat_interleave(beams, 0)  # (B*K, V)
+    logp = _ban(first_logits.float().log_softmax(-1), banned).repeat_interleave(beams, 0)  # (B*K, V)
     beam_scores = torch.full((bsz, beams), -1e9, device=device)
     beam_scores[:, 0] = 0.0  # identical beams at the start: only beam 0 may expand
     seqs: list[list[int]] = [[] for _ in range(bsz * beams)]
@@ -109,7 +119,7 @@ def beam_search(first_logits: Tensor, step: Step, reorder: Reorder, beams: int, 
             break
         index = torch.tensor(next_rows, device=device)
         reorder(index)
-        logp = step(torch.tensor(next_tokens, device=device)).float().log_softmax(-1)
+        logp = _ban(step(torch.tensor(next_tokens, device=device)).float().log_softmax(-1), banned)
     for b in range(bsz):
         if not done[b]:
             for k in range(beams):

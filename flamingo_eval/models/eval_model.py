@@ -310,9 +310,10 @@ class FlamingoEvalModel:
 
         if r0.num_beams <= 1:
             branch(1)
-            seqs = greedy(last, step, r0.max_new_tokens, stop_ids)
+            seqs = greedy(last, step, r0.max_new_tokens, stop_ids, banned=(self.model.media_token_id,))
         else:
-            seqs = beam_search(last, step, reorder, r0.num_beams, r0.max_new_tokens, stop_ids, r0.length_penalty)
+            seqs = beam_search(last, step, reorder, r0.num_beams, r0.max_new_tokens, stop_ids, r0.length_penalty,
+                               banned=(self.model.media_token_id,))
         return [self._decode(s, r.stop) for s, r in zip(seqs, reqs)]
 
     def _stop_ids(self, stop: Sequence[str]) -> set[int]:

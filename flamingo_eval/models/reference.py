@@ -110,9 +110,10 @@ class ReferenceEvalModel(FlamingoEvalModel):
             state["valid"] = state["valid"].index_select(0, index)
 
         if beams == 1:
-            seqs = greedy(last, step, r0.max_new_tokens, stop_ids)
+            seqs = greedy(last, step, r0.max_new_tokens, stop_ids, banned=(self.model.media_token_id,))
         else:
-            seqs = beam_search(last[::beams], step, reorder, beams, r0.max_new_tokens, stop_ids, r0.length_penalty)
+            seqs = beam_search(last[::beams], step, reorder, beams, r0.max_new_tokens, stop_ids, r0.length_penalty,
+                               banned=(self.model.media_token_id,))
         return [self._decode(s, r.stop) for s, r in zip(seqs, reqs)]
 
     def _rank_ref(self, reqs: list[RankRequest]) -> list[list[float]]:

@@ -55,6 +55,22 @@ def test_engine_equals_reference_rank(tiny_model, reference):
     assert fast.argmax(-1).tolist() == ref.argmax(-1).tolist()
 
 
+def test_generated_image_token_is_banned_on_both_paths(tiny_model, reference, monkeypatch):
+    """A generated <image> has no picture behind it: neither path may emit it (it used to crash the engine)."""
+    lang, mid = tiny_model.model.lang, tiny_model.model.media_token_id
+    head = lang.head
+
+    def biased(x):
+        out = head(x)
+        out[..., mid] += 1e4  # <image> would be every step's argmax
+        return out
+
+    monkeypatch.setattr(lang, "head", biased)
+    reqs = _requests(1)[:2] + _requests(3)[:2]
+    fast = tiny_model.generate(reqs)
+    assert fast == reference.generate(reqs)
+
+
 def test_empty_candidate_never_wins_on_either_path(tiny_model, reference):
     reqs = [RankRequest(_prompt([0], 1), ("", "blue", "red square"), normalize_length=True)]
     for m in (tiny_model, reference):
