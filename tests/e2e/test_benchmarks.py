@@ -204,3 +204,29 @@ def test_rices_run_caches_features_and_second_run_reuses_them(data_root, tmp_pat
     assert [x["demo_ids"] for x in a] == [x["demo_ids"] for x in b]
     two = [x for x in a if x["shots"] == 2]
     assert all(x["demo_ids"] == y["demo_ids"] for x, y in zip(two[: len(two) // 2], two[len(two) // 2 :]))
+
+
+ENGINE_CASES = [(b, []) for b in BENCHMARKS] + [("vqav2", ["benchmarks.generation.num_beams=1"])]
+
+
+@pytest.mark.parametrize("bench,extra", ENGINE_CASES, ids=[b + ("-greedy" if x else "") for b, x in ENGINE_CASES])
+def test_engine_and_reference_path_predict_the_same(bench, extra, data_root, tmp_path, fake_tagger):
+    """The fast engine and the plain reference path (OpenFlamingo's loop) on every benchmark fixture:
+    same generations (beam 3, or greedy), same rank winners and scores within 1e-4, 0 and 4 shots."""
+    limit = "1" if bench == "imagenet" else "3"  # the reference scores 1000 classes token by token
+    runs = {}
+    for engine in ("fast", "reference"):
+        out = tmp_path / engine
+        assert main(["run", bench, "--model", "tiny", "--shots", "0", "4", "--limit", limit, "--data-root",
+                     str(data_root), "--output", str(out), f"model.engine={engine}", *OVERRIDES.get(bench, []),
+                     *extra]) == 0
+        runs[engine] = _lines(out)
+    fast, ref = runs["fast"], runs["reference"]
+    assert [(x["shots"], x["sample_id"], x["demo_ids"]) for x in fast] == \
+        [(x["shots"], x["sample_id"], x["demo_ids"]) for x in ref]
+    for a, b in zip(fast, ref):
+        assert a["answer"] == b["answer"] and a["score"] == b["score"]
+        if a["scores"] is None:
+            assert a["raw_output"] == b["raw_output"]
+        else:
+            assert a["scores"] == pytest.approx(b["scores"], abs=1e-4)
