@@ -369,7 +369,7 @@ class FlamingoEvalModel:
             width = max(1, len(cands[order[s]]) - 1)
             chunk = order[s : s + max(1, budget // width)]
             for i, val in zip(chunk, self._score_chunk([cands[i] for i in chunk], logp0, ctx, media, normalize)):
-                scores[i] = val
+                scores[i] = val if cands[i] else float("-inf")  # an empty candidate never wins
             s += len(chunk)
         return scores
 

@@ -73,7 +73,7 @@ def test_generated_image_token_is_banned_on_both_paths(tiny_model, reference, mo
 
 def test_empty_candidate_never_wins_on_either_path(tiny_model, reference):
     reqs = [RankRequest(_prompt([0], 1), ("", "blue", "red square"), normalize_length=True)]
-    for m in (tiny_model, reference):
+    for m in (tiny_model, _twin(tiny_model, rank_tree=False), reference):
         scores = m.rank(reqs)[0]
         assert scores[0] == float("-inf") and all(s > float("-inf") for s in scores[1:])
 
