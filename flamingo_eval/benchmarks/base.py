@@ -7,6 +7,7 @@ never knows about models, prompts or metrics.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from flamingo_eval.errors import UserError
 from flamingo_eval.types import Sample
 
 
-class Adapter:
+class Adapter(ABC):
     """Base adapter. Subclasses implement ``files`` and ``load``."""
 
     def __init__(self, card: Any, data_root: Path) -> None:
@@ -30,16 +31,16 @@ class Adapter:
         p = Path(rel).expanduser()
         return p if p.is_absolute() else self.data_root / p
 
+    @abstractmethod
     def files(self, split: str) -> dict[str, Path]:
         """Named files/directories the split needs (for ``data check``)."""
-        raise NotImplementedError
 
     def missing(self, split: str) -> list[tuple[str, Path]]:
         return [(k, p) for k, p in self.files(split).items() if not p.exists()]
 
+    @abstractmethod
     def load(self, split: str) -> list[Sample]:
         """Read the split; sample ids must be unique (duplicates are an error naming the file)."""
-        raise NotImplementedError
 
 
 def check_unique(samples: list[Sample], source: str) -> list[Sample]:

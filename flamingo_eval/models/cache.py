@@ -43,13 +43,6 @@ class KVCache:
         self.k[layer], self.v[layer] = k, v
         return k, v
 
-    def selected(self, index: Tensor) -> KVCache:
-        """A new cache holding rows ``index`` of this one (this cache is left untouched)."""
-        out = KVCache(len(self.k))
-        for i, (k, v) in enumerate(zip(self.k, self.v)):
-            if k is not None and v is not None:
-                out.k[i], out.v[i] = k.index_select(0, index), v.index_select(0, index)
-        return out
 
     def view(self, row: int, start: int = 0) -> KVCache:
         """Row ``row`` from position ``start`` on, as views (no copy): (1, H, S - start, Dh) per layer."""
@@ -118,11 +111,6 @@ class BranchKVCache(KVCache):
         sv = [c.v[layer] for c in self.shared]
         return BranchKV.wrap(k, sk), BranchKV.wrap(v, sv)  # type: ignore[arg-type]
 
-    def select(self, index: Tensor) -> None:
-        super().select(index)
-
-    def selected(self, index: Tensor) -> KVCache:
-        raise NotImplementedError("a branch cache is reordered in place (select), never copied")
 
 
 def attend_branched(q: Tensor, k: BranchKV, v: BranchKV, mask: Tensor, bias: Tensor | None) -> Tensor:

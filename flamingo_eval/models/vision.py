@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from abc import ABCMeta, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,7 @@ def _load_strict(module: nn.Module, state: dict[str, Tensor], path: Path) -> Non
         )
 
 
-class VisionEncoder(nn.Module):
+class VisionEncoder(nn.Module, metaclass=ABCMeta):
     """Base class: a frozen image -> token-grid encoder.
 
     Attributes:
@@ -97,13 +98,13 @@ class VisionEncoder(nn.Module):
         self._fp_key: tuple[tuple[int, int], ...] | None = None
         self._fp_value: str | None = None
 
+    @abstractmethod
     def preprocess(self, img: Image.Image) -> Tensor:
         """Turn an RGB image into the ``(3, H, W)`` float tensor ``forward`` expects."""
-        raise NotImplementedError
 
+    @abstractmethod
     def forward(self, pixels: Tensor) -> Tensor:
         """Encode ``(B, 3, H, W)`` pixels into ``(B, num_tokens, width)`` features."""
-        raise NotImplementedError
 
     def config(self) -> dict[str, Any]:
         """JSON-able description of the architecture and preprocessing (part of the fingerprint)."""

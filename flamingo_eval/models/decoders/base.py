@@ -14,6 +14,7 @@ name (plus the explicit renames in ``hf_key_map``) and OpenFlamingo checkpoint k
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -58,37 +59,38 @@ def build_attn_inputs(key_valid: Tensor, num_new: int) -> AttnInputs:
     return AttnInputs(positions=key_positions[:, -num_new:], key_positions=key_positions, mask=mask[:, None])
 
 
-class Decoder(nn.Module):
-    """Base class of LM families. Subclasses set ``family`` and implement the hooks below."""
+class Decoder(nn.Module, metaclass=ABCMeta):
+    """Base class of LM families. Subclasses set ``family`` and implement the abstract hooks below."""
 
     family: ClassVar[str] = ""
     hidden_size: int
     vocab_size: int
     blocks: nn.ModuleList
 
+    @abstractmethod
     def embed(self, input_ids: Tensor, positions: Tensor | None = None) -> Tensor:
         """(B, T) ids -> (B, T, D) input embeddings.
 
         ``positions`` is ``AttnInputs.positions`` (B, T); families with learned absolute position
         embeddings (OPT) need it and raise without it, the others ignore it.
         """
-        raise NotImplementedError
 
+    @abstractmethod
     def head(self, x: Tensor) -> Tensor:
         """(B, T, D) last hidden states -> (B, T, V) logits (final norm included)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def input_embeddings(self) -> nn.Embedding:
-        raise NotImplementedError
+        """The token embedding table."""
 
+    @abstractmethod
     def output_embeddings(self) -> nn.Linear | None:
         """The LM head, or None when it is tied to the input embeddings."""
-        raise NotImplementedError
 
     @classmethod
+    @abstractmethod
     def from_hf_config(cls, config: dict[str, Any]) -> Decoder:
         """Build an (uninitialised-weights) decoder from an HF ``config.json`` dict."""
-        raise NotImplementedError
 
     @classmethod
     def hf_key_map(cls, key: str) -> str:
@@ -125,11 +127,13 @@ class Decoder(nn.Module):
             self._set_output_embeddings(new_head)
         self.vocab_size = new_size
 
+    @abstractmethod
     def _set_input_embeddings(self, emb: nn.Embedding) -> None:
-        raise NotImplementedError
+        """Replace the token embedding table (``resize_vocab``)."""
 
+    @abstractmethod
     def _set_output_embeddings(self, head: nn.Linear) -> None:
-        raise NotImplementedError
+        """Replace the untied LM head (``resize_vocab``; not called when the head is tied)."""
 
 
 def _resized(w: Tensor, n: int) -> Tensor:
