@@ -1,6 +1,6 @@
 """Benchmark adapters (one module per format family); importing this registers them."""
 
-from flamingo_eval.benchmarks.base import Adapter, check_unique
+from flamingo_eval.benchmarks.base import Adapter, check_unique, read_json
 from flamingo_eval.benchmarks.captioning import CaptionsAdapter
 from flamingo_eval.benchmarks.classification import (
     HatefulMemesAdapter,
@@ -9,7 +9,7 @@ from flamingo_eval.benchmarks.classification import (
 )
 from flamingo_eval.benchmarks.dialogue import VisDialAdapter
 from flamingo_eval.benchmarks.submission import submission_entries, validate_submission, write_submission
-from flamingo_eval.benchmarks.vqa import EasyVQAAdapter, TextVQAAdapter, VizWizAdapter, VQAAdapter, read_json
+from flamingo_eval.benchmarks.vqa import EasyVQAAdapter, TextVQAAdapter, VizWizAdapter, VQAAdapter
 
 __all__ = [
     "Adapter",

@@ -7,6 +7,7 @@ never knows about models, prompts or metrics.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
@@ -50,3 +51,21 @@ def check_unique(samples: list[Sample], source: str) -> list[Sample]:
             raise UserError(f"{source}: duplicate sample id '{s.id}'; ids must be unique within a split")
         seen.add(s.id)
     return samples
+
+
+def read_json(path: Path) -> Any:
+    """Read JSON or raise a UserError naming the file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise UserError(f"missing file {path}; run `flamingo-eval data check` to see the expected layout") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not valid JSON ({e}); re-download the official file") from None
+
+
+def need_field(obj: Any, key: str, source: Path, what: str, official: str = "the official file") -> Any:
+    """``obj[key]``, or a UserError naming the file, the entry (``what``) and the missing field."""
+    if not isinstance(obj, dict) or key not in obj:
+        raise UserError(f"{source}: {what} has no '{key}' field; is this {official}?")
+    return obj[key]

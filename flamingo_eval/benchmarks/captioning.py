@@ -19,19 +19,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flamingo_eval.benchmarks.base import Adapter, check_unique
-from flamingo_eval.benchmarks.vqa import read_json
+from flamingo_eval.benchmarks.base import Adapter, check_unique, need_field, read_json
 from flamingo_eval.errors import UserError
 from flamingo_eval.registry import ADAPTERS
 from flamingo_eval.types import Sample
 
 FORMATS = ("karpathy", "coco")
-
-
-def _need(obj: Any, key: str, source: Path, what: str) -> Any:
-    if not isinstance(obj, dict) or key not in obj:
-        raise UserError(f"{source}: {what} has no '{key}' field; is this the official file?")
-    return obj[key]
 
 
 @ADAPTERS.register("captions")
@@ -66,28 +59,28 @@ class CaptionsAdapter(Adapter):
         id_field = str(args.get("id_field", "cocoid"))
         images = self.path(f"{split}_images")
         samples = []
-        for img in _need(data, "images", path, "the file"):
-            if _need(img, "split", path, "an image") not in wanted:
+        for img in need_field(data, "images", path, "the file"):
+            if need_field(img, "split", path, "an image") not in wanted:
                 continue
             where = images / img["filepath"] if img.get("filepath") else images
-            refs = tuple(str(_need(s, "raw", path, "a sentence")).strip()
-                         for s in _need(img, "sentences", path, "an image"))
+            refs = tuple(str(need_field(s, "raw", path, "a sentence")).strip()
+                         for s in need_field(img, "sentences", path, "an image"))
             if not refs:
                 raise UserError(f"{path}: image {img.get(id_field)} has no sentences")
-            samples.append(Sample(id=str(_need(img, id_field, path, "an image")),
-                                  media=(str(where / _need(img, "filename", path, "an image")),),
+            samples.append(Sample(id=str(need_field(img, id_field, path, "an image")),
+                                  media=(str(where / need_field(img, "filename", path, "an image")),),
                                   fields={}, references=refs))
         return samples
 
     def _load_coco(self, data: Any, path: Path, images: Path) -> list[Sample]:
         captions: dict[Any, list[str]] = {}
-        for ann in _need(data, "annotations", path, "the file"):
-            captions.setdefault(_need(ann, "image_id", path, "an annotation"), []).append(
-                str(_need(ann, "caption", path, "an annotation")).strip())
+        for ann in need_field(data, "annotations", path, "the file"):
+            captions.setdefault(need_field(ann, "image_id", path, "an annotation"), []).append(
+                str(need_field(ann, "caption", path, "an annotation")).strip())
         samples = []
-        for img in _need(data, "images", path, "the file"):
-            image_id = _need(img, "id", path, "an image")
+        for img in need_field(data, "images", path, "the file"):
+            image_id = need_field(img, "id", path, "an image")
             refs = tuple(captions.get(image_id, ()))
-            samples.append(Sample(id=str(image_id), media=(str(images / _need(img, "file_name", path, "an image")),),
+            samples.append(Sample(id=str(image_id), media=(str(images / need_field(img, "file_name", path, "an image")),),
                                   fields={"image_id": image_id}, references=refs))
         return samples

@@ -17,8 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flamingo_eval.benchmarks.base import Adapter, check_unique
-from flamingo_eval.benchmarks.vqa import read_json
+from flamingo_eval.benchmarks.base import Adapter, check_unique, need_field, read_json
 from flamingo_eval.errors import UserError
 from flamingo_eval.registry import ADAPTERS
 from flamingo_eval.types import Sample
@@ -28,9 +27,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
 
 def _get(obj: Any, key: str, path: Path) -> Any:
-    if not isinstance(obj, dict) or key not in obj:
-        raise UserError(f"{path}: missing '{key}' field; is this the official VisDial v1.0 file?")
-    return obj[key]
+    return need_field(obj, key, path, "an entry", "the official VisDial v1.0 file")
 
 
 @ADAPTERS.register("visdial")

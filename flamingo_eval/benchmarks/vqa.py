@@ -10,31 +10,17 @@ Each sample keeps its submission key in ``fields`` (``question_id`` as in the fi
 from __future__ import annotations
 
 import importlib.util
-import json
 from pathlib import Path
 from typing import Any
 
-from flamingo_eval.benchmarks.base import Adapter, check_unique
+from flamingo_eval.benchmarks.base import Adapter, check_unique, need_field, read_json
 from flamingo_eval.errors import UserError
 from flamingo_eval.registry import ADAPTERS
 from flamingo_eval.types import Sample
 
 
-def read_json(path: Path) -> Any:
-    """Read JSON or raise a UserError naming the file."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise UserError(f"missing file {path}; run `flamingo-eval data check` to see the expected layout") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: not valid JSON ({e}); re-download the official file") from None
-
-
 def _field(obj: Any, key: str, source: Path, i: int) -> Any:
-    if not isinstance(obj, dict) or key not in obj:
-        raise UserError(f"{source}: entry {i} has no '{key}' field; is this the official file?")
-    return obj[key]
+    return need_field(obj, key, source, f"entry {i}")
 
 
 @ADAPTERS.register("vqa")

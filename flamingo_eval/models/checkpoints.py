@@ -36,7 +36,7 @@ from torch import Tensor
 
 from flamingo_eval.errors import UserError
 from flamingo_eval.models.flamingo import Flamingo
-from flamingo_eval.models.hf_lm import IGNORED_KEYS, TIED_HEAD_KEYS
+from flamingo_eval.models.hf_lm import IGNORED_KEYS, TIED_HEAD_KEYS, unique_state
 
 __all__ = ["CheckpointReport", "load_flamingo_checkpoint", "read_checkpoint", "resolve_hf_dir"]
 
@@ -185,7 +185,7 @@ def load_flamingo_checkpoint(model: Flamingo, path: Path, *, lm_vocab: int | Non
     t0 = time.perf_counter()
     state = read_checkpoint(path)
     report = CheckpointReport(path=str(path))
-    ours = _unique_params(model)
+    ours = unique_state(model)
     assign: dict[str, Tensor] = {}
     unexpected, conflicts = [], []
     for key, value in state.items():
@@ -211,17 +211,6 @@ def load_flamingo_checkpoint(model: Flamingo, path: Path, *, lm_vocab: int | Non
     report.aliases = len(state) - len(report.ignored) - len(assign)
     report.seconds = time.perf_counter() - t0
     return report
-
-
-def _unique_params(model: Flamingo) -> dict[str, Tensor]:
-    """Parameters and buffers by name, each tensor once (modules registered twice are deduplicated)."""
-    seen: set[int] = set()
-    out: dict[str, Tensor] = {}
-    for key, value in model.state_dict(keep_vars=True).items():
-        if id(value) not in seen:
-            seen.add(id(value))
-            out[key] = value
-    return out
 
 
 def _check(model: Flamingo, ours: Mapping[str, Tensor], assign: Mapping[str, Tensor], unexpected: list[str],

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from flamingo_eval.errors import UserError
 from flamingo_eval.models.decoders import Decoder
@@ -120,7 +120,7 @@ def build_decoder(cls: type[Decoder], config: Mapping[str, Any], state: Mapping[
     """Instantiate ``cls`` from ``config`` without initialising weights, then assign ``state`` strictly."""
     with torch.device("meta"):
         decoder = cls.from_hf_config(dict(config))
-    ours = _unique_state(decoder)
+    ours = unique_state(decoder)
     renamed = map_state_dict(cls, state, tied=decoder.output_embeddings() is None)
     _check_keys(ours, renamed, source, cls.family)
     result = decoder.load_state_dict({k: v.to(dtype) for k, v in renamed.items()}, strict=False, assign=True)
@@ -131,11 +131,11 @@ def build_decoder(cls: type[Decoder], config: Mapping[str, Any], state: Mapping[
     return decoder.to(dtype).eval()
 
 
-def _unique_state(decoder: Decoder) -> dict[str, Tensor]:
-    """Our state dict with each tensor once (first name), whatever submodules are registered twice."""
+def unique_state(module: nn.Module) -> dict[str, Tensor]:
+    """Parameters and buffers by name, each tensor once (first name), whatever submodules are registered twice."""
     seen: set[int] = set()
     out: dict[str, Tensor] = {}
-    for key, value in decoder.state_dict(keep_vars=True).items():
+    for key, value in module.state_dict(keep_vars=True).items():
         if id(value) not in seen:
             seen.add(id(value))
             out[key] = value
