@@ -170,32 +170,31 @@ def test_malformed_json(vqav2_root, tmp_path, capsys):
     assert q.name in err and "not valid JSON" in err
 
 
-def test_questions_and_annotations_do_not_join(vqav2_root, tmp_path, capsys):
-    a = _afile(vqav2_root)
-    anns = json.loads(a.read_text())
+def _shift_question_ids(anns):
     for ann in anns["annotations"]:
         ann["question_id"] += 7
-    a.write_text(json.dumps(anns))
-    assert main(vqa(vqav2_root, tmp_path / "r")) == 2
-    assert "has no annotation" in one_line(capsys)
 
 
-def test_empty_answer_list(vqav2_root, tmp_path, capsys):
-    a = _afile(vqav2_root)
-    anns = json.loads(a.read_text())
+def _empty_answers(anns):
     anns["annotations"][0]["answers"] = []
-    a.write_text(json.dumps(anns))
-    assert main(vqa(vqav2_root, tmp_path / "r")) == 2
-    assert "empty answers list" in one_line(capsys)
 
 
-def test_duplicate_sample_ids(vqav2_root, tmp_path, capsys):
-    q = _qfile(vqav2_root)
-    qs = json.loads(q.read_text())
+def _duplicate_question(qs):
     qs["questions"].append(dict(qs["questions"][0]))
-    q.write_text(json.dumps(qs))
+
+
+@pytest.mark.parametrize("which,edit,message", [
+    (_afile, _shift_question_ids, "has no annotation"),  # questions and annotations do not join
+    (_afile, _empty_answers, "empty answers list"),
+    (_qfile, _duplicate_question, "duplicate sample id"),
+], ids=["no-join", "empty-answers", "duplicate-ids"])
+def test_inconsistent_vqa_files(which, edit, message, vqav2_root, tmp_path, capsys):
+    path = which(vqav2_root)
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
     assert main(vqa(vqav2_root, tmp_path / "r")) == 2
-    assert "duplicate sample id" in one_line(capsys)
+    assert message in one_line(capsys)
 
 
 # -- names and overrides -----------------------------------------------------------------------------
