@@ -18,6 +18,8 @@ from flamingo_eval.errors import UserError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SAMPLER_NAMES = ("random", "fixed", "rices", "class_balanced")
+SUBSETS = ("first", "random", "random_per_trial")
+ON_BAD_SAMPLE = ("error", "skip")
 
 
 def cards_root() -> Path:
@@ -216,9 +218,6 @@ def validate(data: dict[str, Any]) -> Config:
     return cfg
 
 
-SUBSETS = ("first", "random", "random_per_trial")
-
-
 def _check_values(cfg: Config) -> None:
     r, b = cfg.run, cfg.benchmarks
     if any(k < 0 for k in r.shots):
@@ -229,7 +228,7 @@ def _check_values(cfg: Config) -> None:
         raise UserError(f"run.sampler must be one of {', '.join(SAMPLER_NAMES)}, got '{r.sampler}'")
     if b.ensemble_orders < 1:
         raise UserError(f"benchmark {b.id}: ensemble_orders must be >= 1, got {b.ensemble_orders}")
-    if r.on_bad_sample not in ("error", "skip"):
+    if r.on_bad_sample not in ON_BAD_SAMPLE:
         raise UserError(f"run.on_bad_sample must be error or skip, got '{r.on_bad_sample}'")
     if r.subset not in SUBSETS:
         raise UserError(f"run.subset must be one of {', '.join(SUBSETS)}, got '{r.subset}'")

@@ -382,7 +382,7 @@ def submit_trial(task: Task, out: TrialOutput, out_dir: Path, shots: int, trial:
     by_id = {s.id: s for s in task.eval_samples}
     entries = submission_entries(key, [by_id[ln["sample_id"]] for ln in out.lines], [ln["answer"] for ln in out.lines])
     run = task.cfg.run
-    single = len(run.shots) == 1 and len(run.seeds or range(run.trials)) == 1
+    single = len(run.shots) == 1 and len(run_seeds(run)) == 1
     write_submission(out_dir / ("submission.json" if single else f"submission-{shots}shot-trial{trial}.json"), entries)
     try:
         validate_submission(entries, key, task.submission_ids)

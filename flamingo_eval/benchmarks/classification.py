@@ -13,9 +13,9 @@ the index of the correct one and ``references[0]`` its string (the demo answer).
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
-from typing import Any
 
 from flamingo_eval.benchmarks.base import Adapter, check_unique
 from flamingo_eval.errors import UserError
@@ -36,9 +36,10 @@ def imagenet_classnames() -> tuple[str, ...]:
 class ImageNetFolderAdapter(Adapter):
     """ImageNet-style class folders ranked over the full list of class names."""
 
-    def __init__(self, card: Any, data_root: Path) -> None:
-        super().__init__(card, data_root)
-        self.candidates = imagenet_classnames()
+    @functools.cached_property
+    def candidates(self) -> tuple[str, ...]:
+        """The 1000 class names (open_clip's list), loaded on first use: `list`/`data check` need not import it."""
+        return imagenet_classnames()
 
     def files(self, split: str) -> dict[str, Path]:
         return {k: self.path(k) for k in (f"{split}_images",) if k in self.card.files}
@@ -78,6 +79,8 @@ class HatefulMemesAdapter(Adapter):
             lines = path.read_text(encoding="utf-8").splitlines()
         except FileNotFoundError:
             raise UserError(f"missing file {path}; run `flamingo-eval data check {self.card.id}`") from None
+        except UnicodeDecodeError as e:
+            raise UserError(f"{path}: not UTF-8 text ({e}); re-download the official file") from None
         for n, line in enumerate(lines, 1):
             if not line.strip():
                 continue
@@ -85,7 +88,7 @@ class HatefulMemesAdapter(Adapter):
                 row = json.loads(line)
                 label = int(row["label"]) if row.get("label") is not None else None
                 sample_id, img, text = str(row["id"]), str(row["img"]), str(row["text"])
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:  # AttributeError: not an object
                 raise UserError(f"{path}:{n}: not a Hateful Memes line {{id, img, label, text}} ({e})") from None
             if label not in (0, 1, None):
                 raise UserError(f"{path}:{n}: label must be 0 or 1, got {label}")

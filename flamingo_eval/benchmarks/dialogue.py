@@ -82,13 +82,17 @@ class VisDialAdapter(Adapter):
             for r, turn in enumerate(_get(dlg, "dialog", path), 1):
                 try:
                     q, a = questions[_get(turn, "question", path)], answers[_get(turn, "answer", path)]
-                except IndexError:
+                except (IndexError, TypeError):
                     raise UserError(f"{path}: dialog {image_id} round {r} points outside the string tables") from None
                 fields: dict[str, Any] = {"caption": str(_get(dlg, "caption", path)), "history": history,
                                           "question": q}
                 label = turn.get("gt_index")
                 if with_options:
-                    fields["candidates"] = tuple(answers[i] for i in _get(turn, "answer_options", path))
+                    try:
+                        fields["candidates"] = tuple(answers[i] for i in _get(turn, "answer_options", path))
+                    except (IndexError, TypeError):
+                        raise UserError(f"{path}: dialog {image_id} round {r}: answer_options point outside the "
+                                        "answers table") from None
                     if (image_id, r) in relevance:
                         fields["gt_relevance"] = relevance[(image_id, r)]
                 samples.append(Sample(id=f"{image_id}-{r}", media=media, fields=fields, references=(a,),

@@ -51,7 +51,9 @@ def validate_submission(entries: Any, key: str, expected: Sequence[Any]) -> None
         UserError: naming the first problem (schema, type, duplicate, missing or unknown id, count).
     """
     if isinstance(entries, (str, Path)):
-        entries = json.loads(Path(entries).read_text(encoding="utf-8"))
+        from flamingo_eval.benchmarks.base import read_json
+
+        entries = read_json(Path(entries))
     if not isinstance(entries, list):
         raise UserError("submission: expected a JSON list of objects")
     want_type = KEY_TYPES[key]

@@ -82,8 +82,8 @@ class TextVQAAdapter(Adapter):
         rows = _field(read_json(qpath), "data", qpath, 0)
         samples = []
         for i, row in enumerate(rows):
-            answers = tuple(str(a) for a in row.get("answers", ()))
             qid = _field(row, "question_id", qpath, i)
+            answers = tuple(str(a) for a in row.get("answers", ()))
             samples.append(Sample(
                 id=str(qid), media=(str(images / f"{_field(row, 'image_id', qpath, i)}.jpg"),),
                 fields={"question": str(_field(row, "question", qpath, i)).strip(), "question_id": qid},

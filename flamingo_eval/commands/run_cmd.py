@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from flamingo_eval.config import ON_BAD_SAMPLE, SAMPLER_NAMES, SUBSETS
+
 HELP = """Run a few-shot evaluation and write a run directory (record.json + predictions.jsonl).
 
 Extra KEY=VALUE arguments are Hydra overrides of the composed config, e.g.
@@ -27,16 +29,16 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--seeds", type=int, nargs="+", help="explicit trial seeds (overrides --trials)")
     p.add_argument("--seed", type=int, help="first seed (default 0)")
     p.add_argument("--limit", type=int, help="evaluate only N samples of the eval split (see --subset)")
-    p.add_argument("--subset", choices=["first", "random", "random_per_trial"],
+    p.add_argument("--subset", choices=SUBSETS,
                    help="which N with --limit: first (default), random (seeded by --seed, the same for every "
                         "trial, like OpenFlamingo's num_samples), random_per_trial (each trial its own N)")
     p.add_argument("--batch-size", type=int, help="prompts per model call")
     p.add_argument("--model", default="mini", help="model config name (default: mini)")
     p.add_argument("--data-root", help="directory holding the benchmark data (see `data check`)")
     p.add_argument("--output", help="run directory (default: runs/<benchmark>-<model>-<time>)")
-    p.add_argument("--sampler", choices=["random", "fixed", "rices", "class_balanced"],
+    p.add_argument("--sampler", choices=SAMPLER_NAMES,
                    help="demo selection (default random; rices: CLIP-nearest train images)")
-    p.add_argument("--on-bad-sample", choices=["error", "skip"], help="bad image: stop (default) or skip and count")
+    p.add_argument("--on-bad-sample", choices=ON_BAD_SAMPLE, help="bad image: stop (default) or skip and count")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=None,
                    help="continue a compatible partial run in --output (default on; --no-resume refuses one)")
     p.add_argument("--overwrite", action="store_true", default=None,

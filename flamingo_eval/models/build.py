@@ -129,9 +129,7 @@ def build_model(cfg: ModelCfg, batch_size: int | None = None) -> FlamingoEvalMod
     if cfg.precision not in DTYPES:
         raise UserError(f"model.precision must be one of {sorted(DTYPES)}, got '{cfg.precision}'")
     dtype = DTYPES[cfg.precision]
-    device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else cfg.device
-    if device == "auto":
-        device = "cpu"
+    device = resolve_device(cfg.device)
     model = model.to(device=device, dtype=dtype)
     if cfg.engine not in ("fast", "reference"):
         raise UserError(f"model.engine must be fast or reference, got '{cfg.engine}'")
@@ -151,3 +149,10 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
         h.update(f"{name}:{tuple(p.shape)}:{p.dtype}".encode())
         h.update(p.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return "sha256:" + h.hexdigest()
+
+
+def resolve_device(name: str) -> str:
+    """``model.device`` as torch understands it: ``auto`` is cuda when available, else cpu."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name

@@ -101,10 +101,6 @@ class BranchKVCache(KVCache):
     def length(self) -> int:
         return sum(c.length for c in self.shared) + super().length
 
-    @property
-    def own_length(self) -> int:
-        return super().length
-
     def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         k, v = super().update(layer, k, v)
         sk = [c.k[layer] for c in self.shared]

@@ -18,6 +18,7 @@ its batch neighbours. Where the speed comes from (docs/performance.md has the me
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections import OrderedDict
@@ -63,8 +64,8 @@ class LatentCache:
 
     def _path(self, key: str) -> Path:
         assert self.directory is not None
-        fp, digest = key.split("/", 1)
-        return self.directory / fp.replace(":", "_")[:40] / f"{digest}.pt"
+        scope, digest = key.split("/", 1)  # scope = weights fingerprint @ dtype @ device type
+        return self.directory / hashlib.sha256(scope.encode()).hexdigest()[:32] / f"{digest}.pt"
 
     def get(self, key: str) -> Tensor | None:
         t = self._items.get(key)

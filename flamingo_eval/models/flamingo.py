@@ -226,20 +226,9 @@ class MediaState:
     def branched(self, group: int) -> MediaState:
         """Each row repeated ``group`` times for decoding (beams); K/V stay shared per group, not copied.
 
-        A grouped state is never ``select``-ed: beams only reorder within their group, whose media are equal.
+        Beams only reorder within their group, whose media are equal, so the state is never reordered.
         """
         return MediaState(kv=self.kv, images_seen=self.images_seen.repeat_interleave(group))
-
-    def selected(self, index: Tensor) -> MediaState:
-        """A new state holding rows ``index`` (this one is left untouched)."""
-        kv = {i: (k.index_select(0, index), v.index_select(0, index)) for i, (k, v) in self.kv.items()}
-        return MediaState(kv=kv, images_seen=self.images_seen.index_select(0, index))
-
-    def select(self, index: Tensor) -> None:
-        self.kv = {i: (k.index_select(0, index), v.index_select(0, index)) for i, (k, v) in self.kv.items()}
-        self.images_seen = self.images_seen.index_select(0, index)
-        if self.latents is not None:
-            self.latents = self.latents.index_select(0, index)
 
 
 class Flamingo(nn.Module):

@@ -121,8 +121,7 @@ class ReferenceEvalModel(FlamingoEvalModel):
         logp0 = last.float().log_softmax(-1)  # (B, V)
         seen = media.images_seen.clone()
         out = torch.zeros(len(reqs), len(reqs[0].candidates))
-        for c, cand in enumerate(reqs[0].candidates):
-            toks = self.tokenizer(cand, add_special_tokens=False)["input_ids"]
+        for c, toks in enumerate(self._candidate_ids(reqs[0].candidates)):
             if not toks:  # an empty candidate never wins (as in the engine)
                 out[:, c] = float("-inf")
                 continue

@@ -83,28 +83,36 @@ class ClipImageFeatures:
                     raise
                 raise UserError(f"open_clip weights {self.model_name}/{self.pretrained} for RICES are not in the "
                                 f"local cache and cannot be downloaded ({type(err).__name__})") from None
-        self._model, self._preprocess = model.to(self.device).eval(), preprocess
+        from flamingo_eval.models.build import resolve_device
+
+        self._model, self._preprocess = model.to(resolve_device(self.device)).eval(), preprocess
 
     def __call__(self, samples: Sequence[Sample]) -> np.ndarray:
         """``(len(samples), D)`` float32 unit-norm image embeddings."""
         import torch
 
         from flamingo_eval.media import load_image
+        from flamingo_eval.models.build import resolve_device
 
         if self._model is None:
             self._load()
+        for s in samples:
+            if not s.media:
+                raise UserError(f"rices: sample {s.id} has no image to compare")
+        paths = list(dict.fromkeys(s.media[0] for s in samples))  # each image once (VQA: ~5 questions per image)
         rows = []
-        for start in range(0, len(samples), self.batch_size):
-            batch = samples[start : start + self.batch_size]
-            for s in batch:
-                if not s.media:
-                    raise UserError(f"rices: sample {s.id} has no image to compare")
-            pixels = torch.stack([self._preprocess(load_image(s.media[0])) for s in batch]).to(self.device)
+        for start in range(0, len(paths), self.batch_size):
+            batch = paths[start : start + self.batch_size]
+            pixels = torch.stack([self._preprocess(load_image(p)) for p in batch]).to(resolve_device(self.device))
             with torch.inference_mode():
                 feats = self._model.encode_image(pixels).float()
             rows.append(torch.nn.functional.normalize(feats, dim=-1).cpu().numpy())
             self.encoded += len(batch)
-        return np.concatenate(rows).astype(np.float32) if rows else np.zeros((0, 0), np.float32)
+        if not rows:
+            return np.zeros((0, 0), np.float32)
+        by_path = np.concatenate(rows).astype(np.float32)
+        index = {p: i for i, p in enumerate(paths)}
+        return by_path[[index[s.media[0]] for s in samples]]
 
 
 def load_cached(path: Path, ids: Sequence[str], fingerprint: str) -> np.ndarray | None:
@@ -116,8 +124,11 @@ def load_cached(path: Path, ids: Sequence[str], fingerprint: str) -> np.ndarray 
     meta_path = path.with_suffix(".json")
     if not path.exists() or not meta_path.exists():
         return None
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
     hint = f"delete {path} and {meta_path.name} (or set run.rices_cache_dir) to rebuild it"
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UserError(f"RICES feature cache {meta_path} is unreadable ({e}); {hint}") from None
     if meta.get("fingerprint") != fingerprint:
         raise UserError(f"RICES feature cache {path} was built by another encoder "
                         f"({meta.get('fingerprint')} != {fingerprint}); {hint}")
@@ -132,14 +143,11 @@ def load_cached(path: Path, ids: Sequence[str], fingerprint: str) -> np.ndarray 
 
 def save_cached(path: Path, ids: Sequence[str], fingerprint: str, feats: np.ndarray) -> None:
     """Write features + sidecar atomically (features first; the sidecar makes the entry valid)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, feats)
-    os.replace(tmp, path)
+    from flamingo_eval.results.records import write_atomic, write_text_atomic
+
+    write_atomic(path, lambda f: np.save(f, feats))  # unique temp names: torchrun ranks may write at once
     meta = {"format": CACHE_FORMAT, "fingerprint": fingerprint, "ids": list(ids), "dim": int(feats.shape[1])}
-    tmp_meta = path.with_suffix(".tmp.json")
-    tmp_meta.write_text(json.dumps(meta), encoding="utf-8")
-    os.replace(tmp_meta, path.with_suffix(".json"))
+    write_text_atomic(path.with_suffix(".json"), json.dumps(meta))
 
 
 def cached_features(encoder: Callable[[Sequence[Sample]], np.ndarray], fingerprint: str, samples: Sequence[Sample],
@@ -160,8 +168,12 @@ def nearest(pool_feats: np.ndarray, query: np.ndarray, k: int) -> list[int]:
     k = min(k, len(sims))
     if k <= 0:
         return []
-    top = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.arange(len(sims))
-    best_first = sorted(top.tolist(), key=lambda i: (-float(sims[i]), i))
+    if k < len(sims):  # every index tied with the k-th best competes, so ties resolve by index everywhere
+        threshold = sims[np.argpartition(-sims, k - 1)[:k]].min()
+        top = np.flatnonzero(sims >= threshold)
+    else:
+        top = np.arange(len(sims))
+    best_first = sorted(top.tolist(), key=lambda i: (-float(sims[i]), i))[:k]
     return best_first[::-1]
 
 

@@ -8,6 +8,7 @@ names the file and the field (``results[0].trials[1].value``).
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -223,26 +224,45 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     write_atomic(path, lambda f: f.write(data))
 
 
+def write_error(path: Path, e: OSError) -> UserError:
+    """One actionable line for a failed write (disk full, read-only, permissions)."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return UserError(f"cannot write {path}: no space left on device; free some space and re-run the same "
+                         "command to resume (everything written so far is kept)")
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return UserError(f"cannot write {path}: {e.strerror or 'permission denied'}; choose a writable --output")
+    if e.errno in (errno.ENOTDIR, errno.EEXIST):
+        return UserError(f"cannot write {path}: a path component is a file, not a directory; choose another --output")
+    return UserError(f"cannot write {path}: {e.strerror or e}")
+
+
+
 def write_atomic(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> Path:
     """Atomically replace ``path`` with what ``write`` writes to a binary file object.
 
     The temporary file sits in the target's directory and gets the permissions a plain ``open`` would
     (0o666 less the umask); it is fsynced, renamed over ``path``, and the rename made durable where the
-    platform allows it. Readers see the old file or the complete new one, never a part.
+    platform allows it. Readers see the old file or the complete new one, never a part. A failed write
+    (disk full, read-only, permissions) is a one-line :class:`UserError` naming ``path``.
     """
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    except OSError as e:
+        raise write_error(p, e) from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, p)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise write_error(p, e) from None
         raise
     try:
         dir_fd = os.open(p.parent, os.O_RDONLY)
@@ -261,3 +281,6 @@ def _umask() -> int:
     mask = os.umask(0)  # the only portable way to read it; restored at once
     os.umask(mask)
     return mask
+
+
+_UMASK = _umask()  # read once at import: setting it per write would race with threads creating files

@@ -21,7 +21,6 @@ The config hash covers the resolved config minus fields that cannot change resul
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import os
@@ -32,7 +31,7 @@ from typing import Any
 
 from flamingo_eval.distributed import Dist
 from flamingo_eval.errors import UserError
-from flamingo_eval.results.records import PREDICTIONS_FILE, RECORD_FILE, write_json_atomic
+from flamingo_eval.results.records import PREDICTIONS_FILE, RECORD_FILE, write_error, write_json_atomic
 
 __all__ = ["PARTIAL_DIR", "RUN_ONLY", "PartSink", "RunStore", "check_output_dir", "config_hash", "writing"]
 
@@ -58,18 +57,6 @@ def config_hash(cfg: Any) -> str:
         lm.get("config", {}).pop("vocab_size", None)
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
     return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def write_error(path: Path, e: OSError) -> UserError:
-    """One actionable line for a failed write (disk full, read-only, permissions)."""
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return UserError(f"cannot write {path}: no space left on device; free some space and re-run the same "
-                         "command to resume (everything written so far is kept)")
-    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return UserError(f"cannot write {path}: {e.strerror or 'permission denied'}; choose a writable --output")
-    if e.errno in (errno.ENOTDIR, errno.EEXIST):
-        return UserError(f"cannot write {path}: a path component is a file, not a directory; choose another --output")
-    return UserError(f"cannot write {path}: {e.strerror or e}")
 
 
 @contextlib.contextmanager
@@ -242,15 +229,13 @@ class RunStore:
         if mode == "fresh":
             with writing(partial):
                 partial.mkdir(parents=True, exist_ok=True)
-            with writing(partial / STATE_FILE):
-                write_json_atomic(partial / STATE_FILE, {"config_hash": chash, "fingerprint": fingerprint})
+            write_json_atomic(partial / STATE_FILE, {"config_hash": chash, "fingerprint": fingerprint})
         elif mode == "resume":
             state = _read_json(partial / STATE_FILE) or {}
             if state.get("fingerprint") not in (None, fingerprint):
                 raise UserError(f"{out_dir}: the model weights changed since this partial run began (fingerprint "
                                 f"{state.get('fingerprint')}, now {fingerprint}); pass --overwrite to start over")
-            with writing(partial / STATE_FILE):
-                write_json_atomic(partial / STATE_FILE, {**state, "resumes": int(state.get("resumes", 0)) + 1})
+            write_json_atomic(partial / STATE_FILE, {**state, "resumes": int(state.get("resumes", 0)) + 1})
         return mode
 
     # -- evaluating (every rank) -----------------------------------------------------------------
@@ -346,8 +331,7 @@ class RunStore:
         return record
 
     def write_record(self, record: dict[str, Any]) -> None:
-        with writing(self.out_dir / RECORD_FILE):
-            write_json_atomic(self.out_dir / RECORD_FILE, record)
+        write_json_atomic(self.out_dir / RECORD_FILE, record)
 
     def finish(self, record: dict[str, Any]) -> None:
         """Mark the record complete and drop the partial state (rank 0)."""

@@ -412,3 +412,17 @@ def test_giant_header_is_not_a_traceback(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(UserError, match="big.png"):
         load_image(path)
+
+
+@pytest.mark.parametrize("bad", ["[]", "\"a string\"", "\udcff"], ids=["array-line", "string-line", "not-utf8"])
+def test_hateful_memes_line_that_is_not_an_object(bad, tmp_path):
+    from flamingo_eval.commands.list_cmd import load_card
+    from flamingo_eval.errors import UserError
+    from flamingo_eval.runner import make_adapter
+    from tests.fixtures_builders import make_hateful_memes
+
+    root = make_hateful_memes(tmp_path, n_train=2, n_dev=2)
+    path = root / "hateful_memes" / "train.jsonl"
+    path.write_bytes(path.read_bytes() + bad.encode("utf-8", "surrogateescape") + b"\n")
+    with pytest.raises(UserError, match="train.jsonl"):
+        make_adapter(load_card("hateful_memes"), str(root)).load("train")

@@ -31,6 +31,11 @@ def test_nearest_most_similar_last_ties_by_index():
     assert nearest(pool, np.array([1.0, 0.0]), 0) == []
 
 
+def test_nearest_ties_at_the_cut_resolve_by_index():
+    pool = np.array([[0.5, 0.0]] * 6 + [[1.0, 0.0]])  # six rows tied behind the best one
+    assert nearest(pool, np.array([1.0, 0.0]), 3) == [1, 0, 6]
+
+
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
     d = tmp_path_factory.mktemp("rices")
@@ -73,6 +78,15 @@ def test_rices_never_picks_the_query_itself(photos, tmp_path, encoder):
     for q in train:
         ids = [d.id for d in sampler.demos(q, 3)]
         assert q.id not in ids and len(ids) == 3
+
+
+def test_each_image_is_encoded_once_however_many_samples_show_it(photos, encoder):
+    train, _ = photos
+    repeated = [Sample(id=f"r{i}", media=train[i % 3].media, references=("x",)) for i in range(9)]  # 3 photos
+    before = encoder.encoded
+    feats = encoder(repeated)
+    assert encoder.encoded - before == 3 and feats.shape[0] == 9
+    assert np.array_equal(feats[0], feats[3]) and np.allclose(feats[:3], encoder(train[:3]), atol=1e-6)
 
 
 def test_second_run_reuses_cached_features(photos, tmp_path, monkeypatch, encoder):
