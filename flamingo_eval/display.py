@@ -69,7 +69,11 @@ class RichReporter(Reporter):
         self.progress.stop()
 
     def log(self, message: str) -> None:
-        self.progress.console.print(message)
+        progress = getattr(self, "progress", None)  # a message before start() (e.g. nothing to do)
+        if progress is None:
+            print(message, flush=True)
+        else:
+            progress.console.print(message)
 
 
 def reporter() -> Reporter:

@@ -313,13 +313,15 @@ def score_items(metric: Any, items: list[MetricInput]) -> MetricResult:
     return metric(items)
 
 
-def evaluate(cfg: Config, model: EvalModel, out_dir: Path, reporter: Reporter, command: str = "") -> dict[str, Any]:
+def evaluate(cfg: Config, model: EvalModel, out_dir: Path, reporter: Reporter, command: str = "",
+             task: Task | None = None) -> dict[str, Any]:
     """Run every (shots, trial) of ``cfg`` and write the run directory; returns the record.
 
-    A compatible partial run in ``out_dir`` is resumed (``results/store.py``); under torchrun each rank
+    ``task`` is ``prepare(cfg)`` when the caller already has it (the data is then not read again). A
+    compatible partial run in ``out_dir`` is resumed (``results/store.py``); under torchrun each rank
     evaluates its shard and rank 0 merges and scores (``distributed.py``).
     """
-    task = prepare(cfg)
+    task = task or prepare(cfg)
     store = RunStore.open(out_dir, cfg, model.fingerprint(), distributed.current())
     if store.complete is not None:
         reporter.log(f"{out_dir} already holds this complete run; nothing to do (--overwrite to redo it)")

@@ -36,6 +36,13 @@ class Adapter(ABC):
     def files(self, split: str) -> dict[str, Path]:
         """Named files/directories the split needs (for ``data check``)."""
 
+    def json_file(self, path: Path) -> Any:
+        """``read_json(path)``, parsed once per adapter (Karpathy's one file serves train and test)."""
+        cache: dict[Path, Any] = self.__dict__.setdefault("_json_files", {})
+        if path not in cache:
+            cache[path] = read_json(path)
+        return cache[path]
+
     def missing(self, split: str) -> list[tuple[str, Path]]:
         return [(k, p) for k, p in self.files(split).items() if not p.exists()]
 

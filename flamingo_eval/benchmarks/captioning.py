@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flamingo_eval.benchmarks.base import Adapter, check_unique, need_field, read_json
+from flamingo_eval.benchmarks.base import Adapter, check_unique, need_field
 from flamingo_eval.errors import UserError
 from flamingo_eval.registry import ADAPTERS
 from flamingo_eval.types import Sample
@@ -44,7 +44,7 @@ class CaptionsAdapter(Adapter):
 
     def load(self, split: str) -> list[Sample]:
         path = self.path(f"{split}_annotations")
-        data = read_json(path)
+        data = self.json_file(path)
         if self.split_format(split) == "coco":
             samples = self._load_coco(data, path, self.path(f"{split}_images"))
         else:

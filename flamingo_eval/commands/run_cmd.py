@@ -73,20 +73,26 @@ def run(args: argparse.Namespace) -> int:
     from flamingo_eval import distributed
     from flamingo_eval.display import reporter, results_table
     from flamingo_eval.models.build import build_model
+    from flamingo_eval.results.records import load_record
     from flamingo_eval.results.store import check_output_dir, config_hash
     from flamingo_eval.runner import Reporter, evaluate, prepare
 
     cfg = load_config(args)
-    prepare(cfg)  # fail on missing data before loading a model
+    task = prepare(cfg)  # fail on missing data before loading a model
     dist = distributed.init(cfg.model.device)  # torchrun: one process per GPU; else a single process
     try:
         out = Path(dist.broadcast(cfg.run.output or
                                   f"runs/{cfg.benchmarks.id}-{cfg.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"))
-        check_output_dir(out, config_hash(cfg), cfg.run.resume, cfg.run.overwrite)  # refuse before loading a model
+        # Refuse (or find nothing to do) before loading a model.
+        if check_output_dir(out, config_hash(cfg), cfg.run.resume, cfg.run.overwrite) == "complete":
+            if dist.is_main:
+                reporter().log(f"{out} already holds this complete run; nothing to do (--overwrite to redo it)")
+                results_table(load_record(out), str(out))
+            return 0
         device = distributed.local_device(cfg.model.device, dist)
         model = build_model(replace(cfg.model, device=device), batch_size=cfg.run.batch_size)
         record = evaluate(cfg, model, out, reporter() if dist.is_main else Reporter(),
-                          command=shlex.join(["flamingo-eval", *sys.argv[1:]]))
+                          command=shlex.join(["flamingo-eval", *sys.argv[1:]]), task=task)
         if dist.is_main:
             results_table(record, str(out))
     finally:

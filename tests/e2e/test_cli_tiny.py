@@ -46,6 +46,20 @@ def test_run_writes_record_and_predictions(easyvqa_run, capsys):
     assert all(len(ln["demo_ids"]) == 2 for ln in lines if ln["shots"] == 0)  # 0-shot: two text-only demos
 
 
+def test_rerunning_a_complete_run_loads_no_model(easyvqa_run, capsys, monkeypatch):
+    import flamingo_eval.models.build as build
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a complete run must not load the model again")
+
+    monkeypatch.setattr(build, "build_model", no_model)
+    before = (easyvqa_run / "record.json").read_bytes()
+    assert run_cli("run", "easyvqa", "--model", "tiny", "--shots", "0", "2", "--trials", "2", "--limit", "12",
+                   "--output", str(easyvqa_run)) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    assert (easyvqa_run / "record.json").read_bytes() == before
+
+
 def test_score_reproduces_the_run(easyvqa_run, capsys):
     capsys.readouterr()
     assert run_cli("score", "easyvqa", "--predictions", str(easyvqa_run / "predictions.jsonl")) == 0
