@@ -126,6 +126,10 @@ class ModelCfg:
     precision: str = "fp32"
     device: str = "cpu"
     batch_size: int = 8
+    vision_batch_size: int = 8
+    """Images per vision forward (encoder + perceiver); the last forward of a call is padded to this size, so
+    an image's latents never depend on the images encoded with it. Part of the config hash (it can move
+    latents by float ulps); larger = faster encoding of big demo pools, smaller = less padding work."""
     max_context: int = 2048
     latent_cache_mb: int = 1024
     latent_cache_dir: str | None = None
@@ -165,6 +169,7 @@ class RunCfg:
     rices_cache_dir: str | None = None
     """Where RICES features are cached (default ~/.cache/flamingo_eval/rices)."""
     rices_batch_size: int = 32
+    """Images per RICES encoder forward, the last one padded (part of the config hash, like model.vision_batch_size)."""
     rices_image_size: int | None = None
     """Override the encoder's input size (tests use a small random encoder at 64 px); null = the model's."""
 

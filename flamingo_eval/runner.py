@@ -296,6 +296,28 @@ def run_trial(task: Task, model: EvalModel, shots: int, seed: int, sink: Callabl
     return res
 
 
+def whole_chunks(mine: Sequence[Sample], todo: Sequence[Sample]) -> list[Sample]:
+    """Every sample of each ``CHUNK``-aligned block of ``mine`` that still holds a sample of ``todo``.
+
+    A resumed run then calls the model on exactly the chunks of an uninterrupted run, hence the same
+    batches and padded shapes, so the same floats and not only the same maths (a block cut short by a
+    torn write is redone whole; its finished samples are not written again: ``only_new``).
+    """
+    missing = {s.id for s in todo}
+    blocks = (list(mine[i : i + CHUNK]) for i in range(0, len(mine), CHUNK))
+    return [s for block in blocks if any(s.id in missing for s in block) for s in block]
+
+
+def only_new(sink: Callable[..., None], todo: Sequence[Sample]) -> Callable[..., None]:
+    """``sink`` that drops the lines of samples outside ``todo`` (already on disk from a previous process)."""
+    new = {s.id for s in todo}
+
+    def write(lines: list[dict[str, Any]], skipped: Sequence[dict[str, Any]] = ()) -> None:
+        sink([ln for ln in lines if ln["sample_id"] in new], [x for x in skipped if x["sample_id"] in new])
+
+    return write
+
+
 def summarize(values: list[float | None]) -> dict[str, float | None]:
     import statistics
 
@@ -340,9 +362,11 @@ def evaluate(cfg: Config, model: EvalModel, out_dir: Path, reporter: Reporter, c
             t0 = time.perf_counter()
             ttask = task.for_trial(seed)
             todo, done = store.pending(ttask.eval_samples, shots, trial)
-            reporter.advance(done)
-            if todo:
-                run_trial(replace(ttask, eval_samples=todo), model, shots, seed, store.sink(shots, trial, seed), reporter)
+            redo = whole_chunks(distributed.shard(ttask.eval_samples, store.dist), todo)
+            reporter.advance(done - (len(redo) - len(todo)))
+            if redo:
+                run_trial(replace(ttask, eval_samples=redo), model, shots, seed,
+                          only_new(store.sink(shots, trial, seed), todo), reporter)
             store.dist.barrier()  # every rank's part file is complete before rank 0 merges
             if store.dist.is_main:
                 entry["trials"].append(store.previous_trial(shots, trial, seed)
@@ -413,7 +437,7 @@ def new_record(cfg: Config, model: EvalModel, seeds: list[int], command: str) ->
         "model": {"id": model.model_id, "name": model.model_id, "fingerprint": model.fingerprint(),
                   "precision": cfg.model.precision},
         "config": to_dict(cfg),
-        "provenance": provenance(command),
+        "provenance": provenance(command, device=getattr(model, "device", None)),
         "results": [],
         "throughput": throughput(0, 0.0),
     }

@@ -99,7 +99,8 @@ class EvalModel(Protocol):
 
     ``generate`` returns decoded continuations with the stop string and everything after it removed.
     ``rank`` returns one score per candidate (higher is better). Media are mapped to ``<image>`` slots in
-    order; batching and padding (left) are the model's business and never change results.
+    order; batching and padding (left) are the model's business and never change results mathematically
+    (numerically only by float noise between padded shapes: docs/protocol.md, "Batch size and float noise").
     """
 
     model_id: str

@@ -98,6 +98,8 @@ def build_model(cfg: ModelCfg, batch_size: int | None = None) -> FlamingoEvalMod
     if cfg.init == "checkpoint" and not cfg.checkpoint:  # fail before loading gigabytes of LM weights
         raise UserError(f"model {cfg.name}: set model.checkpoint=/path/to/checkpoint.pt (its perceiver and "
                         "cross-attention come from the released checkpoint; see docs/openflamingo.md)")
+    if cfg.vision_batch_size < 1:
+        raise UserError(f"model.vision_batch_size must be >= 1, got {cfg.vision_batch_size}")
     weights, tok_path = _lm_paths(cfg)
     tok = load_tokenizer(tok_path, trust_remote_code=cfg.trust_remote_code)
     if weights is None:
@@ -139,6 +141,7 @@ def build_model(cfg: ModelCfg, batch_size: int | None = None) -> FlamingoEvalMod
         model, tok, vision.preprocess, model_id=cfg.name, fingerprint=weights_fingerprint(model),
         batch_size=batch_size or cfg.batch_size, max_context=cfg.max_context, device=device, dtype=dtype,
         latent_cache_bytes=cfg.latent_cache_mb << 20, latent_cache_dir=cfg.latent_cache_dir,
+        vision_batch_size=cfg.vision_batch_size,
     )
 
 

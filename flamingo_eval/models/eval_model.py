@@ -1,10 +1,13 @@
 """``FlamingoEvalModel``: the EvalModel the runner talks to (tokenising, batching, caches, decoding).
 
-Padding is on the left with left-padding-aware positions, so a prompt's result does not depend on
-its batch neighbours. Where the speed comes from (docs/performance.md has the measurements):
+Padding is on the left with left-padding-aware positions, so mathematically a prompt's result does not
+depend on its batch neighbours; numerically, another padded shape may change logits in the last bits
+(docs/protocol.md, "Batch size and float noise"). Vision latents are exact: images are encoded in chunks
+of the constant ``vision_batch_size`` (the last one padded), so an image's latents are the same bits
+whatever images it is encoded with. Where the speed comes from (docs/performance.md has the measurements):
 
 * vision latents are computed once per distinct image per run: a memory LRU with a byte budget keyed
-  by (model fingerprint, image content hash), optionally backed by an on-disk cache;
+  by (model fingerprint, vision batch size, image content hash), optionally backed by an on-disk cache;
 * media K/V are projected once per prompt batch; after the prompt only each row's last image is kept;
 * prompts of a batch that share a token prefix (fixed demos) prefill it once and branch;
 * the prompt is prefilled once; beams branch off the prompt cache (``BranchKVCache``), so neither the
@@ -35,12 +38,15 @@ from flamingo_eval.models.decoders.base import AttnInputs
 from flamingo_eval.models.decoding import beam_search, greedy
 from flamingo_eval.models.flamingo import Flamingo, MediaState
 from flamingo_eval.models.rank_tree import tree_chunks
+from flamingo_eval.models.vision import encode_fixed_batches
 from flamingo_eval.types import GenerateRequest, InterleavedPrompt, RankRequest
 
 MIN_SHARED_PREFIX = 16
 """Shortest common token prefix (of a batch) worth a separate prefill."""
 MAX_TREE_NODES = 256
 """Most candidate-prefix nodes in one rank forward (their attention among themselves is N x N)."""
+VISION_BATCH_SIZE = 8
+"""Default images per vision forward (``model.vision_batch_size``): every forward has this many rows."""
 
 
 class LatentCache:
@@ -115,7 +121,7 @@ class FlamingoEvalModel:
                  fingerprint: str, batch_size: int = 8, max_context: int = 2048, device: str = "cpu",
                  dtype: torch.dtype = torch.float32, latent_cache_bytes: int = 1 << 30,
                  rank_chunk_bytes: int = 256 << 20, latent_cache_dir: str | None = None,
-                 rank_tree: bool = True) -> None:
+                 rank_tree: bool = True, vision_batch_size: int = VISION_BATCH_SIZE) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.preprocess = preprocess
@@ -128,6 +134,7 @@ class FlamingoEvalModel:
         self.latents = LatentCache(latent_cache_bytes, latent_cache_dir)
         self.rank_chunk_bytes = rank_chunk_bytes
         self.rank_tree = rank_tree
+        self.vision_batch_size = vision_batch_size
         self.pad_id = int(tokenizer.pad_token_id)
         self._cand_ids: dict[tuple[str, ...], list[list[int]]] = {}
 
@@ -189,17 +196,28 @@ class FlamingoEvalModel:
         return batches
 
     def _latent_key(self, digest: str) -> str:
-        return f"{self._fingerprint}@{self.dtype}@{self.device.type}/{digest}"
+        # The chunk size is part of the key: latents of another chunk shape may differ in the last bits.
+        return f"{self._fingerprint}@{self.dtype}@{self.device.type}@vb{self.vision_batch_size}/{digest}"
+
+    def _encode_pixels(self, pixels: Tensor) -> Tensor:
+        """(I, 3, H, W) -> (I, N, Dv) latents, in forwards of exactly ``vision_batch_size`` images.
+
+        Engine and reference path both encode through here, so an image's latents are the same bits
+        whatever its neighbours, its position or the number of images encoded with it.
+        """
+        return encode_fixed_batches(self.model.encode_images, pixels.to(self.device, self.dtype),
+                                    self.vision_batch_size)
 
     def _image_latents(self, paths: Sequence[str]) -> list[Tensor]:
         keys = [self._latent_key(content_hash(p)) for p in paths]
         todo = {k: p for k, p in zip(keys, paths) if self.latents.get(k) is None}
         items = list(todo.items())
-        for s in range(0, len(items), 32):
-            chunk = items[s : s + 32]
+        step = self.vision_batch_size
+        for s in range(0, len(items), step):
+            chunk = items[s : s + step]
             t0 = time.perf_counter()
             pixels = torch.stack([self.preprocess(load_image(p)) for _, p in chunk])
-            lat = self.model.encode_images(pixels.to(self.device, self.dtype))  # (I, N, Dv)
+            lat = self._encode_pixels(pixels)  # (I, N, Dv)
             self.latents.encode_seconds += time.perf_counter() - t0
             self.latents.encodes += len(chunk)
             for (k, _), t in zip(chunk, lat):

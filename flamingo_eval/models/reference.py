@@ -7,7 +7,8 @@ engine against (``model.engine: reference``). It keeps OpenFlamingo's loop seman
 * requests are taken in the given order, ``batch_size`` at a time, left-padded to the longest prompt;
 * no latent cache: every image slot of every row is encoded (zero images pad rows with fewer images),
   and for beam search the images and prompt rows are repeated per beam BEFORE encoding and prefill,
-  as ``Flamingo.generate`` does before calling Hugging Face ``generate``;
+  as ``Flamingo.generate`` does before calling Hugging Face ``generate`` (the vision forwards have the
+  engine's constant ``vision_batch_size`` rows, so both paths get bit-identical latents);
 * every forward re-projects the media K/V of all images and applies the masked O(T·M·N) cross-attention;
 * decoding uses a plain per-row KV cache that beam search reorders by copying (HF ``_reorder_cache``);
 * rank: the context is prefilled once, then each candidate is scored token by token over the cached
@@ -75,7 +76,7 @@ class ReferenceEvalModel(FlamingoEvalModel):
             for j, x in enumerate(row):
                 pixels[b, j] = x
         pixels = pixels.repeat_interleave(repeat, 0).flatten(0, 1)  # (B*K*M, 3, H, W)
-        lat = self.model.encode_images(pixels.to(self.device, self.dtype))  # (B*K*M, N, Dv)
+        lat = self._encode_pixels(pixels)  # (B*K*M, N, Dv), in vision_batch_size chunks like the engine
         self.latents.encodes += pixels.shape[0]
         return lat.view(len(prompts) * repeat, m, n_lat, dim)  # (B*K, M, N, Dv)
 

@@ -10,7 +10,9 @@ Features are cached on disk (``run.rices_cache_dir``, default ``~/.cache/flaming
 ``.npy`` of L2-normalised rows plus a ``.json`` sidecar holding the sample ids of the rows, in order, and
 the encoder fingerprint. A cache whose ids or fingerprint differ from what is asked is refused (unlike
 OpenFlamingo's id-less feature files, which silently misalign when the dataset changes). Within a run
-the features live in the sampler context, so shots and trials reuse them.
+the features live in the sampler context, so shots and trials reuse them. Images are encoded in batches
+of exactly ``run.rices_batch_size`` (the last one padded), so an image's feature, to the last bit, does
+not depend on the pool size, ``--limit`` or its neighbours; the batch size is part of the fingerprint.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ class ClipImageFeatures:
         import open_clip
 
         spec = {"model": self.model_name, "pretrained": self.pretrained, "open_clip": open_clip.__version__,
-                "image_size": self.image_size}
+                "image_size": self.image_size, "batch_size": self.batch_size}  # the chunk shape moves ulps
         if self.pretrained is None:
             spec["seed"] = self.seed
         return "sha256:" + hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
@@ -93,6 +95,7 @@ class ClipImageFeatures:
 
         from flamingo_eval.media import load_image
         from flamingo_eval.models.build import resolve_device
+        from flamingo_eval.models.vision import encode_fixed_batches
 
         if self._model is None:
             self._load()
@@ -104,8 +107,8 @@ class ClipImageFeatures:
         for start in range(0, len(paths), self.batch_size):
             batch = paths[start : start + self.batch_size]
             pixels = torch.stack([self._preprocess(load_image(p)) for p in batch]).to(resolve_device(self.device))
-            with torch.inference_mode():
-                feats = self._model.encode_image(pixels).float()
+            with torch.inference_mode():  # the last batch is padded: a feature never depends on the pool size
+                feats = encode_fixed_batches(self._model.encode_image, pixels, self.batch_size).float()
             rows.append(torch.nn.functional.normalize(feats, dim=-1).cpu().numpy())
             self.encoded += len(batch)
         if not rows:

@@ -12,8 +12,10 @@ Layout of a run directory while it runs::
 When the last trial is scored, ``record.json`` gets ``status: complete`` and ``partial/`` is removed.
 Re-running the same command resumes: samples present in a part file are not evaluated again, and the
 finished files are byte-identical to an uninterrupted run's because the scored files are always rebuilt
-from the part files in the canonical sample order (however the work was split over batches, restarts or
-ranks). A directory holding a run of another configuration is refused unless ``--overwrite``.
+from the part files in the canonical sample order (however the work was split over restarts or ranks) and
+the runner redoes a cut chunk whole (the model sees the same batches; other ranks or batch sizes may
+resolve a genuine near-tie differently: docs/protocol.md). A directory holding a run of another
+configuration is refused unless ``--overwrite``.
 
 The config hash covers the resolved config minus fields that cannot change results (:data:`RUN_ONLY`).
 """
@@ -38,10 +40,13 @@ __all__ = ["PARTIAL_DIR", "RUN_ONLY", "PartSink", "RunStore", "check_output_dir"
 PARTIAL_DIR = "partial"
 STATE_FILE = "state.json"
 RUN_ONLY: dict[str, tuple[str, ...]] = {
-    "run": ("output", "resume", "overwrite", "batch_size", "rices_cache_dir", "rices_batch_size"),
+    "run": ("output", "resume", "overwrite", "batch_size", "rices_cache_dir"),
     "model": ("batch_size", "latent_cache_mb", "latent_cache_dir"),
 }
-"""Config fields excluded from the config hash: where things go and how fast, never what comes out."""
+"""Config fields excluded from the config hash: where things go and how fast, never what comes out.
+
+``model.vision_batch_size`` and ``run.rices_batch_size`` are NOT here: they fix the shape of every vision
+forward, and another shape may move features by float ulps (docs/protocol.md, "Batch size and float noise")."""
 
 
 def config_hash(cfg: Any) -> str:

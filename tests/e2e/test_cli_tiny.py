@@ -30,6 +30,8 @@ def test_run_writes_record_and_predictions(easyvqa_run, capsys):
     assert rec["benchmark"]["id"] == "easyvqa" and rec["benchmark"]["version"] == "1.0"
     assert rec["model"]["id"] == "tiny" and rec["model"]["fingerprint"].startswith("sha256:")
     assert rec["provenance"]["libraries"]["torch"] and "git_sha" in rec["provenance"]
+    assert rec["provenance"]["torch_threads"] >= 1 and rec["provenance"]["cpu_model"]
+    assert rec["provenance"]["gpu_model"] is None  # a CPU run
     assert rec["config"]["run"]["limit"] == 12
     assert [r["shots"] for r in rec["results"]] == [0, 2]
     for r in rec["results"]:

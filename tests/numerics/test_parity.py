@@ -19,6 +19,7 @@ import torch
 from flamingo_eval.config import LMCfg, ModelCfg, VisionCfg
 from flamingo_eval.models.cache import KVCache
 from flamingo_eval.types import GenerateRequest, InterleavedPrompt, RankRequest
+from tests.margins import assert_generation_margin, assert_rank_margin
 
 ROOT = Path(__file__).resolve().parents[1] / "fixtures" / "parity"
 FAMILIES = ["opt", "llama", "mpt", "mosaic_gpt", "gpt_neox"]
@@ -77,7 +78,11 @@ def test_generations_match_openflamingo(family: str, mode: str, beams: int) -> N
     em, meta, _, _ = loaded(family)
     reqs = [GenerateRequest(prompt=_prompt(t, m), max_new_tokens=meta["max_new_tokens"], num_beams=beams,
                             length_penalty=0.0) for t, m in meta["gen_prompts"]]
-    assert em.generate(reqs) == [r["text"] for r in meta["generations"][mode]]
+    got = em.generate(reqs)
+    # The reference ran elsewhere (HF generate, its own batch shapes): exact text is a fair comparison only
+    # because no decision of these fixtures is a near-tie (tests/margins.py).
+    assert_generation_margin(lambda: em.generate(reqs), got, seeds=(0, 1))
+    assert got == [r["text"] for r in meta["generations"][mode]]
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -104,6 +109,7 @@ def test_rank_tree_equals_padded_rows(family: str, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(em, "rank_tree", False)
     rows = torch.tensor(em.rank(reqs))
     assert (tree - rows).abs().max().item() <= TOL and (small - rows).abs().max().item() <= TOL
+    assert_rank_margin(rows.tolist())  # winners lead by far more than the float noise between layouts
     assert tree.argmax(-1).tolist() == rows.argmax(-1).tolist()
 
 
@@ -111,4 +117,5 @@ def test_generation_parity_is_batch_size_invariant() -> None:
     em, meta, _, _ = loaded("llama")
     reqs = [GenerateRequest(prompt=_prompt(t, m), max_new_tokens=meta["max_new_tokens"], num_beams=3,
                             length_penalty=0.0) for t, m in meta["gen_prompts"]]
+    # Batch 1 here vs the reference's batch: margins are checked in test_generations_match_openflamingo.
     assert [em.generate([r])[0] for r in reqs] == [r["text"] for r in meta["generations"]["beam3"]]

@@ -19,5 +19,7 @@ def test_smollm2_logits_match_transformers():
     with torch.no_grad():
         ref = hf(ids).logits
         got = ours(ids)
-    assert (got - ref).abs().max().item() <= 1e-4
+    assert (got - ref).abs().max().item() <= 1e-4  # other kernels than transformers': float noise only
+    top2 = ref[0, -1].topk(2).values
+    assert top2[0] - top2[1] > 1e-3  # the argmax leads by far more than that noise: comparing it is fair
     assert got[0, -1].argmax() == ref[0, -1].argmax()
