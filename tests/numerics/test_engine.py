@@ -57,7 +57,7 @@ def test_engine_equals_reference_rank(tiny_model, reference):
             for q, d in enumerate([[], [0], [1, 2], [3, 4, 5]])]
     fast, ref = torch.tensor(tiny_model.rank(reqs)), torch.tensor(reference.rank(reqs))
     assert (fast - ref).abs().max().item() <= 1e-4  # other shapes and kernels: float noise only
-    assert_rank_margin(fast.tolist())  # winners lead by > 1e-3, so the argmax is not float noise
+    assert_rank_margin(fast.tolist(), 1e-4)  # winners lead by > 2e-4: the argmax follows from the line above
     assert fast.argmax(-1).tolist() == ref.argmax(-1).tolist()
 
 

@@ -109,7 +109,7 @@ def test_rank_tree_equals_padded_rows(family: str, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(em, "rank_tree", False)
     rows = torch.tensor(em.rank(reqs))
     assert (tree - rows).abs().max().item() <= TOL and (small - rows).abs().max().item() <= TOL
-    assert_rank_margin(rows.tolist())  # winners lead by far more than the float noise between layouts
+    assert_rank_margin(rows.tolist(), TOL)  # winners lead by > 2 x TOL: the argmax follows from the scores
     assert tree.argmax(-1).tolist() == rows.argmax(-1).tolist()
 
 
