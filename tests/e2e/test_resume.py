@@ -119,3 +119,119 @@ def test_torn_last_line_is_ignored_and_repaired(reference, tmp_path):
     (part / "s0-t0.r0.jsonl").write_text(body + json.dumps({"p": lines[2]})[:25])
     assert main([*ARGS[:-1], "4", "--shots", "0", "--trials", "1", "--output", str(run)]) == 0
     assert (run / "predictions.jsonl").read_bytes() == full
+
+
+# -- a kill at each named phase (acceptance of issue 11, section 2) --------------------------------------
+# FLAMINGO_EVAL_CRASH_AT (flamingo_eval/faults.py, test-only) makes the run SIGKILL itself at a named
+# point. The run uses RICES (a random 64 px ViT-S-32, no download) so it has a demo-pool encode to kill.
+N_VAL, BATCH = 8, 2
+
+
+def phase_args(root: Path, out: Path, cache: Path) -> list[str]:
+    return ["run", "vqav2", "--model", "tiny", "--shots", "0", "2", "--trials", "1", "--data-root", str(root),
+            "--sampler", "rices", "--batch-size", str(BATCH), "--output", str(out), "run.rices_model=ViT-S-32",
+            "run.rices_pretrained=null", "run.rices_image_size=64", "run.rices_batch_size=4",
+            f"run.rices_cache_dir={cache}"]
+
+
+@pytest.fixture(scope="module")
+def phase_data(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """(data root, reference run, warm RICES cache): 12 train / 8 val VQAv2-format questions, run once."""
+    from tests.conftest import make_vqav2
+
+    base = tmp_path_factory.mktemp("phases")
+    root = make_vqav2(base / "data", n_train=12, n_val=N_VAL)
+    ref = base / "ref"
+    assert main(phase_args(root, ref, base / "cache")) == 0
+    return root, ref, base / "cache"
+
+
+@pytest.mark.parametrize("phase", ["startup", "demo_pool", "batch:6", "final"])
+def test_kill_at_each_phase_resumes_to_identical_files(phase, phase_data, tmp_path):
+    root, ref, warm = phase_data
+    run = tmp_path / "run"
+    # The RICES cache is run-only (not in the config hash); a cold one makes the run encode the demo pool.
+    args = phase_args(root, run, tmp_path / "cold-cache" if phase == "demo_pool" else warm)
+    proc = subprocess.run([sys.executable, "-m", "flamingo_eval", *args], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "CI": "true", "FLAMINGO_EVAL_CRASH_AT": phase})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    left = sorted(p.name for p in run.iterdir())
+    parts = sorted((run / "partial").glob("*.r0.jsonl")) if (run / "partial").is_dir() else []
+    done = sum(p.read_text().count("\n") for p in parts)
+    if phase == "startup":  # killed between making the directory and writing the run state
+        assert any(n.startswith(".partial-") and n.endswith(".tmp") for n in left) and "partial" not in left
+    elif phase == "batch:6":  # 0-shot trial scored (4 batches), 2 batches of the 2-shot trial on disk
+        assert done == N_VAL + 2 * BATCH and json.loads((run / "record.json").read_text())["status"] == "running"
+    elif phase == "final":
+        assert json.loads((run / "record.json").read_text())["status"] == "complete" and "partial" in left
+    # what other kills leave (a stale temporary file of an atomic write) is tidied too
+    (run / ".record.json.k1ll3d.tmp").write_text("{")
+    if (run / "partial").is_dir():
+        (run / "partial" / ".s0-t0.scored.jsonl.k1ll3d.tmp").write_text("x")
+
+    assert main(args) == 0  # the same command resumes
+    assert (run / "predictions.jsonl").read_bytes() == (ref / "predictions.jsonl").read_bytes()
+    assert results(run) == results(ref)
+    assert sorted(p.name for p in run.iterdir()) == ["predictions.jsonl", "record.json"]  # no tmp, lock, partial/
+    rec = json.loads((run / "record.json").read_text())
+    if phase == "batch:6":  # throughput counts only what the resuming process evaluated
+        assert rec["throughput"]["samples"] == 2 * N_VAL - done
+        assert rec["execution"]["resumes"] == 1
+
+
+def test_empty_partial_dir_is_recognised_as_ours(phase_data, tmp_path):
+    """The shape an older version left when killed at start-up: partial/ without any state."""
+    root, ref, warm = phase_data
+    run = tmp_path / "run"
+    (run / "partial").mkdir(parents=True)
+    assert main(phase_args(root, run, warm)) == 0
+    assert (run / "predictions.jsonl").read_bytes() == (ref / "predictions.jsonl").read_bytes()
+
+
+def test_full_disk_while_writing_the_run_state_then_resume(phase_data, tmp_path, capsys, monkeypatch):
+    """ENOSPC on the very first fsync under the run directory (state.json): one line; the re-run finishes."""
+    import errno
+
+    root, ref, warm = phase_data
+    run = tmp_path / "run"
+    real_fsync = os.fsync
+
+    def full_disk(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(str(run)):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    assert main(phase_args(root, run, warm)) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no space left on device" in err and "\n" not in err and "Traceback" not in err
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert main(phase_args(root, run, warm)) == 0
+    assert (run / "predictions.jsonl").read_bytes() == (ref / "predictions.jsonl").read_bytes()
+
+
+def test_second_run_on_the_same_output_is_refused(tmp_path, capsys):
+    """A real first run holds the lock; the second is refused with one line (rc 2) and computes nothing."""
+    from tests.conftest import make_vqav2
+
+    root = make_vqav2(tmp_path / "data", n_train=4, n_val=300)  # the first run is busy for a while
+    args = ["run", "vqav2", "--model", "tiny", "--shots", "0", "--trials", "1", "--data-root", str(root),
+            "run.zero_shot_text_demos=0", "--output", str(tmp_path / "run")]
+    first = subprocess.Popen([sys.executable, "-m", "flamingo_eval", *args], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, env={**os.environ, "CI": "true"})
+    try:
+        deadline = time.monotonic() + 120
+        while first.poll() is None and not (tmp_path / "run" / "partial").is_dir() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert first.poll() is None, first.stderr.read().decode() if first.stderr else ""
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert "in use by another flamingo-eval run" in err and f"pid {first.pid}" in err and "\n" not in err
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+    from flamingo_eval.results.lock import OutputLock
+
+    lock = OutputLock(tmp_path / "run")
+    lock.acquire()  # the kernel released the killed holder's lock
+    lock.release()
