@@ -7,6 +7,7 @@ Errors a user can fix print one line (exit 2); no Python tracebacks unless FLAMI
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import os
 import sys
@@ -71,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         error(f"unexpected {type(e).__name__}: {e} (set FLAMINGO_EVAL_DEBUG=1 for the traceback)")
         return 1
+    finally:
+        if argv is None:  # the process ends next: skip the interpreter's final full garbage collection
+            gc.freeze()  # over every object of the run (~0.4 s idle, tens of seconds on a loaded machine)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ anywhere becomes one ``UserError`` line naming the key.
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,6 +153,9 @@ class RunCfg:
     """Which ``limit`` eval samples: first (the first N) | random (a random N fixed by ``seed``, the same for
     every trial, as OpenFlamingo's num_samples) | random_per_trial (each trial draws its own N by its seed)."""
     batch_size: int | None = None
+    """Prompts per model call (overrides ``model.batch_size``; run-only). Progress and part files advance per batch."""
+    threads: int | None = None
+    """CPU threads for torch (intra-op); null = the cores this process may use (docs/running-at-scale.md)."""
     data_root: str | None = None
     output: str | None = None
     sampler: str = "random"
@@ -200,7 +205,7 @@ def compose_config(benchmark: str, model: str = "mini", overrides: list[str] | N
 
     ConfigStore.instance().store(name="flamingo_eval_schema", node=Config)
     ovr = [f"hydra.searchpath=[file://{cards_root()}]", f"benchmarks={benchmark}", f"model={model}",
-           *(overrides or [])]
+           *(quote_home(o) for o in overrides or [])]
     try:
         with initialize_config_dir(config_dir=str(PACKAGE_DIR / "conf"), version_base=None):
             raw = compose("config", overrides=ovr)
@@ -220,27 +225,82 @@ def validate(data: dict[str, Any]) -> Config:
     except OmegaConfBaseException as e:
         raise UserError(f"config error: {_one_line(e)}") from None
     _check_values(cfg)
+    _expand_home(cfg)
     return cfg
 
 
+PATH_FIELDS = ("run.data_root", "run.output", "run.rices_cache_dir", "model.checkpoint", "model.latent_cache_dir",
+               "model.lm.path", "model.lm.tokenizer")
+"""Fields holding a file system path; a leading ``~`` in them (and in the string values of
+``benchmarks.files``, ``benchmarks.adapter_args`` and ``model.vision.options``) is expanded at start-up."""
+
+
+def quote_home(override: str) -> str:
+    """``key=~/ckpt/x.pt`` -> ``key='~/ckpt/x.pt'``.
+
+    Hydra's override grammar rejects ``~`` in an unquoted value (``LexerNoViableAltException``); the
+    quoted form is the same string. Values already quoted, lists/dicts, and values holding a quote or
+    ending in a backslash are left to Hydra as given.
+    """
+    key, sep, value = override.partition("=")
+    if not sep or "~" not in value or value[:1] in ("'", '"', "[", "{") or "'" in value or value.endswith("\\"):
+        return override
+    return f"{key}='{value}'"
+
+
+def _expand_home(cfg: Config) -> None:
+    def expand(value: Any) -> Any:
+        return os.path.expanduser(value) if isinstance(value, str) and value.startswith("~") else value
+
+    for key in PATH_FIELDS:
+        *parents, name = key.split(".")
+        owner = _get(cfg, ".".join(parents))
+        setattr(owner, name, expand(getattr(owner, name)))
+    for mapping in (cfg.benchmarks.files, cfg.benchmarks.adapter_args, cfg.model.vision.options):
+        for k, v in mapping.items():
+            mapping[k] = expand(v)
+
+
+MINIMUMS: tuple[tuple[str, int, str], ...] = (
+    ("run.trials", 1, "--trials"), ("run.limit", 1, "--limit"), ("run.batch_size", 1, "--batch-size"),
+    ("run.threads", 1, ""), ("run.query_set_size", 1, ""), ("run.zero_shot_text_demos", 0, ""),
+    ("run.bootstrap", 0, ""), ("run.rices_batch_size", 1, ""), ("run.rices_image_size", 1, ""),
+    ("model.batch_size", 1, ""), ("model.max_context", 1, ""), ("model.latent_cache_mb", 0, ""),
+    ("benchmarks.generation.max_new_tokens", 1, ""), ("benchmarks.generation.num_beams", 1, ""),
+    ("benchmarks.query_set_size", 1, ""), ("benchmarks.ensemble_orders", 1, ""),
+)
+"""Integer settings and their smallest valid value (null = unset is always allowed)."""
+
+
+def _get(cfg: Config, key: str) -> Any:
+    value: Any = cfg
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
+
+
 def _check_values(cfg: Config) -> None:
+    """Refuse values that would run but give wrong or empty results (one line naming the key)."""
     r, b = cfg.run, cfg.benchmarks
+    for key, low, flag in MINIMUMS:
+        value = _get(cfg, key)
+        if value is not None and value < low:
+            raise UserError(f"{key}{f' ({flag})' if flag else ''} must be >= {low}, got {value}")
     if any(k < 0 for k in r.shots):
-        raise UserError(f"run.shots must be >= 0, got {r.shots}")
-    if r.trials < 1:
-        raise UserError("run.trials must be >= 1")
-    if r.sampler not in SAMPLER_NAMES:
-        raise UserError(f"run.sampler must be one of {', '.join(SAMPLER_NAMES)}, got '{r.sampler}'")
-    if b.ensemble_orders < 1:
-        raise UserError(f"benchmark {b.id}: ensemble_orders must be >= 1, got {b.ensemble_orders}")
-    if r.on_bad_sample not in ON_BAD_SAMPLE:
-        raise UserError(f"run.on_bad_sample must be error or skip, got '{r.on_bad_sample}'")
-    if r.subset not in SUBSETS:
-        raise UserError(f"run.subset must be one of {', '.join(SUBSETS)}, got '{r.subset}'")
-    if r.limit is not None and r.limit < 1:
-        raise UserError(f"run.limit must be >= 1, got {r.limit}")
-    if b.mode not in ("generate", "rank"):
-        raise UserError(f"benchmark {b.id}: mode must be generate or rank, got '{b.mode}'")
+        raise UserError(f"run.shots (--shots) must be >= 0, got {r.shots}")
+    for key, values in (("run.shots (--shots)", r.shots), ("run.seeds (--seeds)", r.seeds or [])):
+        dup = sorted({v for v in values if values.count(v) > 1})
+        if dup:
+            raise UserError(f"{key} lists {', '.join(map(str, dup))} more than once; give each value once")
+    if not r.shots:
+        raise UserError("run.shots (--shots) is empty; give at least one shot count, e.g. --shots 0 4")
+    if not math.isfinite(b.generation.length_penalty):
+        raise UserError(f"benchmarks.generation.length_penalty must be a finite number, got {b.generation.length_penalty}")
+    for key, value, allowed in (("run.sampler", r.sampler, SAMPLER_NAMES), ("run.subset", r.subset, SUBSETS),
+                                ("run.on_bad_sample", r.on_bad_sample, ON_BAD_SAMPLE),
+                                (f"benchmark {b.id}: mode", b.mode, ("generate", "rank"))):
+        if value not in allowed:
+            raise UserError(f"{key} must be one of {', '.join(allowed)}, got '{value}'")
     if b.prompt not in cfg.prompts.templates:
         raise UserError(f"prompt family '{cfg.prompts.name}' has no template '{b.prompt}' needed by {b.id}; "
                         f"it has: {', '.join(sorted(cfg.prompts.templates))}")

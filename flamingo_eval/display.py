@@ -11,7 +11,25 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from flamingo_eval.runner import Reporter
+T0 = time.perf_counter()
+"""When this module was imported (at CLI start-up): phase lines show the time since."""
+
+
+class Reporter:
+    """Progress sink of a run; the base class prints nothing (non-zero torchrun ranks, library use)."""
+
+    def phase(self, message: str) -> None:
+        """A start-up step begins (reading data, loading the model, selecting demos)."""
+        self.log(message)
+
+    def start(self, total: int, description: str) -> None: ...
+
+    def advance(self, n: int, resumed: bool = False) -> None:
+        """``n`` more samples are done; ``resumed`` ones were done by an earlier process (not in the rate)."""
+
+    def finish(self) -> None: ...
+
+    def log(self, message: str) -> None: ...
 
 
 def fancy() -> bool:
@@ -19,21 +37,32 @@ def fancy() -> bool:
 
 
 class PlainReporter(Reporter):
-    """One line every few seconds: done/total, samples/s, ETA."""
+    """Plain lines (not a TTY, CI): phases with the time since start-up; progress after the first batch,
+    then at most every ``every`` seconds, and at the end."""
 
     def __init__(self, every: float = 10.0) -> None:
         self.every = every
+        self.total = self.done = self.resumed = 0
+        self.t0 = self.last = 0.0
+
+    def phase(self, message: str) -> None:
+        print(f"[{time.perf_counter() - T0:6.1f}s] {message}", flush=True)
 
     def start(self, total: int, description: str) -> None:
-        self.total, self.done, self.t0, self.last = total, 0, time.perf_counter(), 0.0
-        print(f"{description}: {total} samples", flush=True)
+        self.total, self.done, self.resumed, self.t0, self.last = total, 0, 0, time.perf_counter(), -1.0
+        print(f"[{self.t0 - T0:6.1f}s] {description}: {total} samples", flush=True)
 
-    def advance(self, n: int) -> None:
+    def advance(self, n: int, resumed: bool = False) -> None:
         self.done += n
+        if resumed:
+            self.resumed += n
+            if n:
+                print(f"  {self.done}/{self.total} already done by an earlier run (resumed)", flush=True)
+            return
         now = time.perf_counter() - self.t0
-        if now - self.last >= self.every or self.done >= self.total:
+        if self.last < 0 or now - self.last >= self.every or self.done >= self.total:
             self.last = now
-            rate = self.done / now if now > 0 else 0.0
+            rate = (self.done - self.resumed) / now if now > 0 else 0.0
             eta = (self.total - self.done) / rate if rate > 0 else float("nan")
             print(f"  {self.done}/{self.total}  {rate:.2f} samples/s  ETA {eta:.0f}s", flush=True)
 
@@ -60,7 +89,13 @@ class RichReporter(Reporter):
         self.done = 0
         self.task = self.progress.add_task(description, total=total, rate="")
 
-    def advance(self, n: int) -> None:
+    def phase(self, message: str) -> None:
+        self.log(f"[{time.perf_counter() - T0:6.1f}s] {message}")
+
+    def advance(self, n: int, resumed: bool = False) -> None:
+        if resumed:  # not this process's work: moves the bar, not the rate
+            self.progress.update(self.task, advance=n)
+            return
         self.done += n
         rate = self.done / max(time.perf_counter() - self.t0, 1e-9)
         self.progress.update(self.task, advance=n, rate=f"{rate:.2f} samples/s")
@@ -88,7 +123,7 @@ def results_table(record: dict[str, Any], run_dir: str) -> None:
     for r in record["results"]:
         trials = r["trials"]
         extras = trials[0].get("extras", {}) if trials else {}
-        score = "submission" if r["mean"] is None else f"{r['mean']:.2f} ± {r['std']:.2f}"
+        score = "submission" if r["mean"] is None else f"{r['mean']:.2f} ± {r.get('std') or 0.0:.2f}"
         rows.append((str(r["shots"]), score, str(len(trials)), str(trials[0]["n"]),
                      ", ".join(f"{k}={v:.2f}" for k, v in extras.items()),
                      str(sum(t["skipped"] for t in trials)), f"{sum(t['seconds'] for t in trials):.1f}"))
@@ -104,7 +139,10 @@ def results_table(record: dict[str, Any], run_dir: str) -> None:
             table.add_column(h, justify="right" if h != "extras" else "left")
         for row in rows:
             table.add_row(*row)
-        Console().print(table)
+        console = Console()
+        console.print(table)
+        for w in run_warnings(record):
+            console.print(f"[yellow]warning:[/yellow] {w}", markup=True, highlight=False)
         return
     print(title)
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
@@ -112,6 +150,26 @@ def results_table(record: dict[str, Any], run_dir: str) -> None:
     for row in rows:
         print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
     print(footer)
+    for w in run_warnings(record):
+        print(f"warning: {w}")
+
+
+def run_warnings(record: dict[str, Any]) -> list[str]:
+    """What the numbers hide: demos dropped to fit the context, samples skipped (per shots setting)."""
+    out = []
+    context = record.get("config", {}).get("model", {}).get("max_context")
+    for r in record["results"]:
+        trials = r["trials"]
+        dropped = sum(int(t.get("dropped_demos") or 0) for t in trials)
+        if dropped:
+            out.append(f"{r['shots']}-shot: {dropped} demos dropped over {len(trials)} trial(s) to fit "
+                       f"model.max_context={context}; per sample: dropped_demos in predictions.jsonl")
+        skipped = sum(int(t.get("skipped") or 0) for t in trials)
+        if skipped:
+            reason = next((why for t in trials for why in (t.get("skip_reasons") or {}).values()), "")
+            out.append(f"{r['shots']}-shot: {skipped} samples skipped" + (f" (e.g. {reason})" if reason else "")
+                       + "; ids and reasons: skip_reasons in record.json")
+    return out
 
 
 def error(message: str) -> None:

@@ -13,17 +13,26 @@ sample never changes its prompt: demos are keyed by sample id (docs/protocol.md)
 Backend: ``nccl`` when the model runs on CUDA, else ``gloo``. The runner only exchanges small Python
 objects and barriers, which go through a gloo group in both cases (no GPU memory, no CUDA streams).
 The run directory must be on a filesystem all ranks see (shared storage on multi-node jobs).
+
+CPU threads (``run.threads``): by default each process uses its share of the cores it may run on — the
+affinity mask, capped by a cgroup CPU quota, divided by torchrun's ``LOCAL_WORLD_SIZE`` — or exactly
+``OMP_NUM_THREADS`` when that is set (a per-process setting by definition; torchrun sets it to 1 for
+multi-process jobs unless you do). See docs/running-at-scale.md.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["Dist", "current", "from_env", "init", "local_device", "shard", "shutdown"]
+__all__ = ["Dist", "apply_threads", "available_cpus", "current", "default_threads", "from_env", "init",
+           "local_device", "shard", "shutdown"]
 
 T = TypeVar("T")
 
@@ -129,6 +138,79 @@ def shutdown() -> None:
         if dist.is_initialized():
             dist.destroy_process_group()
     _CURRENT = Dist()
+
+
+def _cgroup_v2_limit(root: Path, proc_cgroup: str) -> float | None:
+    own = next((ln[3:] for ln in proc_cgroup.splitlines() if ln.startswith("0::")), None)
+    if own is None:
+        return None
+    limits = []
+    d = root / own.strip().lstrip("/")
+    while True:  # a parent's quota caps its children too
+        try:
+            quota, period = (d / "cpu.max").read_text().split()[:2]
+            if quota != "max":
+                limits.append(int(quota) / int(period))
+        except (OSError, ValueError):
+            pass
+        if d == root or root not in d.parents:
+            break
+        d = d.parent
+    return min(limits) if limits else None
+
+
+def _cgroup_v1_limit(root: Path) -> float | None:
+    for sub in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):
+        try:
+            quota = int((root / sub / "cpu.cfs_quota_us").read_text())
+            period = int((root / sub / "cpu.cfs_period_us").read_text())
+        except (OSError, ValueError):
+            continue
+        return quota / period if quota > 0 and period > 0 else None
+    return None
+
+
+def available_cpus(root: Path = Path("/sys/fs/cgroup"), proc_cgroup: str | None = None) -> int:
+    """CPUs this process may use: its affinity mask, capped by a cgroup CPU quota (v2 ``cpu.max`` of its
+    cgroup and parents, else v1 ``cpu.cfs_quota_us``), rounded up; at least 1."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        n = os.cpu_count() or 1
+    if proc_cgroup is None:
+        try:
+            proc_cgroup = Path("/proc/self/cgroup").read_text()
+        except OSError:
+            proc_cgroup = ""
+    quota = _cgroup_v2_limit(root, proc_cgroup)
+    if quota is None:
+        quota = _cgroup_v1_limit(root)
+    if quota is not None:
+        n = min(n, math.ceil(quota))
+    return max(n, 1)
+
+
+def default_threads(env: Mapping[str, str] | None = None, cpus: int | None = None) -> int:
+    """``run.threads`` when unset: ``OMP_NUM_THREADS`` if set, else this process's share of
+    :func:`available_cpus` among torchrun's ``LOCAL_WORLD_SIZE`` processes on this node."""
+    e = os.environ if env is None else env
+    omp = e.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if omp.isdigit() and int(omp) >= 1:
+        return int(omp)
+    local = e.get("LOCAL_WORLD_SIZE", "1")
+    per_node = int(local) if local.isdigit() and int(local) >= 1 else 1
+    return max((available_cpus() if cpus is None else cpus) // per_node, 1)
+
+
+def apply_threads(requested: int | None) -> int:
+    """Set torch's intra-op (and, once per process, inter-op) thread count; returns the count used."""
+    import torch
+
+    n = requested or default_threads()
+    torch.set_num_threads(n)
+    with contextlib.suppress(RuntimeError):  # only settable before the first inter-op work of the process
+        torch.set_num_interop_threads(n)
+    return n
 
 
 def shard(items: Sequence[T], d: Dist) -> list[T]:

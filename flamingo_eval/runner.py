@@ -17,128 +17,29 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import flamingo_eval.benchmarks  # noqa: F401  (registers adapters)
-import flamingo_eval.metrics  # noqa: F401  (registers metrics)
-import flamingo_eval.prompts  # noqa: F401  (registers samplers, extractors)
-from flamingo_eval import distributed
-from flamingo_eval.benchmarks.base import Adapter
-from flamingo_eval.config import BenchmarkCard, Config, to_dict
+from flamingo_eval import distributed, faults
+from flamingo_eval.config import Config, to_dict
+from flamingo_eval.display import Reporter
 from flamingo_eval.errors import UserError
 from flamingo_eval.metrics.base import MetricInput, MetricResult
-from flamingo_eval.prompts.builder import build_prompt
-from flamingo_eval.prompts.samplers import SamplerContext, keyed_rng, query_set
+from flamingo_eval.prompts.builder import PromptTooLong, build_prompt
+from flamingo_eval.prompts.samplers import keyed_rng, query_set
 from flamingo_eval.provenance import provenance, run_id
-from flamingo_eval.registry import ADAPTERS, EXTRACTORS, METRICS, SAMPLERS
+from flamingo_eval.registry import METRICS, SAMPLERS
 from flamingo_eval.results.store import RunStore
+from flamingo_eval.task import (
+    Task,
+    data_missing,
+    demo_pool_size,
+    eval_subset,
+    make_adapter,
+    prepare,
+    run_seeds,
+)
 from flamingo_eval.types import EvalModel, GenerateRequest, InterleavedPrompt, RankRequest, Sample
 
-CHUNK = 32  # samples per model call / predictions flush
-
-
-class Reporter:
-    """Progress sink; display.py provides the rich and plain implementations."""
-
-    def start(self, total: int, description: str) -> None: ...
-
-    def advance(self, n: int) -> None: ...
-
-    def finish(self) -> None: ...
-
-    def log(self, message: str) -> None: ...
-
-
-def make_adapter(card: BenchmarkCard, data_root: str | None) -> Adapter:
-    root = Path(data_root or ".").expanduser() / card.data_dir
-    return ADAPTERS.get(card.adapter)(card, root)
-
-
-def data_missing(card: BenchmarkCard, data_root: str | None) -> list[tuple[str, Path]]:
-    adapter = make_adapter(card, data_root)
-    splits = dict.fromkeys([card.demo_split, card.eval_split])
-    return [m for s in splits for m in adapter.missing(s)]
-
-
-@dataclass
-class Task:
-    """Everything resolved once per run (no per-benchmark branches below this point)."""
-
-    cfg: Config
-    eval_samples: list[Sample]
-    demo_samples: list[Sample]
-    candidates: tuple[str, ...] | None
-    metric: Any
-    extractor: Callable[[str], str]
-    template: Any
-    sampler_context: SamplerContext = field(default_factory=SamplerContext)
-    submission_key: str | None = None
-    """Set when the eval split has no annotations: each trial writes a submission file instead of a score."""
-    submission_ids: tuple[Any, ...] = ()
-    """Every id the submission must answer (the whole eval split, before --limit)."""
-    trial_samples: dict[int, list[Sample]] = field(default_factory=dict)
-    """``run.subset=random_per_trial``: each trial seed's own eval subset (else empty: ``eval_samples``)."""
-
-    def for_trial(self, seed: int) -> Task:
-        """This task restricted to the eval samples of the trial with ``seed``."""
-        own = self.trial_samples.get(seed)
-        return self if own is None else replace(self, eval_samples=own)
-
-
-def run_seeds(run: Any) -> list[int]:
-    """The trial seeds: ``run.seeds`` if given, else ``seed .. seed + trials - 1``."""
-    return list(run.seeds) if run.seeds else [run.seed + i for i in range(run.trials)]
-
-
-def eval_subset(samples: list[Sample], limit: int | None, subset: str, seed: int) -> list[Sample]:
-    """``limit`` samples of the eval split: the first N, or a seeded random N kept in split order."""
-    if limit is None or limit >= len(samples):
-        return samples
-    if subset == "first":
-        return samples[:limit]
-    keep = sorted(keyed_rng(seed, "eval_subset").sample(range(len(samples)), limit))
-    return [samples[i] for i in keep]
-
-
-def prepare(cfg: Config) -> Task:
-    card = cfg.benchmarks
-    missing = data_missing(card, cfg.run.data_root)
-    if missing:
-        name, path = missing[0]
-        raise UserError(f"{card.id}: missing {name} at {path} ({len(missing)} missing in all); "
-                        f"run `flamingo-eval data check {card.id} --data-root DIR` for the expected layout")
-    adapter = make_adapter(card, cfg.run.data_root)
-    eval_samples = adapter.load(card.eval_split)
-    submission_key, submission_ids = unannotated_split(card, eval_samples)
-    run = cfg.run
-    trial_samples: dict[int, list[Sample]] = {}
-    if run.subset == "random_per_trial" and run.limit is not None and run.limit < len(eval_samples):
-        trial_samples = {seed: eval_subset(eval_samples, run.limit, run.subset, seed) for seed in run_seeds(run)}
-        used = {s.id for subset in trial_samples.values() for s in subset}
-        queries = [s for s in eval_samples if s.id in used]  # every trial's queries (RICES encodes these)
-        eval_samples = trial_samples[run_seeds(run)[0]]
-    else:
-        eval_samples = queries = eval_subset(eval_samples, run.limit, run.subset, run.seed)
-    demo_samples = queries if card.demo_split == card.eval_split else adapter.load(card.demo_split)
-    template = cfg.prompts.templates[card.prompt]
-    context = SamplerContext(demo_split=demo_samples, queries=queries,
-                             options={**to_dict(cfg)["run"], "device": cfg.model.device})
-    return Task(cfg=cfg, eval_samples=eval_samples, demo_samples=demo_samples,
-                candidates=getattr(adapter, "candidates", None),
-                metric=METRICS.get(card.metric.name)(**card.metric.args),
-                extractor=EXTRACTORS.get(template.extractor), template=template, sampler_context=context,
-                submission_key=submission_key, submission_ids=submission_ids, trial_samples=trial_samples)
-
-
-def unannotated_split(card: BenchmarkCard, samples: list[Sample]) -> tuple[str | None, tuple[Any, ...]]:
-    """(submission key, all ids) when the eval split has no annotations, else (None, ())."""
-    if not samples or any(s.references or s.label is not None for s in samples):
-        return None, ()
-    if not card.submission_key:
-        raise UserError(f"{card.id}: split '{card.eval_split}' has no annotations and the card defines no "
-                        "submission_key, so it can be neither scored nor submitted")
-    from flamingo_eval.benchmarks.submission import submission_key
-
-    key = submission_key(card)
-    return key, tuple(s.fields.get(key) for s in samples)
+__all__ = ["Reporter", "Task", "data_missing", "evaluate", "eval_subset", "make_adapter", "prepare", "run_seeds",
+           "summarize", "trial_prompt_sets", "trial_prompts"]
 
 
 def prompt_hash(p: InterleavedPrompt) -> str:
@@ -150,9 +51,22 @@ def prompt_hash(p: InterleavedPrompt) -> str:
     return "sha256:" + h.hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class PromptSet:
+    """One eval sample's prompts (one per demo order), or why it has none."""
+
+    prompts: tuple[InterleavedPrompt, ...] = ()
+    error: str | None = None
+    """Set when the query alone does not fit the model context (the sample is skipped or the run stops)."""
+
+
 def trial_prompts(task: Task, model: EvalModel, shots: int, seed: int) -> list[InterleavedPrompt]:
     """One prompt per eval sample (the sampler's demo order)."""
-    return [variants[0] for variants in trial_prompt_sets(task, model, shots, seed)]
+    sets = trial_prompt_sets(task, model, shots, seed)
+    bad = next((ps.error for ps in sets if ps.error), None)
+    if bad:
+        raise UserError(bad)
+    return [ps.prompts[0] for ps in sets]
 
 
 def demo_orders(demos: list[Sample], n: int, *keys: object) -> list[list[Sample]]:
@@ -168,18 +82,43 @@ def demo_orders(demos: list[Sample], n: int, *keys: object) -> list[list[Sample]
     return orders
 
 
-def trial_prompt_sets(task: Task, model: EvalModel, shots: int, seed: int) -> list[tuple[InterleavedPrompt, ...]]:
+def answer_room(task: Task, model: EvalModel) -> Callable[[Sample], int]:
+    """Tokens a sample's prompt must leave free: ``max_new_tokens`` when generating, the longest
+    candidate (tokenised alone) when ranking."""
+    card = task.cfg.benchmarks
+    if card.mode != "rank":
+        return lambda s: card.generation.max_new_tokens
+    memo: dict[tuple[str, ...], int] = {}
+
+    def room(s: Sample) -> int:
+        cands = tuple(s.fields.get("candidates", ()) or task.candidates or ())
+        if cands not in memo:
+            memo[cands] = max((model.count_tokens(c) for c in cands), default=0)
+        return memo[cands]
+
+    return room
+
+
+def trial_prompt_sets(task: Task, model: EvalModel, shots: int, seed: int) -> list[PromptSet]:
     """Per eval sample, its prompts: one per demo order (``ensemble_orders`` > 1 only for rank tasks)."""
     cfg, card = task.cfg, task.cfg.benchmarks
-    size = cfg.run.query_set_size or card.query_set_size
-    pool = query_set(task.demo_samples, card.id, card.demo_split, seed, size)
-    sampler = SAMPLERS.get(cfg.run.sampler)(pool, card.id, card.demo_split, seed, context=task.sampler_context)
+    sampler = make_sampler(task, seed)
     k = shots if shots > 0 else cfg.run.zero_shot_text_demos
     n_orders = card.ensemble_orders if card.mode == "rank" else 1
-    return [tuple(build_prompt(task.template, demos, s, text_only_demos=shots == 0,
-                               count_tokens=model.count_tokens, max_tokens=model.max_context)
-                  for demos in demo_orders(sampler.demos(s, k), n_orders, card.id, seed, s.id))
-            for s in task.eval_samples]
+    room = answer_room(task, model)
+    out = []
+    for s in task.eval_samples:
+        demos = sampler.demos(s, k)
+        if len(demos) != k:  # prepare() checked the pool size; never show fewer demos than recorded
+            raise UserError(f"sampler {cfg.run.sampler} gave {len(demos)} demos instead of {k} for sample {s.id}")
+        try:
+            out.append(PromptSet(tuple(
+                build_prompt(task.template, order, s, text_only_demos=shots == 0, count_tokens=model.count_tokens,
+                             max_tokens=model.max_context, reserve=room(s))
+                for order in demo_orders(demos, n_orders, card.id, seed, s.id))))
+        except PromptTooLong as e:
+            out.append(PromptSet(error=f"{card.id}: {e}"))
+    return out
 
 
 def _requests(task: Task, prompts: Sequence[InterleavedPrompt], samples: Sequence[Sample]) -> list[Any]:
@@ -269,20 +208,39 @@ def to_prediction(task: Task, s: Sample, p: InterleavedPrompt, out: Any) -> tupl
     return line, item
 
 
+def batch_size(cfg: Config) -> int:
+    """Samples per model call, part-file flush and progress step (``--batch-size``, else ``model.batch_size``)."""
+    return cfg.run.batch_size or cfg.model.batch_size
+
+
 def run_trial(task: Task, model: EvalModel, shots: int, seed: int, sink: Callable[..., None],
               reporter: Reporter) -> TrialOutput:
-    """Evaluate ``task.eval_samples``; per chunk, ``sink(lines, skipped)`` persists the results."""
+    """Evaluate ``task.eval_samples`` one batch at a time; ``sink(lines, skipped)`` persists each batch.
+
+    A sample whose query alone overflows the model context is a counted skip with
+    ``run.on_bad_sample=skip``; otherwise the trial stops before any model call with one line.
+    """
     sets = trial_prompt_sets(task, model, shots, seed)
-    prompts = [variants[0] for variants in sets]
-    res = TrialOutput(dropped=sum(p.dropped_demos for p in prompts))
     skip = task.cfg.run.on_bad_sample == "skip"
-    samples = task.eval_samples
-    for start in range(0, len(samples), CHUNK):
-        chunk_s, chunk_p = samples[start : start + CHUNK], prompts[start : start + CHUNK]
-        outs, errors = call_ensembled(task, model, chunk_s, sets[start : start + CHUNK], skip)
+    too_long = [{"sample_id": s.id, "error": ps.error, "dropped_demos": 0}
+                for s, ps in zip(task.eval_samples, sets) if ps.error]
+    if too_long and not skip:
+        raise UserError(f"{too_long[0]['error']} ({len(too_long)} such samples); shorten the input, raise "
+                        "model.max_context, or pass --on-bad-sample skip to skip and count them")
+    res = TrialOutput(skipped=too_long)
+    if too_long:
+        sink([], too_long)
+        reporter.advance(len(too_long))
+    todo = [(s, ps.prompts) for s, ps in zip(task.eval_samples, sets) if not ps.error]
+    step = batch_size(task.cfg)
+    for start in range(0, len(todo), step):
+        chunk = todo[start : start + step]
+        outs, errors = call_ensembled(task, model, [s for s, _ in chunk], [v for _, v in chunk], skip)
         lines: list[dict[str, Any]] = []
         skipped: list[dict[str, Any]] = []
-        for s, p, out, err in zip(chunk_s, chunk_p, outs, errors):
+        for (s, variants), out, err in zip(chunk, outs, errors):
+            p = variants[0]
+            res.dropped += p.dropped_demos
             if err is not None:
                 skipped.append({"sample_id": s.id, "error": err, "dropped_demos": p.dropped_demos})
                 continue
@@ -290,21 +248,23 @@ def run_trial(task: Task, model: EvalModel, shots: int, seed: int, sink: Callabl
             lines.append(line)
             res.items.append(item)
         sink(lines, skipped)
+        faults.crash_point("batch")
         res.lines += lines
         res.skipped += skipped
-        reporter.advance(len(chunk_s))
+        reporter.advance(len(chunk))
     return res
 
 
-def whole_chunks(mine: Sequence[Sample], todo: Sequence[Sample]) -> list[Sample]:
-    """Every sample of each ``CHUNK``-aligned block of ``mine`` that still holds a sample of ``todo``.
+def whole_chunks(mine: Sequence[Sample], todo: Sequence[Sample], step: int) -> list[Sample]:
+    """Every sample of each ``step``-aligned block of ``mine`` (one model call: :func:`batch_size`) that still
+    holds a sample of ``todo``.
 
     A resumed run then calls the model on exactly the chunks of an uninterrupted run, hence the same
     batches and padded shapes, so the same floats and not only the same maths (a block cut short by a
     torn write is redone whole; its finished samples are not written again: ``only_new``).
     """
     missing = {s.id for s in todo}
-    blocks = (list(mine[i : i + CHUNK]) for i in range(0, len(mine), CHUNK))
+    blocks = (list(mine[i : i + step]) for i in range(0, len(mine), step))
     return [s for block in blocks if any(s.id in missing for s in block) for s in block]
 
 
@@ -319,14 +279,18 @@ def only_new(sink: Callable[..., None], todo: Sequence[Sample]) -> Callable[...,
 
 
 def summarize(values: list[float | None]) -> dict[str, float | None]:
+    """Mean, population std (ddof 0) and sample std (ddof 1) over trial values.
+
+    One trial: ``std`` is 0.0 (the spread of one value) and ``std_ddof1`` is None (undefined). Any
+    unscored trial (submission files, scored by the server): all three are None.
+    """
     import statistics
 
     scored = [v for v in values if v is not None]
-    if len(scored) < len(values):  # unscored trials (submission files): the server scores them
+    if not scored or len(scored) < len(values):
         return {"mean": None, "std": None, "std_ddof1": None}
-    mean = statistics.fmean(scored)
-    return {"mean": mean, "std": statistics.pstdev(scored) if len(scored) > 1 else 0.0,
-            "std_ddof1": statistics.stdev(scored) if len(scored) > 1 else 0.0}
+    return {"mean": statistics.fmean(scored), "std": statistics.pstdev(scored),
+            "std_ddof1": statistics.stdev(scored) if len(scored) > 1 else None}
 
 
 def score_items(metric: Any, items: list[MetricInput]) -> MetricResult:
@@ -335,13 +299,21 @@ def score_items(metric: Any, items: list[MetricInput]) -> MetricResult:
     return metric(items)
 
 
+def make_sampler(task: Task, seed: int) -> Any:
+    """The run's demo sampler over the query set of trial ``seed``."""
+    card, run = task.cfg.benchmarks, task.cfg.run
+    pool = query_set(task.demo_samples, card.id, card.demo_split, seed, run.query_set_size or card.query_set_size)
+    return SAMPLERS.get(run.sampler)(pool, card.id, card.demo_split, seed, context=task.sampler_context)
+
+
 def evaluate(cfg: Config, model: EvalModel, out_dir: Path, reporter: Reporter, command: str = "",
-             task: Task | None = None) -> dict[str, Any]:
+             task: Task | None = None, threads: int | None = None) -> dict[str, Any]:
     """Run every (shots, trial) of ``cfg`` and write the run directory; returns the record.
 
-    ``task`` is ``prepare(cfg)`` when the caller already has it (the data is then not read again). A
-    compatible partial run in ``out_dir`` is resumed (``results/store.py``); under torchrun each rank
-    evaluates its shard and rank 0 merges and scores (``distributed.py``).
+    ``task`` is ``prepare(cfg)`` when the caller already has it (the data is then not read again);
+    ``threads`` is the torch thread count the caller set (recorded). A compatible partial run in
+    ``out_dir`` is resumed (``results/store.py``); under torchrun each rank evaluates its shard and rank 0
+    merges and scores (``distributed.py``). The caller holds the output directory's lock.
     """
     task = task or prepare(cfg)
     store = RunStore.open(out_dir, cfg, model.fingerprint(), distributed.current())
@@ -350,8 +322,12 @@ def evaluate(cfg: Config, model: EvalModel, out_dir: Path, reporter: Reporter, c
         return store.complete
     seeds = run_seeds(cfg.run)
     record = store.start_record(new_record(cfg, model, seeds, command))
+    record["execution"]["threads"] = threads
     order = [(k, t) for k in cfg.run.shots for t in range(len(seeds))]
-    t_all, n_all = time.perf_counter(), 0
+    reporter.phase(f"selecting demos: sampler {cfg.run.sampler}, pool of "
+                   f"{demo_pool_size(cfg, len(task.demo_samples))} '{cfg.benchmarks.demo_split}' examples")
+    make_sampler(task, seeds[0])  # RICES encodes the demo pool here, before the progress bar starts
+    t_all, n_new = time.perf_counter(), 0
     reporter.start(len(distributed.shard(task.eval_samples, store.dist)) * len(order),
                    f"{cfg.benchmarks.id} · {model.model_id}")
     for shots in cfg.run.shots:
@@ -362,8 +338,8 @@ def evaluate(cfg: Config, model: EvalModel, out_dir: Path, reporter: Reporter, c
             t0 = time.perf_counter()
             ttask = task.for_trial(seed)
             todo, done = store.pending(ttask.eval_samples, shots, trial)
-            redo = whole_chunks(distributed.shard(ttask.eval_samples, store.dist), todo)
-            reporter.advance(done - (len(redo) - len(todo)))
+            redo = whole_chunks(distributed.shard(ttask.eval_samples, store.dist), todo, batch_size(cfg))
+            reporter.advance(done - (len(redo) - len(todo)), resumed=True)
             if redo:
                 run_trial(replace(ttask, eval_samples=redo), model, shots, seed,
                           only_new(store.sink(shots, trial, seed), todo), reporter)
@@ -372,8 +348,8 @@ def evaluate(cfg: Config, model: EvalModel, out_dir: Path, reporter: Reporter, c
                 entry["trials"].append(store.previous_trial(shots, trial, seed)
                                        or score_trial(ttask, store, shots, trial, seed, order, t0))
                 entry.update(summarize([t["value"] for t in entry["trials"]]))
-                n_all += len(task.eval_samples)
-                record["throughput"] = throughput(n_all, time.perf_counter() - t_all)
+                n_new += store.evaluated_here(shots, trial, len(ttask.eval_samples))
+                record["throughput"] = throughput(n_new, time.perf_counter() - t_all)
                 store.write_record(record)
     if store.dist.is_main:
         store.finish(record)
@@ -392,7 +368,9 @@ def score_trial(task: Task, store: RunStore, shots: int, trial: int, seed: int, 
     store.save_scores(out, result.per_sample, shots, trial, order)
     return {"seed": seed, "value": None if math.isnan(result.value) else result.value,
             "extras": dict(result.extras), "n": len(out.items), "skipped": len(out.skipped),
-            "skipped_ids": [s["sample_id"] for s in out.skipped], "dropped_demos": out.dropped,
+            "skipped_ids": [s["sample_id"] for s in out.skipped],
+            "skip_reasons": {str(s["sample_id"]): s.get("error", "") for s in out.skipped},
+            "dropped_demos": out.dropped,
             "seconds": time.perf_counter() - t0}
 
 
@@ -420,6 +398,8 @@ def submit_trial(task: Task, out: TrialOutput, out_dir: Path, shots: int, trial:
 
 
 def throughput(n: int, seconds: float) -> dict[str, float]:
+    """Samples evaluated by THIS process (or torchrun job) and its own evaluation wall time: samples a
+    killed earlier process already evaluated are not counted, so a resumed run reports a real rate."""
     return {"samples": n, "seconds": seconds, "samples_per_s": n / seconds if seconds > 0 else 0.0}
 
 

@@ -6,6 +6,7 @@ import argparse
 import shlex
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +20,30 @@ Extra KEY=VALUE arguments are Hydra overrides of the composed config, e.g.
 """
 
 
+def int_or_override(text: str) -> int | str:
+    """An int, or a ``KEY=VALUE`` override that argparse swept into a list flag (``--shots 0 4 model.x=1``)."""
+    return text if "=" in text and not text.startswith("-") else int(text)
+
+
+int_or_override.__name__ = "int"  # argparse names the type in its error: "invalid int value: 'x'"
+
+
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("run", help="evaluate a model on a benchmark", description=HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("benchmark", help="benchmark id (see `flamingo-eval list`)")
     p.add_argument("overrides", nargs="*", help="Hydra overrides KEY=VALUE")
-    p.add_argument("--shots", type=int, nargs="+", help="shot counts (default 0 4 8)")
+    p.add_argument("--shots", type=int_or_override, nargs="+", help="shot counts (default 0 4 8)")
     p.add_argument("--trials", type=int, help="trials per shot count (seeds seed..seed+N-1)")
-    p.add_argument("--seeds", type=int, nargs="+", help="explicit trial seeds (overrides --trials)")
+    p.add_argument("--seeds", type=int_or_override, nargs="+", help="explicit trial seeds (overrides --trials)")
     p.add_argument("--seed", type=int, help="first seed (default 0)")
     p.add_argument("--limit", type=int, help="evaluate only N samples of the eval split (see --subset)")
     p.add_argument("--subset", choices=SUBSETS,
                    help="which N with --limit: first (default), random (seeded by --seed, the same for every "
                         "trial, like OpenFlamingo's num_samples), random_per_trial (each trial its own N)")
-    p.add_argument("--batch-size", type=int, help="prompts per model call")
+    p.add_argument("--batch-size", type=int, help="prompts per model call (progress and part files advance per batch)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: this process's share of the usable "
+                                               "cores, or $OMP_NUM_THREADS; recorded, not in the config hash)")
     p.add_argument("--model", default="mini", help="model config name (default: mini)")
     p.add_argument("--data-root", help="directory holding the benchmark data (see `data check`)")
     p.add_argument("--output", help="run directory (default: runs/<benchmark>-<model>-<time>)")
@@ -47,7 +58,7 @@ def add_parser(sub: Any) -> None:
 
 
 FLAGS = {"shots": "shots", "trials": "trials", "seeds": "seeds", "seed": "seed", "limit": "limit", "subset": "subset",
-         "batch_size": "batch_size", "data_root": "data_root", "output": "output", "sampler": "sampler",
+         "batch_size": "batch_size", "threads": "threads", "data_root": "data_root", "output": "output", "sampler": "sampler",
          "on_bad_sample": "on_bad_sample", "resume": "resume", "overwrite": "overwrite"}
 
 
@@ -55,6 +66,11 @@ def load_config(args: argparse.Namespace) -> Any:
     from flamingo_eval.config import compose_config, to_dict, validate
     from flamingo_eval.errors import UserError
 
+    for flag in ("shots", "seeds"):  # give back overrides that followed a list flag
+        values = getattr(args, flag, None) or []
+        args.overrides = [*args.overrides, *(v for v in values if isinstance(v, str))]
+        if values:
+            setattr(args, flag, [v for v in values if not isinstance(v, str)] or None)
     for o in args.overrides:
         if "=" not in o:
             raise UserError(f"bad override '{o}': expected KEY=VALUE (e.g. model.batch_size=4)")
@@ -68,33 +84,62 @@ def load_config(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
+    """Config and data first (one line on any problem, no torch imported yet), then lock the output
+    directory, load the model and evaluate."""
     from flamingo_eval import distributed
-    from flamingo_eval.display import reporter, results_table
-    from flamingo_eval.models.build import build_model
-    from flamingo_eval.results.records import load_record
-    from flamingo_eval.results.store import check_output_dir, config_hash
-    from flamingo_eval.runner import Reporter, evaluate, prepare
+    from flamingo_eval.display import Reporter, reporter, results_table
 
-    cfg = load_config(args)
-    task = prepare(cfg)  # fail on missing data before loading a model
+    cfg = load_config(args)  # a typo fails here, within a second: nothing heavy is imported before this
+    rep = reporter() if distributed.from_env().is_main else Reporter()
+    card = cfg.benchmarks
+    rep.phase(f"reading {card.id}: eval split '{card.eval_split}', demos from '{card.demo_split}'")
+    from flamingo_eval.runner import evaluate, prepare
+
+    task = prepare(cfg)  # missing data, an empty split or too few demos fail before a model loads
+    threads = distributed.apply_threads(cfg.run.threads)
     dist = distributed.init(cfg.model.device)  # torchrun: one process per GPU; else a single process
     try:
-        out = Path(dist.broadcast(cfg.run.output or
-                                  f"runs/{cfg.benchmarks.id}-{cfg.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"))
-        # Refuse (or find nothing to do) before loading a model.
-        if check_output_dir(out, config_hash(cfg), cfg.run.resume, cfg.run.overwrite) == "complete":
-            if dist.is_main:
-                reporter().log(f"{out} already holds this complete run; nothing to do (--overwrite to redo it)")
-                results_table(load_record(out), str(out))
-            return 0
-        device = distributed.local_device(cfg.model.device, dist)
-        model = build_model(replace(cfg.model, device=device), batch_size=cfg.run.batch_size)
-        record = evaluate(cfg, model, out, reporter() if dist.is_main else Reporter(),
-                          command=shlex.join(["flamingo-eval", *sys.argv[1:]]), task=task)
+        out = Path(dist.broadcast(cfg.run.output or f"runs/{card.id}-{cfg.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"))
+        from flamingo_eval.results.lock import exclusive_output
+
+        with exclusive_output(out, dist):  # a second run on this --output is refused here
+            if output_state(out, cfg, dist) == "complete":
+                if dist.is_main:
+                    rep.log(f"{out} already holds this complete run; nothing to do (--overwrite to redo it)")
+                    from flamingo_eval.results.records import load_record
+
+                    results_table(load_record(out), str(out))
+                return 0
+            rep.phase(f"loading model {cfg.model.name} ({cfg.model.device}, {threads} CPU threads)")
+            from flamingo_eval.models.build import build_model
+
+            model = build_model(replace(cfg.model, device=distributed.local_device(cfg.model.device, dist)),
+                                batch_size=cfg.run.batch_size)
+            record = evaluate(cfg, model, out, rep, command=shlex.join(["flamingo-eval", *sys.argv[1:]]), task=task,
+                              threads=threads)
         if dist.is_main:
             results_table(record, str(out))
     finally:
         distributed.shutdown()
     return 0
+
+
+def output_state(out: Path, cfg: Any, dist: Any) -> str:
+    """Rank 0 decides what ``out`` holds (``fresh`` | ``resume`` | ``complete`` | ``overwrite``) and tidies
+    a complete one; every rank gets the answer or the same one-line error."""
+    from flamingo_eval.errors import UserError
+    from flamingo_eval.results.store import check_output_dir, config_hash, tidy_complete
+
+    answer = ("", "")
+    if dist.is_main:
+        try:
+            mode = check_output_dir(out, config_hash(cfg), cfg.run.resume, cfg.run.overwrite)
+            if mode == "complete":
+                tidy_complete(out)  # a kill after the final record write may have left partial/ behind
+            answer = (mode, "")
+        except UserError as e:
+            answer = ("", str(e))
+    mode, err = dist.broadcast(answer)
+    if err:
+        raise UserError(err)
+    return str(mode)

@@ -2,8 +2,14 @@
 
 Template fields come from ``Sample.fields``; ``{answer}`` is the sample's first reference. The Flamingo
 0-shot rule (switchable via ``zero_shot_text_demos``): with k = 0, that many demos are shown as text only
-(``<image>`` removed, no media). Too long for the model context: demos are dropped from the far end
-(the query is never truncated) and the count is recorded.
+(``<image>`` removed, no media).
+
+Context budget (docs/protocol.md, "Long prompts"): the prompt's tokens plus ``reserve`` (room for the
+answer: ``max_new_tokens`` when generating, the longest candidate when ranking) must fit ``max_tokens``.
+When they do not, demos are dropped from the far end — the start of the prompt, farthest from the
+query — one at a time until they fit, and the count is recorded (``dropped_demos``). The query is never
+truncated: when it does not fit even without demos, :class:`PromptTooLong` is raised and the runner
+skips the sample (counted) or stops with one line.
 """
 
 from __future__ import annotations
@@ -25,10 +31,18 @@ def fill(template: str, sample: Sample, with_answer: bool) -> str:
         raise UserError(f"template field {e} missing from sample {sample.id}; fields: {sorted(values)}") from None
 
 
+class PromptTooLong(UserError):
+    """The query alone (no demos) plus the reserved answer tokens exceeds the model context."""
+
+
 def build_prompt(template: Any, demos: Sequence[Sample], query: Sample, *, text_only_demos: bool = False,
                  count_tokens: Callable[[str], int] | None = None, max_tokens: int | None = None,
-                 prefix: str = "") -> InterleavedPrompt:
-    """Build one prompt. ``template`` has ``demo``, ``query``, ``separator`` (after each demo), ``prefix``."""
+                 reserve: int = 0, prefix: str = "") -> InterleavedPrompt:
+    """Build one prompt. ``template`` has ``demo``, ``query``, ``separator`` (after each demo), ``prefix``.
+
+    Raises:
+        PromptTooLong: ``count_tokens(query prompt) + reserve > max_tokens`` with every demo dropped.
+    """
     demo_texts: list[str] = []
     demo_media: list[tuple[str, ...]] = []
     for d in demos:
@@ -41,12 +55,21 @@ def build_prompt(template: Any, demos: Sequence[Sample], query: Sample, *, text_
         demo_media.append(tuple(media))
     query_text = fill(template.query, query, with_answer=False)
     head = prefix + template.prefix
-    kept = len(demos)
+
+    def text_from(first: int) -> str:  # the prompt without the ``first`` farthest demos
+        return head + "".join(demo_texts[first:]) + query_text
+
+    first = 0
     if count_tokens is not None and max_tokens is not None:
-        budget = max_tokens - count_tokens(head + query_text)
-        while kept > 0 and count_tokens("".join(demo_texts[:kept])) > budget:
-            kept -= 1
-    text = head + "".join(demo_texts[:kept]) + query_text
-    media = tuple(m for ms in demo_media[:kept] for m in ms) + tuple(query.media[: query_text.count(IMAGE_TOKEN)])
-    return InterleavedPrompt(text=text, media=media, demo_ids=tuple(d.id for d in demos[:kept]),
-                             dropped_demos=len(demos) - kept)
+        budget = max_tokens - reserve
+        if count_tokens(text_from(0)) > budget:
+            alone = count_tokens(text_from(len(demos)))
+            if alone > budget:
+                raise PromptTooLong(f"sample {query.id}: its prompt without demos is {alone} tokens, + {reserve} "
+                                    f"reserved for the answer > model.max_context {max_tokens}")
+            first = 1
+            while first < len(demos) and count_tokens(text_from(first)) > budget:
+                first += 1
+    media = tuple(m for ms in demo_media[first:] for m in ms) + tuple(query.media[: query_text.count(IMAGE_TOKEN)])
+    return InterleavedPrompt(text=text_from(first), media=media, demo_ids=tuple(d.id for d in demos[first:]),
+                             dropped_demos=first)

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from flamingo_eval.errors import UserError
+from flamingo_eval.faults import crash_point
 from flamingo_eval.prompts.samplers import SamplerContext
 from flamingo_eval.registry import SAMPLERS
 from flamingo_eval.types import Sample
@@ -111,6 +112,7 @@ class ClipImageFeatures:
                 feats = encode_fixed_batches(self._model.encode_image, pixels, self.batch_size).float()
             rows.append(torch.nn.functional.normalize(feats, dim=-1).cpu().numpy())
             self.encoded += len(batch)
+            crash_point("demo_pool")
         if not rows:
             return np.zeros((0, 0), np.float32)
         by_path = np.concatenate(rows).astype(np.float32)
@@ -191,6 +193,9 @@ def rices_encoder(options: Any) -> ClipImageFeatures:
 
 class RicesSampler:
     """Demos = nearest training images of the query by CLIP cosine similarity (see the module docstring)."""
+
+    uses_whole_demo_split = True
+    """Searches the whole demo split, not the per-trial query set (the runner sizes the demo pool by it)."""
 
     def __init__(self, pool: Sequence[Sample], benchmark: str, split: str, seed: int,
                  context: SamplerContext | None = None) -> None:

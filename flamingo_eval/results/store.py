@@ -10,6 +10,9 @@ Layout of a run directory while it runs::
     partial/s<shots>-t<trial>.scored.jsonl    that trial's lines in eval-split order with per-sample scores
 
 When the last trial is scored, ``record.json`` gets ``status: complete`` and ``partial/`` is removed.
+How the directory is made, recognised and tidied crash-safely: ``results/rundir.py``; the caller holds
+its lock (``results/lock.py``) for the whole run.
+
 Re-running the same command resumes: samples present in a part file are not evaluated again, and the
 finished files are byte-identical to an uninterrupted run's because the scored files are always rebuilt
 from the part files in the canonical sample order (however the work was split over restarts or ranks) and
@@ -22,31 +25,45 @@ The config hash covers the resolved config minus fields that cannot change resul
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import shutil
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from flamingo_eval import faults
 from flamingo_eval.distributed import Dist
 from flamingo_eval.errors import UserError
-from flamingo_eval.results.records import PREDICTIONS_FILE, RECORD_FILE, write_error, write_json_atomic
+from flamingo_eval.results.records import PREDICTIONS_FILE, RECORD_FILE, write_json_atomic
+from flamingo_eval.results.rundir import (
+    PARTIAL_DIR,
+    STATE_FILE,
+    check_output_dir,
+    clean_stale,
+    create_partial,
+    inside,
+    read_json,
+    remove_dir,
+    tidy_complete,
+    writing,
+)
 
-__all__ = ["PARTIAL_DIR", "RUN_ONLY", "PartSink", "RunStore", "check_output_dir", "config_hash", "writing"]
+__all__ = ["PARTIAL_DIR", "RUN_ONLY", "STATE_FILE", "PartSink", "RunStore", "check_output_dir", "config_hash",
+           "tidy_complete", "writing"]
 
-PARTIAL_DIR = "partial"
-STATE_FILE = "state.json"
 RUN_ONLY: dict[str, tuple[str, ...]] = {
-    "run": ("output", "resume", "overwrite", "batch_size", "rices_cache_dir"),
+    "run": ("output", "resume", "overwrite", "batch_size", "threads", "rices_cache_dir"),
     "model": ("batch_size", "latent_cache_mb", "latent_cache_dir"),
 }
 """Config fields excluded from the config hash: where things go and how fast, never what comes out.
 
-``model.vision_batch_size`` and ``run.rices_batch_size`` are NOT here: they fix the shape of every vision
-forward, and another shape may move features by float ulps (docs/protocol.md, "Batch size and float noise")."""
+LM batch size and thread count can change float results in the last bits (kernel choice), which can flip
+a genuine near-tie; they are recorded, and kept out of the hash so a run can resume on another machine or
+with a smaller batch. ``model.vision_batch_size`` and ``run.rices_batch_size`` are NOT here: they fix the
+shape of every vision forward, so an image's latents and RICES features are the same bits whatever it is
+encoded with (docs/protocol.md, "Batch size and float noise")."""
 
 
 def config_hash(cfg: Any) -> str:
@@ -62,72 +79,6 @@ def config_hash(cfg: Any) -> str:
         lm.get("config", {}).pop("vocab_size", None)
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
     return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-@contextlib.contextmanager
-def writing(path: Path) -> Iterator[None]:
-    """Turn an ``OSError`` raised while writing ``path`` into a one-line :class:`UserError`."""
-    try:
-        yield
-    except OSError as e:
-        raise write_error(path, e) from None
-
-
-def inside(out_dir: Path, name: str) -> Path:
-    """``out_dir / name``, refusing anything that resolves outside ``out_dir`` (symlinks, ``..``)."""
-    p = out_dir / name
-    if not p.resolve().is_relative_to(out_dir.resolve()):
-        raise UserError(f"{p} resolves outside the output directory {out_dir}; refusing to write there")
-    return p
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return d if isinstance(d, dict) else None
-
-
-def check_output_dir(out_dir: Path, chash: str, resume: bool, overwrite: bool) -> str:
-    """What to do with ``out_dir``: ``fresh`` | ``resume`` | ``complete`` | ``overwrite`` (read-only).
-
-    Raises:
-        UserError: the path is not a directory, or holds a run of another config (or a partial run
-            with ``resume`` off) and ``overwrite`` is not set.
-    """
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"--output {out_dir} is a file, not a directory; choose another --output")
-    state = _read_json(out_dir / PARTIAL_DIR / STATE_FILE)
-    record_path, preds = out_dir / RECORD_FILE, out_dir / PREDICTIONS_FILE
-    ours = state is not None or record_path.exists() or preds.exists() or (out_dir / PARTIAL_DIR).exists()
-    if overwrite:
-        return "overwrite" if ours else "fresh"
-    hint = "pass --overwrite to replace it, or choose another --output"
-    if state is not None:
-        if state.get("config_hash") != chash:
-            raise UserError(f"{out_dir} holds a partial run of a different configuration (config hash "
-                            f"{state.get('config_hash')}, this run {chash}); {hint}")
-        if not resume:
-            raise UserError(f"{out_dir} holds a partial run of this configuration; drop --no-resume to continue "
-                            "it, or pass --overwrite to start over")
-        return "resume"
-    if record_path.exists():
-        rec = _read_json(record_path)
-        if rec is None or rec.get("config_hash") != chash:
-            got = rec.get("config_hash") if rec else "unreadable"
-            raise UserError(f"{out_dir} already holds a run record of a different configuration (config hash "
-                            f"{got}, this run {chash}); {hint}")
-        if rec.get("status") != "complete":
-            raise UserError(f"{out_dir} holds an unfinished record without its partial/ state; {hint}")
-        return "complete" if resume else _already(out_dir)
-    if preds.exists() or (out_dir / PARTIAL_DIR).exists():
-        raise UserError(f"{out_dir} holds predictions but no run state of this tool; {hint}")
-    return "fresh"
-
-
-def _already(out_dir: Path) -> str:
-    raise UserError(f"{out_dir} already holds a complete run of this configuration; pass --overwrite to redo it")
 
 
 def _complete_lines(path: Path) -> list[dict[str, Any]]:
@@ -194,6 +145,7 @@ class RunStore:
         self.out_dir, self.chash, self.dist = out_dir, chash, dist
         self.previous, self.complete = previous, complete
         self.partial = out_dir / PARTIAL_DIR
+        self.done_at_open: dict[tuple[int, int], int] = {}
 
     # -- opening ---------------------------------------------------------------------------------
     @classmethod
@@ -210,8 +162,10 @@ class RunStore:
         if err:
             raise UserError(err)
         store = cls(out_dir, chash, dist)
+        if dist.is_main and mode == "resume":
+            store._snapshot_done()  # before the broadcast below: no rank has evaluated anything yet
         if dist.is_main and mode in ("resume", "complete"):
-            rec = _read_json(out_dir / RECORD_FILE)
+            rec = read_json(out_dir / RECORD_FILE)
             store.previous = rec
             store.complete = rec if mode == "complete" else None
         store.complete = dist.broadcast(store.complete) if mode == "complete" else None
@@ -221,27 +175,36 @@ class RunStore:
     def _prepare(out_dir: Path, chash: str, fingerprint: str, resume: bool, overwrite: bool) -> str:
         mode = check_output_dir(out_dir, chash, resume, overwrite)
         partial = inside(out_dir, PARTIAL_DIR)
+        clean_stale(out_dir)
         if mode == "overwrite":
             for name in (RECORD_FILE, PREDICTIONS_FILE):
                 with writing(out_dir / name):
                     inside(out_dir, name).unlink(missing_ok=True)
             for sub in sorted(out_dir.glob("submission*.json")):
                 inside(out_dir, sub.name).unlink()
-            if partial.exists():
-                with writing(partial):
-                    shutil.rmtree(partial)
+            remove_dir(out_dir, partial)
             mode = "fresh"
         if mode == "fresh":
-            with writing(partial):
-                partial.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(partial / STATE_FILE, {"config_hash": chash, "fingerprint": fingerprint})
+            create_partial(out_dir, {"config_hash": chash, "fingerprint": fingerprint})
         elif mode == "resume":
-            state = _read_json(partial / STATE_FILE) or {}
+            state = read_json(partial / STATE_FILE) or {}
             if state.get("fingerprint") not in (None, fingerprint):
                 raise UserError(f"{out_dir}: the model weights changed since this partial run began (fingerprint "
                                 f"{state.get('fingerprint')}, now {fingerprint}); pass --overwrite to start over")
             write_json_atomic(partial / STATE_FILE, {**state, "resumes": int(state.get("resumes", 0)) + 1})
         return mode
+
+    def _snapshot_done(self) -> None:
+        """Count, per (shots, trial), the samples earlier processes evaluated (for this run's throughput)."""
+        for path in self.partial.glob("s*-t*.r*.jsonl"):
+            m = re.match(r"s(\d+)-t(\d+)\.r\d+\.jsonl$", path.name)
+            if m:
+                key = (int(m.group(1)), int(m.group(2)))
+                self.done_at_open[key] = self.done_at_open.get(key, 0) + len(_complete_lines(path))
+
+    def evaluated_here(self, shots: int, trial: int, n: int) -> int:
+        """How many of the ``n`` samples of (shots, trial) this process (job) evaluated (rank 0)."""
+        return max(n - self.done_at_open.get((shots, trial), 0), 0)
 
     # -- evaluating (every rank) -----------------------------------------------------------------
     def part_path(self, shots: int, trial: int, rank: int) -> Path:
@@ -329,7 +292,7 @@ class RunStore:
         for key in ("run_id", "created"):
             if key in prev:
                 record[key] = prev[key]
-        resumes = int((_read_json(self.partial / STATE_FILE) or {}).get("resumes", 0))
+        resumes = int((read_json(self.partial / STATE_FILE) or {}).get("resumes", 0))
         record["config_hash"] = self.chash
         record["status"] = "running"
         record["execution"] = {"world_size": self.dist.world_size, "resumes": resumes}
@@ -339,8 +302,10 @@ class RunStore:
         write_json_atomic(self.out_dir / RECORD_FILE, record)
 
     def finish(self, record: dict[str, Any]) -> None:
-        """Mark the record complete and drop the partial state (rank 0)."""
+        """Mark the record complete, then drop the partial state and stale temporary files (rank 0)."""
         record["status"] = "complete"
         self.write_record(record)
-        with writing(self.partial):
-            shutil.rmtree(self.partial, ignore_errors=True)
+        faults.crash_point("final")
+        tidy_complete(self.out_dir)
+
+

@@ -342,6 +342,9 @@ def _partial_run(run: Path, *extra: str) -> None:
     from flamingo_eval.results.store import STATE_FILE
 
     state = {"config_hash": record(run)["config_hash"], "fingerprint": record(run)["model"]["fingerprint"]}
+    # A killed run's record still says "running" (a complete record + partial/ is a run killed after its
+    # final write, which the next run only tidies up).
+    (run / "record.json").write_text(json.dumps({**record(run), "status": "running"}))
     (run / "partial").mkdir()
     (run / "partial" / STATE_FILE).write_text(json.dumps(state))
 

@@ -119,3 +119,115 @@ def test_torn_last_line_is_ignored_and_repaired(reference, tmp_path):
     (part / "s0-t0.r0.jsonl").write_text(body + json.dumps({"p": lines[2]})[:25])
     assert main([*ARGS[:-1], "4", "--shots", "0", "--trials", "1", "--output", str(run)]) == 0
     assert (run / "predictions.jsonl").read_bytes() == full
+
+
+# -- a kill at each named phase (acceptance of issue 11, section 2) --------------------------------------
+# FLAMINGO_EVAL_CRASH_AT (flamingo_eval/faults.py, test-only) makes the run SIGKILL itself at a named
+# point. The run uses RICES (a random 64 px ViT-S-32, no download) so it has a demo-pool encode to kill.
+N_VAL, BATCH = 6, 2
+
+
+def phase_args(root: Path, out: Path, cache: Path) -> list[str]:
+    return ["run", "vqav2", "--model", "tiny", "--shots", "0", "2", "--trials", "1", "--data-root", str(root),
+            "--sampler", "rices", "--batch-size", str(BATCH), "--output", str(out), "run.rices_model=ViT-S-32",
+            "run.rices_pretrained=null", "run.rices_image_size=64", "run.rices_batch_size=4",
+            f"run.rices_cache_dir={cache}"]
+
+
+def killed_at(phase: str, args: list[str]) -> None:
+    proc = subprocess.run([sys.executable, "-m", "flamingo_eval", *args], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "CI": "true", "FLAMINGO_EVAL_CRASH_AT": phase})
+    assert proc.returncode == -signal.SIGKILL, f"{phase}: {proc.stderr}"
+
+
+@pytest.fixture(scope="module")
+def phase_ref(tmp_path_factory) -> tuple[Path, Path]:
+    """(data root, reference run): 12 train / 6 val VQAv2-format questions, run once without a kill."""
+    from tests.conftest import make_vqav2
+
+    base = tmp_path_factory.mktemp("phases")
+    root = make_vqav2(base / "data", n_train=12, n_val=N_VAL)
+    assert main(phase_args(root, base / "ref", base / "warm-cache")) == 0
+    return root, base / "ref"
+
+
+def finished_like(run: Path, ref: Path) -> None:
+    assert (run / "predictions.jsonl").read_bytes() == (ref / "predictions.jsonl").read_bytes()
+    assert results(run) == results(ref)
+    assert sorted(p.name for p in run.iterdir()) == ["predictions.jsonl", "record.json"]  # no tmp, lock, partial/
+
+
+def test_crash_at_start_up_and_in_the_demo_pool_encode_then_resume(phase_ref, tmp_path, capsys, monkeypatch):
+    """A full disk while writing the run state, a SIGKILL at start-up, one in the RICES demo-pool encode:
+    each time the same command is run again, and it ends byte-identical to the uninterrupted run."""
+    import errno
+
+    root, ref = phase_ref
+    run = tmp_path / "run"
+    args = phase_args(root, run, tmp_path / "cold-cache")  # the RICES cache is run-only (not in the hash)
+    (run / "partial").mkdir(parents=True)  # what an older version left when killed at start-up: ours
+    real_fsync = os.fsync
+
+    def full_disk(fd: int) -> None:  # the first write under the run directory is partial/state.json
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(str(run)):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no space left on device" in err and "\n" not in err
+    monkeypatch.setattr(os, "fsync", real_fsync)
+
+    killed_at("startup", args)  # between making the directories and writing the run state
+    assert any(p.name.startswith(".partial-") for p in run.iterdir()) and not (run / "partial").exists()
+    killed_at("demo_pool", args)  # after the first batch of the RICES encode (nothing cached yet)
+    assert (run / "partial" / "state.json").is_file() and not list((run / "partial").glob("*.jsonl"))
+    assert main(args) == 0
+    finished_like(run, ref)
+
+
+def test_crash_mid_trial_and_in_the_final_write_then_resume(phase_ref, tmp_path):
+    """SIGKILL after a batch was appended (mid-run), then after the complete record was written; the same
+    command resumes, and the throughput counts only what the last process evaluated."""
+    root, ref = phase_ref
+    run = tmp_path / "run"
+    args = phase_args(root, run, tmp_path / "cache")
+    killed_at("batch:3", args)  # the 0-shot trial's last batch is on disk, not yet scored
+    assert sum(p.read_text().count("\n") for p in (run / "partial").glob("*.r0.jsonl")) == N_VAL
+    assert not (run / "record.json").exists()
+    (run / ".record.json.k1ll3d.tmp").write_text("{")  # what a kill inside an atomic write leaves
+    killed_at("final", args)  # record.json says complete, partial/ not yet removed
+    assert json.loads((run / "record.json").read_text())["status"] == "complete" and (run / "partial").is_dir()
+    assert main(args) == 0  # loads no model: only tidies
+    finished_like(run, ref)
+    rec = json.loads((run / "record.json").read_text())
+    assert rec["throughput"]["samples"] == N_VAL  # the 2-shot trial; the 0-shot one was evaluated before
+    assert rec["execution"]["resumes"] == 1
+
+
+def test_second_run_on_the_same_output_is_refused(tmp_path, capsys):
+    """A real first run holds the lock; the second is refused with one line (rc 2) and computes nothing."""
+    from tests.conftest import make_vqav2
+
+    root = make_vqav2(tmp_path / "data", n_train=4, n_val=300)  # the first run is busy for a while
+    args = ["run", "vqav2", "--model", "tiny", "--shots", "0", "--trials", "1", "--data-root", str(root),
+            "run.zero_shot_text_demos=0", "--output", str(tmp_path / "run")]
+    first = subprocess.Popen([sys.executable, "-m", "flamingo_eval", *args], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, env={**os.environ, "CI": "true"})
+    try:
+        deadline = time.monotonic() + 120
+        while first.poll() is None and not (tmp_path / "run" / "partial").is_dir() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert first.poll() is None, first.stderr.read().decode() if first.stderr else ""
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert "in use by another flamingo-eval run" in err and f"pid {first.pid}" in err and "\n" not in err
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+    from flamingo_eval.results.lock import OutputLock
+
+    lock = OutputLock(tmp_path / "run")
+    lock.acquire()  # the kernel released the killed holder's lock
+    lock.release()

@@ -8,6 +8,7 @@ from flamingo_eval.config import TemplateCfg
 from flamingo_eval.errors import UserError
 from flamingo_eval.prompts import (
     FixedSampler,
+    PromptTooLong,
     RandomSampler,
     build_prompt,
     extract_caption,
@@ -75,12 +76,28 @@ def test_zero_shot_text_only_demos():
 
 
 def test_long_prompts_drop_far_demos_never_the_query():
+    """Demos go from the far end (the start of the prompt, farthest from the query) until prompt + reserve fit."""
     q = Sample(id="q", media=("q.png",), fields={"question": "what?"})
-    p = build_prompt(VQA, POOL[:8], q, count_tokens=len, max_tokens=200)
+    p = build_prompt(VQA, POOL[:8], q, count_tokens=len, max_tokens=200, reserve=5)
     assert 0 < len(p.demo_ids) < 8 and p.dropped_demos == 8 - len(p.demo_ids)
-    assert p.demo_ids == tuple(d.id for d in POOL[: len(p.demo_ids)])
-    assert p.text.endswith("<image>Question:what? Short answer:") and len(p.text) <= 200
-    assert p.text.count("<image>") == len(p.media)
+    assert p.demo_ids == tuple(d.id for d in POOL[8 - len(p.demo_ids) : 8])  # the demos nearest the query stay
+    assert p.text.endswith("<image>Question:what? Short answer:") and len(p.text) + 5 <= 200
+    one_more = build_prompt(VQA, POOL[8 - len(p.demo_ids) - 1 : 8], q, count_tokens=len, max_tokens=10**6)
+    assert len(one_more.text) + 5 > 200  # the largest number of demos that fits is kept
+    assert p.media == tuple(d.media[0] for d in POOL[8 - len(p.demo_ids) : 8]) + ("q.png",)
+
+
+def test_reserve_counts_against_the_context():
+    q = Sample(id="q", media=("q.png",), fields={"question": "what?"})
+    full = build_prompt(VQA, POOL[:2], q)
+    assert build_prompt(VQA, POOL[:2], q, count_tokens=len, max_tokens=len(full.text) + 3, reserve=3).dropped_demos == 0
+    assert build_prompt(VQA, POOL[:2], q, count_tokens=len, max_tokens=len(full.text) + 3, reserve=4).dropped_demos == 1
+
+
+def test_query_alone_too_long_is_prompt_too_long():
+    q = Sample(id="q7", media=("q.png",), fields={"question": "why " * 100})
+    with pytest.raises(PromptTooLong, match=r"sample q7: .* \+ 5 reserved for the answer > model.max_context 200"):
+        build_prompt(VQA, POOL[:2], q, count_tokens=len, max_tokens=200, reserve=5)
 
 
 def test_image_count_must_match_media():

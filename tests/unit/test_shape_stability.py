@@ -9,8 +9,10 @@ import platform
 from flamingo_eval.config import compose_config
 from flamingo_eval.provenance import cpu_model, gpu_model, provenance
 from flamingo_eval.results.store import RUN_ONLY, config_hash
-from flamingo_eval.runner import CHUNK, only_new, whole_chunks
+from flamingo_eval.runner import only_new, whole_chunks
 from flamingo_eval.types import Sample
+
+CHUNK = 8  # samples per model call (the batch size)
 
 
 def _hash(*overrides: str) -> str:
@@ -31,11 +33,11 @@ def _samples(n: int) -> list[Sample]:
 
 def test_a_resumed_run_redoes_whole_chunks():
     mine = _samples(2 * CHUNK + 5)
-    ids = [s.id for s in whole_chunks(mine, [mine[CHUNK + 3], mine[CHUNK + 4]])]
+    ids = [s.id for s in whole_chunks(mine, [mine[CHUNK + 3], mine[CHUNK + 4]], CHUNK)]
     assert ids == [s.id for s in mine[CHUNK : 2 * CHUNK]]  # the torn chunk, whole and in order
-    tail = whole_chunks(mine, mine[2 * CHUNK + 1 :])
+    tail = whole_chunks(mine, mine[2 * CHUNK + 1 :], CHUNK)
     assert [s.id for s in tail] == [s.id for s in mine[2 * CHUNK :]]  # the short last chunk stays short
-    assert whole_chunks(mine, []) == [] and len(whole_chunks(mine, mine)) == len(mine)
+    assert whole_chunks(mine, [], CHUNK) == [] and len(whole_chunks(mine, mine, CHUNK)) == len(mine)
 
 
 def test_only_new_lines_reach_the_part_file():

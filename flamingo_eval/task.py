@@ -1,0 +1,157 @@
+"""What a run evaluates, resolved once before any model loads: eval samples, demo pool, metric, template.
+
+Everything here is checked at start-up so that a run which cannot give a correct result stops with one
+line before the model is loaded: missing files, an empty eval split, a demo pool too small for the
+requested shots, an unannotated split without a submission format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import flamingo_eval.benchmarks  # noqa: F401  (registers adapters)
+import flamingo_eval.metrics  # noqa: F401  (registers metrics)
+import flamingo_eval.prompts  # noqa: F401  (registers samplers, extractors)
+from flamingo_eval.benchmarks.base import Adapter
+from flamingo_eval.config import BenchmarkCard, Config, to_dict
+from flamingo_eval.errors import UserError
+from flamingo_eval.prompts.samplers import SamplerContext, keyed_rng
+from flamingo_eval.registry import ADAPTERS, EXTRACTORS, METRICS, SAMPLERS
+from flamingo_eval.types import Sample
+
+__all__ = ["Task", "data_missing", "demo_pool_size", "eval_subset", "make_adapter", "prepare", "run_seeds"]
+
+
+def make_adapter(card: BenchmarkCard, data_root: str | None) -> Adapter:
+    root = Path(data_root or ".").expanduser() / card.data_dir
+    return ADAPTERS.get(card.adapter)(card, root)
+
+
+def data_missing(card: BenchmarkCard, data_root: str | None) -> list[tuple[str, Path]]:
+    adapter = make_adapter(card, data_root)
+    splits = dict.fromkeys([card.demo_split, card.eval_split])
+    return [m for s in splits for m in adapter.missing(s)]
+
+
+@dataclass
+class Task:
+    """Everything resolved once per run (no per-benchmark branches below this point)."""
+
+    cfg: Config
+    eval_samples: list[Sample]
+    demo_samples: list[Sample]
+    candidates: tuple[str, ...] | None
+    metric: Any
+    extractor: Callable[[str], str]
+    template: Any
+    sampler_context: SamplerContext = field(default_factory=SamplerContext)
+    submission_key: str | None = None
+    """Set when the eval split has no annotations: each trial writes a submission file instead of a score."""
+    submission_ids: tuple[Any, ...] = ()
+    """Every id the submission must answer (the whole eval split, before --limit)."""
+    trial_samples: dict[int, list[Sample]] = field(default_factory=dict)
+    """``run.subset=random_per_trial``: each trial seed's own eval subset (else empty: ``eval_samples``)."""
+
+    def for_trial(self, seed: int) -> Task:
+        """This task restricted to the eval samples of the trial with ``seed``."""
+        own = self.trial_samples.get(seed)
+        return self if own is None else replace(self, eval_samples=own)
+
+
+def run_seeds(run: Any) -> list[int]:
+    """The trial seeds: ``run.seeds`` if given, else ``seed .. seed + trials - 1``."""
+    return list(run.seeds) if run.seeds else [run.seed + i for i in range(run.trials)]
+
+
+def eval_subset(samples: list[Sample], limit: int | None, subset: str, seed: int) -> list[Sample]:
+    """``limit`` samples of the eval split: the first N, or a seeded random N kept in split order."""
+    if limit is None or limit >= len(samples):
+        return samples
+    if subset == "first":
+        return samples[:limit]
+    keep = sorted(keyed_rng(seed, "eval_subset").sample(range(len(samples)), limit))
+    return [samples[i] for i in keep]
+
+
+def prepare(cfg: Config) -> Task:
+    """Read the data and resolve the run; raises :class:`UserError` for anything that cannot run."""
+    card = cfg.benchmarks
+    missing = data_missing(card, cfg.run.data_root)
+    if missing:
+        name, path = missing[0]
+        raise UserError(f"{card.id}: missing {name} at {path} ({len(missing)} missing in all); "
+                        f"run `flamingo-eval data check {card.id} --data-root DIR` for the expected layout")
+    adapter = make_adapter(card, cfg.run.data_root)
+    eval_samples = adapter.load(card.eval_split)
+    if not eval_samples:
+        raise UserError(f"{card.id}: the eval split '{card.eval_split}' holds no samples (data under "
+                        f"{Path(cfg.run.data_root or '.') / card.data_dir}); check its files with "
+                        f"`flamingo-eval data check {card.id}` or choose benchmarks.eval_split")
+    submission_key, submission_ids = unannotated_split(card, eval_samples)
+    run = cfg.run
+    trial_samples: dict[int, list[Sample]] = {}
+    if run.subset == "random_per_trial" and run.limit is not None and run.limit < len(eval_samples):
+        trial_samples = {seed: eval_subset(eval_samples, run.limit, run.subset, seed) for seed in run_seeds(run)}
+        used = {s.id for subset in trial_samples.values() for s in subset}
+        queries = [s for s in eval_samples if s.id in used]  # every trial's queries (RICES encodes these)
+        eval_samples = trial_samples[run_seeds(run)[0]]
+    else:
+        eval_samples = queries = eval_subset(eval_samples, run.limit, run.subset, run.seed)
+    demo_samples = queries if card.demo_split == card.eval_split else adapter.load(card.demo_split)
+    check_demo_pool(cfg, demo_samples, queries)
+    template = cfg.prompts.templates[card.prompt]
+    context = SamplerContext(demo_split=demo_samples, queries=queries,
+                             options={**to_dict(cfg)["run"], "device": cfg.model.device})
+    return Task(cfg=cfg, eval_samples=eval_samples, demo_samples=demo_samples,
+                candidates=getattr(adapter, "candidates", None),
+                metric=METRICS.get(card.metric.name)(**card.metric.args),
+                extractor=EXTRACTORS.get(template.extractor), template=template, sampler_context=context,
+                submission_key=submission_key, submission_ids=submission_ids, trial_samples=trial_samples)
+
+
+def demo_pool_size(cfg: Config, n_demo_split: int) -> int:
+    """How many examples the sampler chooses demos from: the per-trial query set, or the whole demo
+    split for samplers that search it (``uses_whole_demo_split``, e.g. RICES)."""
+    if getattr(SAMPLERS.get(cfg.run.sampler), "uses_whole_demo_split", False):
+        return n_demo_split
+    return min(n_demo_split, cfg.run.query_set_size or cfg.benchmarks.query_set_size)
+
+
+def check_demo_pool(cfg: Config, demo_samples: list[Sample], queries: list[Sample]) -> None:
+    """Refuse shot counts the demo pool cannot fill (a 64-shot run must show 64 demos to every sample).
+
+    A query never sees itself as a demo, so when eval ids also occur in the demo split one pool slot
+    may be unusable for some queries; the check then asks for one spare.
+    """
+    run = cfg.run
+    needed = max(k if k > 0 else run.zero_shot_text_demos for k in run.shots)
+    if needed == 0:
+        return
+    size = demo_pool_size(cfg, len(demo_samples))
+    demo_ids = {s.id for s in demo_samples}
+    overlap = any(s.id in demo_ids for s in queries)
+    usable = size - 1 if overlap else size
+    if needed > usable:
+        what = (f"{max(run.shots)}-shot prompts need {needed} demos" if max(run.shots) == needed else
+                f"0-shot prompts need run.zero_shot_text_demos={needed} text demos")
+        pool = (f"the demo split '{cfg.benchmarks.demo_split}' of {cfg.benchmarks.id} has {len(demo_samples)} "
+                f"samples" + (f", the query set {size}" if size < len(demo_samples) else "")
+                + (" (one is the query itself)" if overlap else ""))
+        raise UserError(f"{what} but {pool}; use at most {usable} shots, or a larger run.query_set_size "
+                        "or demo split")
+
+
+def unannotated_split(card: BenchmarkCard, samples: list[Sample]) -> tuple[str | None, tuple[Any, ...]]:
+    """(submission key, all ids) when the eval split has no annotations, else (None, ())."""
+    if not samples or any(s.references or s.label is not None for s in samples):
+        return None, ()
+    if not card.submission_key:
+        raise UserError(f"{card.id}: split '{card.eval_split}' has no annotations and the card defines no "
+                        "submission_key, so it can be neither scored nor submitted")
+    from flamingo_eval.benchmarks.submission import submission_key
+
+    key = submission_key(card)
+    return key, tuple(s.fields.get(key) for s in samples)
