@@ -426,3 +426,156 @@ def test_hateful_memes_line_that_is_not_an_object(bad, tmp_path):
     path.write_bytes(path.read_bytes() + bad.encode("utf-8", "surrogateescape") + b"\n")
     with pytest.raises(UserError, match="train.jsonl"):
         make_adapter(load_card("hateful_memes"), str(root)).load("train")
+
+
+# -- score: exactly the file given, every line checked ----------------------------------------------
+# Inputs are copies of the committed baseline run (mini on easy-vqa: 0/4 shots x seeds 0/1 x 200 samples),
+# so these tests need no model. BASE_VALUES are its record's 0-shot trial values.
+
+BASELINE = Path(__file__).resolve().parents[2] / "results" / "baselines" / "mini-easyvqa"
+
+
+@pytest.fixture
+def base_run(tmp_path: Path) -> Path:
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("record.json", "predictions.jsonl"):
+        (run / name).write_bytes((BASELINE / name).read_bytes())
+    return run
+
+
+def base_lines() -> list[dict]:
+    return [json.loads(ln) for ln in (BASELINE / "predictions.jsonl").read_text().splitlines()]
+
+
+def write_lines(path: Path, lines: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(ln) + "\n" for ln in lines))
+    return path
+
+
+def score(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict | None, str]:
+    capsys.readouterr()
+    rc = main(["score", *args])
+    cap = capsys.readouterr()
+    return rc, (json.loads(cap.out) if rc == 0 else None), cap.err.strip()
+
+
+def test_score_scores_exactly_the_file_given(base_run, capsys):
+    """DIR/mine.jsonl is scored, not DIR/predictions.jsonl (which holds the run's own answers)."""
+    mine = [{**ln, "answer": ln["references"][0]} for ln in base_lines()]  # every answer right
+    rc, out, _ = score(capsys, "easyvqa", "--predictions", str(write_lines(base_run / "mine.jsonl", mine)))
+    assert rc == 0 and out["predictions"] == str(base_run / "mine.jsonl")
+    assert [t["value"] for r in out["results"] for t in r["trials"]] == [100.0] * 4
+    rc, out, _ = score(capsys, "easyvqa", "--predictions", str(base_run))  # a run dir: its predictions.jsonl
+    rec = json.loads((BASELINE / "record.json").read_text())
+    assert [t["value"] for r in out["results"] for t in r["trials"]] == pytest.approx(
+        [t["value"] for r in rec["results"] for t in r["trials"]], abs=1e-9)
+    assert out["checks"] == {**out["checks"], "exact_ids": True, "partial": False, "lines": 800}
+
+
+def _duplicates(lines: list[dict]) -> list[dict]:
+    return lines + lines[:7]
+
+
+def _missing(lines: list[dict]) -> list[dict]:
+    return [ln for ln in lines if not (ln["shots"] == 0 and ln["seed"] == 0 and int(ln["sample_id"][5:]) < 50)]
+
+
+def _unknown(lines: list[dict]) -> list[dict]:
+    return lines + [{**lines[0], "sample_id": "test-9999"}, {**lines[1], "seed": 7, "trial": 2}]
+
+
+@pytest.mark.parametrize("edit,message,counts", [
+    (_duplicates, "7 duplicate line(s)", {"duplicates": 7, "missing": 0, "unknown": 0}),
+    (_missing, "50 missing sample(s)", {"duplicates": 0, "missing": 50, "unknown": 0}),
+    (_unknown, "2 unknown sample id(s)", {"duplicates": 0, "missing": 0, "unknown": 2}),
+], ids=["duplicates", "missing", "unknown"])
+def test_score_refuses_an_inexact_file_or_reports_the_counts(edit, message, counts, base_run, tmp_path, capsys):
+    path = write_lines(base_run / "mine.jsonl", edit(base_lines()))
+    rc, _, err = score(capsys, "easyvqa", "--predictions", str(path))
+    assert rc == 2 and "\n" not in err and str(path) in err and message in err and "--allow-partial" in err
+    report = tmp_path / "rescored.json"
+    rc, out, err = score(capsys, "easyvqa", "--predictions", str(path), "--allow-partial", "--output", str(report))
+    assert rc == 0 and "warning: partial" in err
+    assert out["checks"] == {**out["checks"], **counts, "partial": True}
+    assert json.loads(report.read_text())["checks"] == out["checks"]
+    values = {(r["shots"], t["seed"]): (t["value"], t["n"]) for r in out["results"] for t in r["trials"]}
+    assert values[(4, 1)] == (39.0, 200)  # untouched trials score as in the record
+    if edit is _missing:  # what is there is scored: the 150 remaining samples of 0-shot seed 0
+        kept = [ln["score"] for ln in base_lines() if ln["shots"] == 0 and ln["seed"] == 0][50:]  # file order = id order
+        assert values[(0, 0)] == (pytest.approx(sum(kept) / 150), 150)
+
+
+def test_score_refuses_another_benchmarks_file(base_run, vqav2_root, tmp_path, capsys):
+    rc, _, err = score(capsys, "vqav2", "--predictions", str(base_run / "predictions.jsonl"))
+    assert rc == 2 and "predictions of benchmark 'easyvqa'" in err and "not 'vqav2'" in err
+    alone = write_lines(tmp_path / "alone.jsonl", base_lines())  # no record: the ids give it away
+    rc, _, err = score(capsys, "vqav2", "--predictions", str(alone), "--data-root", str(vqav2_root))
+    assert rc == 2 and "800 unknown sample id(s)" in err and "another benchmark" in err and "\n" not in err
+    rc, _, err = score(capsys, "vqav2", "--predictions", str(alone))  # nothing to check against
+    assert rc == 2 and "cannot check its sample ids" in err and "--record" in err and "--data-root" in err
+
+
+def test_score_missing_file_names_the_path_given(tmp_path, capsys):
+    rc, _, err = score(capsys, "easyvqa", "--predictions", str(tmp_path / "run" / "mine.jsonl"))
+    assert rc == 2 and err == f"error: {tmp_path / 'run' / 'mine.jsonl'}: no such predictions file"
+    rc, _, err = score(capsys, "easyvqa", "--predictions", str(tmp_path))  # a directory without predictions
+    assert rc == 2 and f"{tmp_path / 'predictions.jsonl'}: no such predictions file" in err
+
+
+def _drop(key: str):
+    def edit(line: dict) -> dict:
+        return {k: v for k, v in line.items() if k != key}
+    return edit
+
+
+def _set(key: str, value: object):
+    def edit(line: dict) -> dict:
+        return {**line, key: value}
+    return edit
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (_drop("trial"), "field 'trial' missing"),
+    (_drop("answer"), "field 'answer' missing"),
+    (_drop("shots"), "field 'shots' missing"),
+    (_drop("sample_id"), "field 'sample_id' missing"),
+    (_drop("references"), "field 'references' missing"),
+    (_set("answer", None), "field 'answer': expected str, got null"),
+    (_set("trial", "0"), "field 'trial': expected int, got str"),
+    (_set("seed", True), "field 'seed': expected int, got bool"),
+    (_set("references", "blue"), "field 'references': expected list, got str"),
+    (_set("references", [1]), "field 'references': expected a list of strings"),
+    (_set("scores", [1.0, "x"]), "field 'scores': expected a list of finite numbers"),
+    (_set("label", "1"), "field 'label': expected int or null, got str"),
+    (_set("extra", {"gt_relevance": [None]}), "field 'extra.gt_relevance'"),
+    (_set("seed", 1), "0-shot trial 0 has seed 1 here but seed 0 on line 1"),
+], ids=lambda x: x if isinstance(x, str) else None)
+def test_score_line_missing_or_mistyped_field(edit, needle, base_run, capsys):
+    lines = base_lines()
+    lines[4] = edit(lines[4])
+    path = write_lines(base_run / "mine.jsonl", lines)
+    rc, _, err = score(capsys, "easyvqa", "--predictions", str(path))
+    assert rc == 2 and "\n" not in err and f"{path}:5: " in err and needle in err
+
+
+@pytest.mark.parametrize("content,needle", [
+    (b"", "no predictions (the file is empty)"),
+    (b'{"shots": 0,\n', ":1: not valid JSON"),
+    (b"[1, 2]\n", ":1: expected a JSON object, got list"),
+    (b"[" * 100_000 + b"]" * 100_000 + b"\n", ":1: JSON nested too deeply"),
+    (b'{"shots": ' + b"9" * 5000 + b"}\n", ":1: unreadable JSON value"),
+    (b'{"shots": 0}\n\xff\xfe\n', ":2: not UTF-8 text"),
+], ids=["empty", "truncated", "not-object", "deep-nesting", "huge-int", "not-utf8"])
+def test_score_unreadable_predictions_file(content, needle, tmp_path, capsys):
+    path = tmp_path / "mine.jsonl"
+    path.write_bytes(content)
+    rc, _, err = score(capsys, "easyvqa", "--predictions", str(path), "--allow-partial")
+    assert rc == 2 and "\n" not in err and str(path) in err and needle in err
+
+
+def test_score_reads_a_byte_order_mark(base_run, capsys):
+    path = base_run / "mine.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + (BASELINE / "predictions.jsonl").read_bytes())
+    rc, out, _ = score(capsys, "easyvqa", "--predictions", str(path))
+    assert rc == 0 and out["results"][0]["trials"][0]["value"] == 29.0
