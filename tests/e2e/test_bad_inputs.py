@@ -579,3 +579,52 @@ def test_score_reads_a_byte_order_mark(base_run, capsys):
     path.write_bytes(b"\xef\xbb\xbf" + (BASELINE / "predictions.jsonl").read_bytes())
     rc, out, _ = score(capsys, "easyvqa", "--predictions", str(path))
     assert rc == 0 and out["results"][0]["trials"][0]["value"] == 29.0
+
+
+# -- leaderboard and compare over runs of different --limit ------------------------------------------
+
+def limited_copy(run: Path, limit: int, *, created: str, status: str = "complete") -> Path:
+    """The baseline as a --limit `limit` run would have written it: its first `limit` samples per trial."""
+    rec = json.loads((BASELINE / "record.json").read_text())
+    lines = [ln for ln in base_lines() if int(ln["sample_id"].removeprefix("test-")) < limit]
+    for r in rec["results"]:
+        r["n"] = limit
+        for t in r["trials"]:
+            t["n"] = limit
+            t["value"] = float(np.mean([ln["score"] for ln in lines if (ln["shots"], ln["seed"]) == (r["shots"], t["seed"])]))
+        r["mean"] = float(np.mean([t["value"] for t in r["trials"]]))
+    rec["config"]["run"]["limit"] = limit
+    rec.update(run_id=f"{rec['run_id']}-limit{limit}", created=created, status=status)
+    run.mkdir(parents=True)
+    (run / "record.json").write_text(json.dumps(rec))
+    write_lines(run / "predictions.jsonl", lines)
+    return run
+
+
+def test_leaderboard_keeps_a_smoke_run_apart_and_marks_unfinished_runs(tmp_path, capsys):
+    root = tmp_path / "results"
+    (root / "full").mkdir(parents=True)
+    for name in ("record.json", "predictions.jsonl"):
+        (root / "full" / name).write_bytes((BASELINE / name).read_bytes())
+    limited_copy(root / "smoke", 40, created="2030-01-01T00:00:00+00:00")  # newer: used to replace seed 0 and 1
+    capsys.readouterr()
+    assert main(["leaderboard", "--results", str(root), "--output", "-"]) == 0
+    md = capsys.readouterr().out
+    assert "| mini [run.limit=200] | 28.2 ± 0.8 | 39.8 ± 0.8 |" in md  # the 200-sample run, untouched
+    assert "| mini [run.limit=40] | **30.0** ± 2.5 | **41.2** ± 1.2 |" in md and "supersedes" not in md
+    limited_copy(root / "busy", 200, created="2030-02-01T00:00:00+00:00", status="running")  # same config
+    assert main(["leaderboard", "--results", str(root), "--output", "-"]) == 0
+    md = capsys.readouterr().out
+    assert "| mini [run.limit=200] | 28.2 ± 0.8* | 39.8 ± 0.8* |" in md
+    assert "unfinished runs (status: running)" in md and "-limit200" in md
+
+
+def test_compare_different_limits_shows_paired_values(tmp_path, capsys):
+    """Baseline 200 samples vs the same answers at --limit 40: equal values and delta 0 on the 40 paired."""
+    cand = limited_copy(tmp_path / "cand", 40, created="2030-01-01T00:00:00+00:00")
+    capsys.readouterr()
+    assert main(["compare", str(BASELINE), str(cand), "--n-resamples", "200"]) == 0
+    out = capsys.readouterr().out
+    assert "| easyvqa | 0 | 40 | 30.00 | 30.00 | +0.00 |" in out  # was 28.25 (all 200) vs 30.00
+    assert "| easyvqa | 4 | 40 | 41.25 | 41.25 | +0.00 |" in out
+    assert "paired on 40 samples per trial (baseline has 200, candidate 40)" in out
