@@ -75,7 +75,13 @@ def _truncated_jpeg(p: Path) -> None:
     p.write_bytes(data[: len(data) // 2])
 
 
-@pytest.mark.parametrize("corrupt", [_missing, _zero_byte, _truncated_jpeg], ids=["missing", "zero-byte", "truncated"])
+def _directory(p: Path) -> None:
+    p.unlink()
+    p.mkdir()
+
+
+@pytest.mark.parametrize("corrupt", [_missing, _zero_byte, _truncated_jpeg, _directory],
+                         ids=["missing", "zero-byte", "truncated", "directory"])
 def test_bad_image_errors_or_is_skipped_and_counted(corrupt, vqav2_root, tmp_path, capsys):
     bad = val_images(vqav2_root)[2]
     corrupt(bad)
@@ -628,3 +634,177 @@ def test_compare_different_limits_shows_paired_values(tmp_path, capsys):
     assert "| easyvqa | 0 | 40 | 30.00 | 30.00 | +0.00 |" in out  # was 28.25 (all 200) vs 30.00
     assert "| easyvqa | 4 | 40 | 41.25 | 41.25 | +0.00 |" in out
     assert "paired on 40 samples per trial (baseline has 200, candidate 40)" in out
+
+
+# -- malformed data files: one line naming the file and the field --------------------------------------
+
+def _as_directory(path: Path) -> None:
+    path.unlink()
+    path.mkdir()
+
+
+def _raw(content: bytes):
+    def write(path: Path) -> None:
+        path.write_bytes(content)
+    return write
+
+
+def _edit(fn):
+    def write(path: Path) -> None:
+        data = json.loads(path.read_text())
+        fn(data)
+        path.write_text(json.dumps(data))
+    return write
+
+
+def _first_question(**kv):
+    return _edit(lambda d: d["questions"][0].update(kv))
+
+
+@pytest.mark.parametrize("which,corrupt,needle", [
+    (_qfile, _as_directory, "is a directory, not a JSON file"),
+    (_qfile, _raw(b""), "an empty file"),
+    (_qfile, _raw(b"[" * 100_000 + b"]" * 100_000), "JSON nested too deeply"),
+    (_qfile, _raw(b'{"questions": [{"question_id": ' + b"7" * 5000 + b"}]}"), "unreadable JSON value"),
+    (_qfile, _raw(b'{"questions": [{"question": "caf\xe9"}]}'), "not UTF-8 text"),
+    (_qfile, _first_question(image_id="4x2"), "entry 0: image_id '4x2' (str) does not fit the card's image_pattern"),
+    (_qfile, _first_question(image_id=None), "entry 0: image_id None (NoneType) does not fit"),
+    (_qfile, _first_question(question=None), "entry 0: field 'question' must be a string, got null"),
+    (_qfile, _first_question(question_id=[1]), "entry 0: field 'question_id' must be an integer or a string"),
+    (_qfile, _edit(lambda d: d.update(questions=None)), "field 'questions' must be a list, got null"),
+    (_afile, _edit(lambda d: d["annotations"][0].update(answers=None)), "field 'answers' must be a list, got null"),
+    (_afile, _edit(lambda d: d["annotations"][0]["answers"][0].update(answer=7)),
+     "answer 0: field 'answer' must be a string, got integer 7"),
+], ids=["directory", "empty", "deep-nesting", "huge-int", "not-utf8", "string-image-id", "null-image-id",
+        "null-question", "list-question-id", "null-questions", "null-answers", "int-answer"])
+def test_malformed_vqa_file_is_one_line(which, corrupt, needle, vqav2_root, tmp_path, capsys):
+    path = which(vqav2_root)
+    corrupt(path)
+    assert main(vqa(vqav2_root, tmp_path / "r", "--on-bad-sample", "skip")) == 2  # a file, not one sample
+    err = one_line(capsys)
+    assert str(path) in err and needle in err, err
+
+
+def test_byte_order_mark_in_a_data_file_just_works(vqav2_root, tmp_path):
+    q = _qfile(vqav2_root)
+    q.write_bytes(b"\xef\xbb\xbf" + q.read_bytes())
+    from flamingo_eval.commands.list_cmd import load_card
+    from flamingo_eval.runner import make_adapter
+
+    assert len(make_adapter(load_card("vqav2"), str(vqav2_root)).load("val")) == 6
+
+
+def _other_adapter_cases():
+    def visdial(d):
+        d["data"]["dialogs"][0]["dialog"][0]["question"] = -1  # would silently pick the last question
+    return [
+        ("textvqa", "val", "val_questions", _edit(lambda d: d["data"][0].update(answers=None)),
+         "1 of 5 entries have no answers"),
+        ("textvqa", "val", "val_questions", _edit(lambda d: d["data"][0].update(image_id={"a": 1})),
+         "field 'image_id' must be an integer or a string"),
+        ("vizwiz", "val", "val_questions", _edit(lambda d: d[0]["answers"][0].update(answer=None)),
+         "answer 0: field 'answer' must be a string, got null"),
+        ("vizwiz", "val", "val_questions", _as_directory, "is a directory, not a JSON file"),
+        ("coco", "test", "test_annotations", _edit(lambda d: d["images"][11].update(sentences=None)),
+         "image 11: field 'sentences' must be a list, got null"),
+        ("coco", "train", "train_annotations", _edit(lambda d: d["images"][0]["sentences"][2].update(raw=5)),
+         "image 0, sentence 2: field 'raw' must be a string, got integer 5"),
+        ("nocaps", "val", "val_annotations", _edit(lambda d: d["annotations"][0].update(image_id=[1])),
+         "annotation 0: field 'image_id' must be an integer or a string"),
+        ("visdial", "val", "val_dialogs", _edit(lambda d: d["data"]["dialogs"][0].update(image_id="abc")),
+         "dialog 0: field 'image_id' must be an integer, got string 'abc'"),
+        ("visdial", "val", "val_dialogs", _edit(visdial), "question -1 points outside the"),
+        ("visdial", "val", "val_dense", _edit(lambda d: d[0].update(gt_relevance=None)),
+         "field 'gt_relevance' must be a list, got null"),
+        ("hateful_memes", "train", "train_annotations", _raw(b'{"id": 1, "img": null, "label": 0, "text": "x"}\n'),
+         ":1: img and text must be strings"),
+    ]
+
+
+@pytest.mark.parametrize("bench,split,key,corrupt,needle", _other_adapter_cases(),
+                         ids=lambda x: x if isinstance(x, str) and " " not in x and "_" not in x[:1] else None)
+def test_malformed_benchmark_file_is_one_line(bench, split, key, corrupt, needle, tmp_path):
+    from flamingo_eval.commands.list_cmd import load_card
+    from flamingo_eval.errors import UserError
+    from flamingo_eval.runner import make_adapter
+    from tests.fixtures_builders import BUILDERS
+
+    root = BUILDERS[bench](tmp_path / "data")
+    root = root[0] if isinstance(root, tuple) else root
+    card = load_card(bench)
+    path = root / card.data_dir / card.files[key]
+    corrupt(path)
+    with pytest.raises(UserError) as err:
+        make_adapter(card, str(root)).load(split)
+    msg = str(err.value)
+    assert "\n" not in msg and str(path) in msg and needle in msg, msg
+
+
+def test_unexpected_content_error_in_an_adapter_names_its_files(vqav2_root, monkeypatch):
+    """The last line of defence: an exception from malformed content no check foresaw names the split's files."""
+    from flamingo_eval.benchmarks import base
+    from flamingo_eval.commands.list_cmd import load_card
+    from flamingo_eval.errors import UserError
+    from flamingo_eval.runner import make_adapter
+
+    def confused(*args, **kwargs):
+        raise TypeError("'NoneType' object is not subscriptable")
+
+    monkeypatch.setattr("flamingo_eval.benchmarks.vqa.check_unique", confused)
+    with pytest.raises(UserError, match=r"v2_OpenEnded_mscoco_val2014_questions\.json.*unexpected content for "
+                                        r"vqav2 \(TypeError: 'NoneType' object is not subscriptable\)"):
+        make_adapter(load_card("vqav2"), str(vqav2_root)).load("val")
+    assert base.Adapter.load is not base._named_load  # the abstract method itself is left alone
+
+
+# -- malformed run records and predictions: leaderboard, compare ----------------------------------------
+
+def _record_with(edit):
+    def write(run: Path) -> None:
+        text = (run / "record.json").read_text()
+        (run / "record.json").write_bytes(edit(text))
+    return write
+
+
+@pytest.mark.parametrize("corrupt,needle", [
+    (_record_with(lambda t: t.replace('"value": 29.0', '"value": NaN', 1).encode()),
+     "field 'results[0].trials[0].value': expected a finite number, got nan"),
+    (_record_with(lambda t: t.replace('"value": 29.0', '"value": ' + "9" * 400, 1).encode()),
+     "expected a finite number, got an integer of 400 digits"),
+    (_record_with(lambda t: t.replace('"value": 29.0', '"value": 1e999', 1).encode()),
+     "expected a finite number, got inf"),
+    (_record_with(lambda t: t.replace('"value": 29.0', '"value": 29.0, "ci95": [NaN, 31.0]', 1).encode()),
+     "field 'results[0].trials[0].ci95': expected [low, high] (finite numbers) or null"),
+    (_record_with(lambda t: t.replace('"run_id": "', '"run_id": "\xe9', 1).encode("latin-1")), ":3: not UTF-8 text"),
+    (_record_with(lambda t: ("[" * 100_000 + "]" * 100_000).encode()), "JSON nested too deeply"),
+    (_record_with(lambda t: b""), "not valid JSON"),
+    (_record_with(lambda t: t.replace('"results": [', '"results": null, "x": [', 1).encode()),
+     "field 'results': expected list, got null"),
+], ids=["nan", "huge-int", "inf", "nan-ci", "not-utf8", "deep-nesting", "empty", "null-results"])
+def test_malformed_record_is_one_line_for_leaderboard_and_compare(corrupt, needle, base_run, capsys):
+    corrupt(base_run)
+    for args in (["leaderboard", "--results", str(base_run.parent), "--output", "-"],
+                 ["compare", str(base_run), str(BASELINE)]):
+        capsys.readouterr()
+        assert main(args) == 2, args
+        err = one_line(capsys)
+        assert str(base_run / "record.json") in err and needle in err, err
+
+
+def test_record_with_a_byte_order_mark_just_works(base_run, capsys):
+    (base_run / "record.json").write_bytes(b"\xef\xbb\xbf" + (BASELINE / "record.json").read_bytes())
+    assert main(["leaderboard", "--results", str(base_run.parent), "--output", "-"]) == 0
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (_set("score", "100"), "field 'score': unexpected str '100'"),
+    (_set("demo_ids", "a,b"), "field 'demo_ids': unexpected str"),
+    (_set("sample_id", 7), "field 'sample_id': expected str, got int"),
+], ids=["string-score", "string-demo-ids", "int-sample-id"])
+def test_malformed_predictions_line_is_one_line_for_compare(edit, needle, base_run, capsys):
+    lines = base_lines()
+    lines[3] = edit(lines[3])
+    write_lines(base_run / "predictions.jsonl", lines)
+    assert main(["compare", str(BASELINE), str(base_run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"{base_run / 'predictions.jsonl'}:4: " in err and needle in err, err
