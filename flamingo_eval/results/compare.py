@@ -321,8 +321,9 @@ def compare_runs(baseline: str | Path, candidate: str | Path, *, max_drop: float
     """
     if not 0 < alpha < 0.5:
         raise UserError(f"--alpha must be in (0, 0.5), got {alpha}")
-    if max_drop < 0 or n_resamples < 100:
-        raise UserError("--max-drop must be >= 0 and --n-resamples >= 100")
+    if not (math.isfinite(max_drop) and max_drop >= 0) or n_resamples < 100:  # NaN compares False: refuse it
+        raise UserError(f"--max-drop must be a finite number >= 0 (got {max_drop}) and --n-resamples >= 100 "
+                        f"(got {n_resamples})")
     sides = []
     for label, path in (("baseline", baseline), ("candidate", candidate)):
         by_bench: dict[str, dict[str, Any]] = {}

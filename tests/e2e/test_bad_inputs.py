@@ -808,3 +808,20 @@ def test_malformed_predictions_line_is_one_line_for_compare(edit, needle, base_r
     assert main(["compare", str(BASELINE), str(base_run)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and f"{base_run / 'predictions.jsonl'}:4: " in err and needle in err, err
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["leaderboard", "--results", str(BASELINE), "--decimals", "-3", "--output", "-"], "expected 0 to 15 digits"),
+    (["compare", str(BASELINE), str(BASELINE), "--max-drop", "nan"], "--max-drop must be a finite number >= 0"),
+    (["compare", str(BASELINE), str(BASELINE), "--n-resamples", "200", "--output", "{tmp}"], "cannot write"),
+    (["score", "easyvqa", "--predictions", str(BASELINE), "--output", "{tmp}"], "cannot write"),
+], ids=["negative-decimals", "nan-max-drop", "compare-output-dir", "score-output-dir"])
+def test_bad_results_command_option_is_refused(args, needle, tmp_path, capsys):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    try:
+        rc = main(args)
+    except SystemExit as e:  # argparse rejects the value itself (usage + one error line)
+        rc = int(e.code or 0)
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err.splitlines()[-1] and "Traceback" not in err, err
