@@ -101,7 +101,7 @@ class HatefulMemesAdapter(Adapter):
                 raise UserError(f"{path}:{n}: id must be an integer or a string, got {sample_id!r:.40}")
             if not isinstance(img, str) or not isinstance(text, str):
                 raise UserError(f"{path}:{n}: img and text must be strings")
-            sample_id = str(sample_id)
+            sample_id, label = str(sample_id), None if label is None else int(label)  # 1.0 -> 1
             refs = (self.candidates[label],) if label is not None else ()
             samples.append(Sample(id=sample_id, media=(str(images / img),), fields={"text": text},
                                   references=refs, label=label))
