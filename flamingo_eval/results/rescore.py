@@ -183,6 +183,19 @@ def _split_ids(card: Any, data_root: str | None, run: dict[str, Any] | None, see
             for s in seeds}, where
 
 
+def _run_section(rec: dict[str, Any]) -> dict[str, Any] | None:
+    """The record's ``config.run`` (how the eval subset was cut), checked where it decides the ids."""
+    cfg = rec.get("config")
+    run = cfg.get("run") if isinstance(cfg, dict) else None
+    if not isinstance(run, dict):
+        return None
+    for key, kinds in (("limit", (int, type(None))), ("subset", (str,)), ("seed", (int,)), ("data_root", (str, type(None)))):
+        if key in run and (not isinstance(run[key], kinds) or isinstance(run[key], bool)):
+            raise UserError(f"{rec['_path']}: field 'config.run.{key}': unexpected {type(run[key]).__name__} "
+                            f"{run[key]!r:.40}")
+    return run
+
+
 def check_ids(lines: list[dict[str, Any]], card: Any, rec: dict[str, Any] | None, data_root: str | None
               ) -> IdCheck:
     """Count duplicate, missing and unknown (shots, seed, sample) keys of ``lines``."""
@@ -191,10 +204,10 @@ def check_ids(lines: list[dict[str, Any]], card: Any, rec: dict[str, Any] | None
     for shots, seed, sid in keys:
         have[(shots, seed)].add(sid)
     counts = _expected_counts(rec) if rec is not None else None
-    run = (rec.get("config") or {}).get("run") if rec is not None else None
+    run = _run_section(rec) if rec is not None else None
     root = data_root or (run or {}).get("data_root")
     wanted = set(counts) if counts is not None else set(have)
-    ids, where = _split_ids(card, root, run if isinstance(run, dict) else None, {s for _, s in wanted | set(have)})
+    ids, where = _split_ids(card, root, run, {s for _, s in wanted | set(have)})
     sources = [f"record {rec['_path']}"] if rec is not None else []
     if ids is not None:
         sources.append(where)
