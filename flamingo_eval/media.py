@@ -79,9 +79,7 @@ def load_image(path: str | os.PathLike[str], max_pixels: int | None = None) -> I
     """
     p = Path(path)
     limit = max_image_pixels() if max_pixels is None else max_pixels
-    if not p.is_file():
-        what = "is a directory, not an image file" if p.is_dir() else "does not exist"
-        raise UserError(f"image {p} {what}; check the dataset path (re-run `flamingo-eval data` to fetch it)")
+    _require_file(p)
     if p.stat().st_size == 0:
         raise UserError(f"image {p} is an empty (zero-byte) file; delete it and re-download the dataset")
     try:
@@ -99,10 +97,27 @@ def load_image(path: str | os.PathLike[str], max_pixels: int | None = None) -> I
         ) from None
     except UnidentifiedImageError:
         raise UserError(f"{p} is not an image PIL can read; remove it or fix the dataset file list") from None
+    except PermissionError:
+        raise UserError(f"image {p} is not readable (permission denied); fix its permissions") from None
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         raise UserError(
             f"image {p} is corrupt or truncated ({err}); delete it and re-download the dataset"
         ) from None
+
+
+def _require_file(p: Path) -> None:
+    """A UserError naming ``p`` and what it is instead, unless it is a regular file (or a link to one)."""
+    if p.is_file():
+        return
+    if p.is_dir():
+        what = "is a directory, not an image file"
+    elif p.is_symlink():
+        what = "is a broken symbolic link (its target is missing, or the links form a loop)"
+    elif p.exists():
+        what = "is not a regular file (a device, socket or pipe)"
+    else:
+        what = "does not exist"
+    raise UserError(f"image {p} {what}; check the dataset path (`flamingo-eval data check` shows the layout)")
 
 
 def _bound_size(im: Image.Image, path: Path, limit: int) -> None:
@@ -172,14 +187,15 @@ def content_hash(path: str | os.PathLike[str]) -> str:
         64 lowercase hex characters.
 
     Raises:
-        UserError: The file does not exist.
+        UserError: The path is not a readable regular file (missing, a directory, a broken link, ...).
     """
     p = Path(path)
+    _require_file(p)
+    st = p.stat()
     try:
-        st = p.stat()
-    except OSError:
-        raise UserError(f"cannot hash {p}: the file does not exist") from None
-    return _hash_file(str(p.resolve()), st.st_mtime_ns, st.st_size)
+        return _hash_file(str(p.resolve()), st.st_mtime_ns, st.st_size)
+    except OSError as e:
+        raise UserError(f"image {p} is not readable ({e.strerror or e}); fix its permissions") from None
 
 
 @lru_cache(maxsize=1 << 16)

@@ -3,21 +3,52 @@
 An adapter class is registered in ``flamingo_eval.registry.ADAPTERS`` under the name a benchmark card
 uses (``adapter: vqa``). It is constructed with the validated card and the resolved data root; it
 never knows about models, prompts or metrics.
+
+Malformed files are one :class:`UserError` line naming the file, the entry and the field: adapters read
+fields through :func:`need_field` / :func:`need_list` / :func:`need_str` / :func:`need_id`. As a last line
+of defence, an exception of the kinds malformed JSON content raises (``TypeError``, ``ValueError``, ...)
+escaping a subclass's ``load`` becomes one line naming the split's files (see ``Adapter.__init_subclass__``).
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from flamingo_eval.errors import UserError
 from flamingo_eval.types import Sample
 
+_CONTENT_ERRORS = (TypeError, ValueError, KeyError, IndexError, AttributeError, RecursionError)
+
+
+def _named_load(load: Callable[[Any, str], list[Sample]]) -> Callable[[Any, str], list[Sample]]:
+    @functools.wraps(load)
+    def wrapper(self: Adapter, split: str) -> list[Sample]:
+        try:
+            return load(self, split)
+        except _CONTENT_ERRORS as e:
+            try:
+                files = ", ".join(str(p) for p in self.files(split).values())
+            except Exception:  # noqa: BLE001 - only for the message
+                files = f"the files of split '{split}'"
+            raise UserError(f"{files}: unexpected content for {self.card.id} ({type(e).__name__}: "
+                            f"{str(e)[:200]}); is this the official file?") from None
+    return wrapper
+
 
 class Adapter(ABC):
     """Base adapter. Subclasses implement ``files`` and ``load``."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Wrap the subclass's ``load`` so no malformed file ends in a traceback (module docstring)."""
+        super().__init_subclass__(**kwargs)
+        if "load" in cls.__dict__ and not getattr(cls.__dict__["load"], "__isabstractmethod__", False):
+            cls.load = _named_load(cls.__dict__["load"])  # type: ignore[method-assign,assignment]
 
     def __init__(self, card: Any, data_root: Path) -> None:
         self.card = card
@@ -61,14 +92,31 @@ def check_unique(samples: list[Sample], source: str) -> list[Sample]:
 
 
 def read_json(path: Path) -> Any:
-    """Read JSON or raise a UserError naming the file."""
+    """Read JSON (UTF-8, a byte-order mark allowed) or raise a UserError naming the file."""
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:
             return json.load(f)
     except FileNotFoundError:
         raise UserError(f"missing file {path}; run `flamingo-eval data check` to see the expected layout") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: not valid JSON ({e}); re-download the official file") from None
+    except IsADirectoryError:
+        raise UserError(f"{path} is a directory, not a JSON file; point the card's file at the official "
+                        "file (`flamingo-eval data check` shows the expected layout)") from None
+    except json.JSONDecodeError as e:
+        what = "an empty file" if e.pos == 0 and not e.doc.strip() else f"not valid JSON ({e})"
+        raise UserError(f"{path}: {what}; re-download the official file") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); re-download the official file") from None
+    except RecursionError:
+        raise UserError(f"{path}: JSON nested too deeply to read; this is not the official file") from None
+    except ValueError as e:  # an integer with more digits than Python converts
+        raise UserError(f"{path}: unreadable JSON value ({str(e)[:120]}); re-download the official file") from None
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+def _type_name(value: Any) -> str:
+    return {type(None): "null", dict: "object", list: "list", str: "string", bool: "boolean",
+            int: "integer", float: "number"}.get(type(value), type(value).__name__)
 
 
 def need_field(obj: Any, key: str, source: Path, what: str, official: str = "the official file") -> Any:
@@ -76,3 +124,54 @@ def need_field(obj: Any, key: str, source: Path, what: str, official: str = "the
     if not isinstance(obj, dict) or key not in obj:
         raise UserError(f"{source}: {what} has no '{key}' field; is this {official}?")
     return obj[key]
+
+
+def _need_kind(obj: Any, key: str, source: Path, what: str, ok: Callable[[Any], bool], want: str) -> Any:
+    value = need_field(obj, key, source, what)
+    if not ok(value):
+        got = _type_name(value) + ("" if value is None else f" {value!r:.40}")
+        where = "" if what == "the file" else f"{what}: "
+        raise UserError(f"{source}: {where}field '{key}' must be {want}, got {got}")
+    return value
+
+
+def need_list(obj: Any, key: str, source: Path, what: str) -> list[Any]:
+    """``obj[key]`` when it is a JSON list, else a UserError naming the file, entry and field."""
+    return _need_kind(obj, key, source, what, lambda v: isinstance(v, list), "a list")  # type: ignore[no-any-return]
+
+
+def need_str(obj: Any, key: str, source: Path, what: str) -> str:
+    """``obj[key]`` when it is a JSON string, else a UserError naming the file, entry and field."""
+    return _need_kind(obj, key, source, what, lambda v: isinstance(v, str), "a string")  # type: ignore[no-any-return]
+
+
+def need_id(obj: Any, key: str, source: Path, what: str) -> int | str:
+    """``obj[key]`` when it is an id: an integer or a string (not a boolean, number with a fraction or null)."""
+    return _need_kind(obj, key, source, what,  # type: ignore[no-any-return]
+                      lambda v: isinstance(v, (int, str)) and not isinstance(v, bool), "an integer or a string")
+
+
+def need_int(obj: Any, key: str, source: Path, what: str) -> int:
+    """``obj[key]`` when it is a JSON integer."""
+    return _need_kind(obj, key, source, what,  # type: ignore[no-any-return]
+                      lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer")
+
+
+def is_number(value: Any) -> bool:
+    """A finite JSON number (not a boolean; an integer beyond the float range is not finite)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def check_annotated(samples: list[Sample], source: str) -> list[Sample]:
+    """Refuse a split where some entries have answers and others none (it could be neither scored nor
+    submitted: the gap would only show after the model ran)."""
+    bare = [s.id for s in samples if not s.references]
+    if bare and len(bare) < len(samples):
+        raise UserError(f"{source}: {len(bare)} of {len(samples)} entries have no answers (e.g. '{bare[0]}'); "
+                        "an annotated split needs answers for every question")
+    return samples

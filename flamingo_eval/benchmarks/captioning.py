@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flamingo_eval.benchmarks.base import Adapter, check_unique, need_field
+from flamingo_eval.benchmarks.base import Adapter, check_unique, need_id, need_list, need_str
 from flamingo_eval.errors import UserError
 from flamingo_eval.registry import ADAPTERS
 from flamingo_eval.types import Sample
@@ -59,28 +59,33 @@ class CaptionsAdapter(Adapter):
         id_field = str(args.get("id_field", "cocoid"))
         images = self.path(f"{split}_images")
         samples = []
-        for img in need_field(data, "images", path, "the file"):
-            if need_field(img, "split", path, "an image") not in wanted:
+        for i, img in enumerate(need_list(data, "images", path, "the file")):
+            what = f"image {i}"
+            if need_str(img, "split", path, what) not in wanted:
                 continue
-            where = images / img["filepath"] if img.get("filepath") else images
-            refs = tuple(str(need_field(s, "raw", path, "a sentence")).strip()
-                         for s in need_field(img, "sentences", path, "an image"))
+            folder = img.get("filepath")
+            if folder is not None and not isinstance(folder, str):
+                need_str(img, "filepath", path, what)  # raises: names the field and its type
+            where = images / folder if folder else images
+            refs = tuple(need_str(snt, "raw", path, f"{what}, sentence {j}").strip()
+                         for j, snt in enumerate(need_list(img, "sentences", path, what)))
+            image_id = need_id(img, id_field, path, what)
             if not refs:
-                raise UserError(f"{path}: image {img.get(id_field)} has no sentences")
-            samples.append(Sample(id=str(need_field(img, id_field, path, "an image")),
-                                  media=(str(where / need_field(img, "filename", path, "an image")),),
+                raise UserError(f"{path}: image {image_id} has no sentences")
+            samples.append(Sample(id=str(image_id), media=(str(where / need_str(img, "filename", path, what)),),
                                   fields={}, references=refs))
         return samples
 
     def _load_coco(self, data: Any, path: Path, images: Path) -> list[Sample]:
         captions: dict[Any, list[str]] = {}
-        for ann in need_field(data, "annotations", path, "the file"):
-            captions.setdefault(need_field(ann, "image_id", path, "an annotation"), []).append(
-                str(need_field(ann, "caption", path, "an annotation")).strip())
+        for i, ann in enumerate(need_list(data, "annotations", path, "the file")):
+            what = f"annotation {i}"
+            captions.setdefault(need_id(ann, "image_id", path, what), []).append(
+                need_str(ann, "caption", path, what).strip())
         samples = []
-        for img in need_field(data, "images", path, "the file"):
-            image_id = need_field(img, "id", path, "an image")
+        for i, img in enumerate(need_list(data, "images", path, "the file")):
+            image_id = need_id(img, "id", path, f"image {i}")
             refs = tuple(captions.get(image_id, ()))
-            samples.append(Sample(id=str(image_id), media=(str(images / need_field(img, "file_name", path, "an image")),),
+            samples.append(Sample(id=str(image_id), media=(str(images / need_str(img, "file_name", path, f"image {i}")),),
                                   fields={"image_id": image_id}, references=refs))
         return samples

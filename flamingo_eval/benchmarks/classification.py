@@ -76,22 +76,32 @@ class HatefulMemesAdapter(Adapter):
         path, images = self.path(f"{split}_annotations"), self.path("images")
         samples = []
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            lines = path.read_text(encoding="utf-8-sig").split("\n")  # not splitlines(): \x85 etc. are text
         except FileNotFoundError:
             raise UserError(f"missing file {path}; run `flamingo-eval data check {self.card.id}`") from None
+        except IsADirectoryError:
+            raise UserError(f"{path} is a directory, not the Hateful Memes .jsonl file") from None
         except UnicodeDecodeError as e:
             raise UserError(f"{path}: not UTF-8 text ({e}); re-download the official file") from None
+        except OSError as e:
+            raise UserError(f"cannot read {path}: {e.strerror or e}") from None
         for n, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
-                label = int(row["label"]) if row.get("label") is not None else None
-                sample_id, img, text = str(row["id"]), str(row["img"]), str(row["text"])
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:  # AttributeError: not an object
-                raise UserError(f"{path}:{n}: not a Hateful Memes line {{id, img, label, text}} ({e})") from None
-            if label not in (0, 1, None):
-                raise UserError(f"{path}:{n}: label must be 0 or 1, got {label}")
+                label = row.get("label")
+                sample_id, img, text = row["id"], row["img"], row["text"]
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError, RecursionError) as e:
+                raise UserError(f"{path}:{n}: not a Hateful Memes line {{id, img, label, text}} "
+                                f"({type(e).__name__}: {str(e)[:100]})") from None
+            if label not in (0, 1, None) or isinstance(label, bool):
+                raise UserError(f"{path}:{n}: label must be 0 or 1, got {label!r:.40}")
+            if isinstance(sample_id, bool) or not isinstance(sample_id, (int, str)):
+                raise UserError(f"{path}:{n}: id must be an integer or a string, got {sample_id!r:.40}")
+            if not isinstance(img, str) or not isinstance(text, str):
+                raise UserError(f"{path}:{n}: img and text must be strings")
+            sample_id, label = str(sample_id), None if label is None else int(label)  # 1.0 -> 1
             refs = (self.candidates[label],) if label is not None else ()
             samples.append(Sample(id=sample_id, media=(str(images / img),), fields={"text": text},
                                   references=refs, label=label))

@@ -17,7 +17,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flamingo_eval.benchmarks.base import Adapter, check_unique, need_field, read_json
+from flamingo_eval.benchmarks.base import (
+    Adapter,
+    check_unique,
+    is_number,
+    need_field,
+    need_int,
+    need_list,
+    read_json,
+)
 from flamingo_eval.errors import UserError
 from flamingo_eval.registry import ADAPTERS
 from flamingo_eval.types import Sample
@@ -28,6 +36,20 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
 def _get(obj: Any, key: str, path: Path) -> Any:
     return need_field(obj, key, path, "an entry", "the official VisDial v1.0 file")
+
+
+def _strings(obj: Any, key: str, path: Path) -> list[str]:
+    values = need_list(obj, key, path, "data")
+    if not all(isinstance(v, str) for v in values):
+        raise UserError(f"{path}: data.{key} must be a list of strings")
+    return values
+
+
+def _pick(table: list[str], index: Any, path: Path, where: str, name: str) -> str:
+    """``table[index]`` for a valid index; negative or non-integer indices are errors, not wrap-arounds."""
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(table):
+        raise UserError(f"{path}: {where}: {name} {index!r} points outside the {len(table)}-entry string table")
+    return table[index]
 
 
 @ADAPTERS.register("visdial")
@@ -43,8 +65,16 @@ class VisDialAdapter(Adapter):
             return {}
         path = self.path(f"{split}_dense")
         rows = read_json(path)
-        return {(int(_get(r, "image_id", path)), int(_get(r, "round_id", path))):
-                [float(x) for x in _get(r, "gt_relevance", path)] for r in rows}
+        if not isinstance(rows, list):
+            raise UserError(f"{path}: expected a JSON list of {{image_id, round_id, gt_relevance}} objects")
+        out = {}
+        for i, r in enumerate(rows):
+            what = f"entry {i}"
+            relevance = need_list(r, "gt_relevance", path, what)
+            if not all(is_number(x) for x in relevance):
+                raise UserError(f"{path}: {what}: gt_relevance must be a list of numbers")
+            out[(need_int(r, "image_id", path, what), need_int(r, "round_id", path, what))] = [float(x) for x in relevance]
+        return out
 
     def image_lookup(self, split: str) -> Any:
         """image_id -> path: from the split's pattern, else an index of the image folder by trailing id."""
@@ -68,35 +98,34 @@ class VisDialAdapter(Adapter):
     def load(self, split: str) -> list[Sample]:
         path = self.path(f"{split}_dialogs")
         data = _get(read_json(path), "data", path)
-        questions, answers = _get(data, "questions", path), _get(data, "answers", path)
+        questions, answers = _strings(data, "questions", path), _strings(data, "answers", path)
         args = self.card.adapter_args
         fmt = str(args.get("history_format", HISTORY_FORMAT))
         with_options = split == self.card.eval_split
         relevance = self._relevance(split) if with_options else {}
         image_of = self.image_lookup(split)
         samples = []
-        for dlg in _get(data, "dialogs", path):
-            image_id = int(_get(dlg, "image_id", path))
+        for d, dlg in enumerate(need_list(data, "dialogs", path, "data")):
+            image_id = need_int(dlg, "image_id", path, f"dialog {d}")
+            caption = _get(dlg, "caption", path)
+            if not isinstance(caption, str):
+                raise UserError(f"{path}: dialog {image_id}: caption must be a string, got {caption!r:.40}")
             media = (str(image_of(image_id)),)
             history = ""
-            for r, turn in enumerate(_get(dlg, "dialog", path), 1):
-                try:
-                    q, a = questions[_get(turn, "question", path)], answers[_get(turn, "answer", path)]
-                except (IndexError, TypeError):
-                    raise UserError(f"{path}: dialog {image_id} round {r} points outside the string tables") from None
-                fields: dict[str, Any] = {"caption": str(_get(dlg, "caption", path)), "history": history,
-                                          "question": q}
+            for r, turn in enumerate(need_list(dlg, "dialog", path, f"dialog {image_id}"), 1):
+                where = f"dialog {image_id} round {r}"
+                q = _pick(questions, _get(turn, "question", path), path, where, "question")
+                a = _pick(answers, _get(turn, "answer", path), path, where, "answer")
+                fields: dict[str, Any] = {"caption": caption, "history": history, "question": q}
                 label = turn.get("gt_index")
+                if label is not None and (isinstance(label, bool) or not isinstance(label, int)):
+                    raise UserError(f"{path}: {where}: gt_index must be an integer, got {label!r:.40}")
                 if with_options:
-                    try:
-                        fields["candidates"] = tuple(answers[i] for i in _get(turn, "answer_options", path))
-                    except (IndexError, TypeError):
-                        raise UserError(f"{path}: dialog {image_id} round {r}: answer_options point outside the "
-                                        "answers table") from None
+                    options = need_list(turn, "answer_options", path, where)
+                    fields["candidates"] = tuple(_pick(answers, i, path, where, "answer option") for i in options)
                     if (image_id, r) in relevance:
                         fields["gt_relevance"] = relevance[(image_id, r)]
                 samples.append(Sample(id=f"{image_id}-{r}", media=media, fields=fields, references=(a,),
-                                      label=int(label) if label is not None else None))
+                                      label=label))
                 history += fmt.format(question=q, answer=a)
         return check_unique(samples, str(path))
-

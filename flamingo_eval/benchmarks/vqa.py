@@ -13,7 +13,16 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-from flamingo_eval.benchmarks.base import Adapter, check_unique, need_field, read_json
+from flamingo_eval.benchmarks.base import (
+    Adapter,
+    check_annotated,
+    check_unique,
+    need_field,
+    need_id,
+    need_list,
+    need_str,
+    read_json,
+)
 from flamingo_eval.errors import UserError
 from flamingo_eval.registry import ADAPTERS
 from flamingo_eval.types import Sample
@@ -21,6 +30,19 @@ from flamingo_eval.types import Sample
 
 def _field(obj: Any, key: str, source: Path, i: int) -> Any:
     return need_field(obj, key, source, f"entry {i}")
+
+
+def _answers(obj: Any, source: Path, what: str, optional: bool = False) -> tuple[str, ...]:
+    """The annotator answers of an entry: ``answers`` as a list of strings or of ``{answer: str}`` objects.
+
+    ``optional``: a missing or null ``answers`` means "not annotated" (test splits) instead of an error.
+    """
+    if optional and (not isinstance(obj, dict) or obj.get("answers") is None):
+        return ()
+    out = []
+    for j, a in enumerate(need_list(obj, "answers", source, what)):
+        out.append(a if isinstance(a, str) else need_str(a, "answer", source, f"{what}, answer {j}"))
+    return tuple(out)
 
 
 @ADAPTERS.register("vqa")
@@ -31,36 +53,43 @@ class VQAAdapter(Adapter):
         keys = [f"{split}_questions", f"{split}_annotations", f"{split}_images"]
         return {k: self.path(k) for k in keys if k in self.card.files}
 
-    def image_path(self, split: str, image_id: Any) -> Path:
+    def image_path(self, split: str, image_id: Any, source: Path | None = None, i: int = 0) -> Path:
         args = self.card.adapter_args
         names = args.get("split_names", {})
-        name = args["image_pattern"].format(split_name=names.get(split, split), image_id=image_id)
+        pattern = str(args["image_pattern"])
+        try:
+            name = pattern.format(split_name=names.get(split, split), image_id=image_id)
+        except (ValueError, TypeError, KeyError, IndexError) as e:
+            raise UserError(f"{source or self.path(f'{split}_questions')}: entry {i}: image_id {image_id!r} "
+                            f"({type(image_id).__name__}) does not fit the card's image_pattern '{pattern}' ({e}); "
+                            "the official file has integer image ids") from None
         return self.path(f"{split}_images") / name
 
     def load(self, split: str) -> list[Sample]:
         qpath = self.path(f"{split}_questions")
-        questions = _field(read_json(qpath), "questions", qpath, 0)
+        questions = need_list(read_json(qpath), "questions", qpath, "the file")
         by_qid: dict[Any, dict[str, Any]] | None = None
         apath = qpath
         if f"{split}_annotations" in self.card.files:  # test splits have none
             apath = self.path(f"{split}_annotations")
-            annotations = _field(read_json(apath), "annotations", apath, 0)
-            by_qid = {_field(ann, "question_id", apath, i): ann for i, ann in enumerate(annotations)}
+            annotations = need_list(read_json(apath), "annotations", apath, "the file")
+            by_qid = {need_id(ann, "question_id", apath, f"entry {i}"): ann for i, ann in enumerate(annotations)}
         samples = []
         for i, q in enumerate(questions):
-            qid = _field(q, "question_id", qpath, i)
+            qid = need_id(q, "question_id", qpath, f"entry {i}")
             answers: tuple[str, ...] = ()
             if by_qid is not None:
                 ann = by_qid.get(qid)
                 if ann is None:
                     raise UserError(f"{qpath}: question_id {qid} has no annotation in {apath}; "
                                     "the question and annotation files must be of the same split")
-                answers = tuple(str(_field(a, "answer", apath, i)) for a in _field(ann, "answers", apath, i))
+                answers = _answers(ann, apath, f"the annotation of question_id {qid}")
                 if not answers:
                     raise UserError(f"{apath}: question_id {qid} has an empty answers list")
+            image = self.image_path(split, _field(q, "image_id", qpath, i), qpath, i)
             samples.append(Sample(
-                id=str(qid), media=(str(self.image_path(split, _field(q, "image_id", qpath, i))),),
-                fields={"question": str(_field(q, "question", qpath, i)).strip(), "question_id": qid},
+                id=str(qid), media=(str(image),),
+                fields={"question": need_str(q, "question", qpath, f"entry {i}").strip(), "question_id": qid},
                 references=answers,
             ))
         return check_unique(samples, str(qpath))
@@ -79,17 +108,16 @@ class TextVQAAdapter(Adapter):
 
     def load(self, split: str) -> list[Sample]:
         qpath, images = self.path(f"{split}_questions"), self.path(f"{split}_images")
-        rows = _field(read_json(qpath), "data", qpath, 0)
+        rows = need_list(read_json(qpath), "data", qpath, "the file")
         samples = []
         for i, row in enumerate(rows):
-            qid = _field(row, "question_id", qpath, i)
-            answers = tuple(str(a) for a in row.get("answers", ()))
+            qid = need_id(row, "question_id", qpath, f"entry {i}")
             samples.append(Sample(
-                id=str(qid), media=(str(images / f"{_field(row, 'image_id', qpath, i)}.jpg"),),
-                fields={"question": str(_field(row, "question", qpath, i)).strip(), "question_id": qid},
-                references=answers,
+                id=str(qid), media=(str(images / f"{need_id(row, 'image_id', qpath, f'entry {i}')}.jpg"),),
+                fields={"question": need_str(row, "question", qpath, f"entry {i}").strip(), "question_id": qid},
+                references=_answers(row, qpath, f"entry {i}", optional=True),
             ))
-        return check_unique(samples, str(qpath))
+        return check_annotated(check_unique(samples, str(qpath)), str(qpath))
 
 
 @ADAPTERS.register("vizwiz")
@@ -111,13 +139,12 @@ class VizWizAdapter(Adapter):
             raise UserError(f"{qpath}: expected a JSON list of questions; is this the official VizWiz file?")
         samples = []
         for i, row in enumerate(rows):
-            image = str(_field(row, "image", qpath, i))
-            answers = tuple(str(_field(a, "answer", qpath, i)) for a in row.get("answers") or ())
+            image = need_str(row, "image", qpath, f"entry {i}")
             samples.append(Sample(id=image, media=(str(images / image),),
-                                  fields={"question": str(_field(row, "question", qpath, i)).strip(),
+                                  fields={"question": need_str(row, "question", qpath, f"entry {i}").strip(),
                                           "image": image},
-                                  references=answers))
-        return check_unique(samples, str(qpath))
+                                  references=_answers(row, qpath, f"entry {i}", optional=True)))
+        return check_annotated(check_unique(samples, str(qpath)), str(qpath))
 
 
 @ADAPTERS.register("easyvqa")
@@ -141,10 +168,13 @@ class EasyVQAAdapter(Adapter):
     def load(self, split: str) -> list[Sample]:
         qpath, images = self.path(f"{split}_questions"), self.path(f"{split}_images")
         rows = read_json(qpath)
+        if not isinstance(rows, list):
+            raise UserError(f"{qpath}: expected a JSON list of [question, answer, image_id]; is this easy-vqa's file?")
         samples = []
         for i, row in enumerate(rows):
-            if not (isinstance(row, list) and len(row) == 3):
-                raise UserError(f"{qpath}: entry {i} is not [question, answer, image_id]")
+            if not (isinstance(row, list) and len(row) == 3 and all(isinstance(x, (str, int)) for x in row)
+                    and not any(isinstance(x, bool) for x in row)):
+                raise UserError(f"{qpath}: entry {i} is not [question, answer, image_id] (strings or integers)")
             question, answer, image_id = row
             samples.append(Sample(id=f"{split}-{i}", media=(str(images / f"{image_id}.png"),),
                                   fields={"question": str(question)}, references=(str(answer),)))

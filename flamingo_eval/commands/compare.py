@@ -48,6 +48,11 @@ def run(args: argparse.Namespace) -> int:
     report = format_comparison(cmp)
     sys.stdout.write(report)
     if args.output:
-        with open(args.output, "a", encoding="utf-8") as f:  # append: step summaries accumulate
-            f.write(report + "\n")
+        try:
+            with open(args.output, "a", encoding="utf-8") as f:  # append: step summaries accumulate
+                f.write(report + "\n")
+        except OSError as e:
+            print(f"error: cannot write {args.output}: {e.strerror or e}; choose a writable --output file",
+                  file=sys.stderr)
+            return 2
     return 1 if cmp.failed else 0

@@ -15,6 +15,17 @@ _FORMATS = ("md", "latex", "csv", "html")
 _EXT = {"md": "md", "latex": "tex", "csv": "csv", "html": "html"}
 
 
+def _digits(text: str) -> int:
+    """argparse type for --decimals: an integer from 0 to 15 (a float holds ~15 significant digits)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
+    if not 0 <= value <= 15:
+        raise argparse.ArgumentTypeError(f"expected 0 to 15 digits, got {value}")
+    return value
+
+
 def add_parser(subparsers: Any) -> None:
     """Register the ``leaderboard`` subcommand on an ``argparse`` subparsers object."""
     p = subparsers.add_parser(
@@ -28,7 +39,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--format", choices=_FORMATS, default="md", help="output format (default: md)")
     p.add_argument("--metric-scale", choices=("percent", "unit"), default="percent",
                    help="show metrics on 0-100 (percent, default) or 0-1 (unit)")
-    p.add_argument("--decimals", type=int, default=None,
+    p.add_argument("--decimals", type=_digits, default=None,
                    help="digits after the point (default: 1 for percent, 3 for unit)")
     p.add_argument("--ci", action="store_true", help="show mean [95%% CI] instead of mean ± std")
     p.add_argument("--ddof", type=int, choices=(0, 1), default=0,

@@ -8,7 +8,7 @@ intervals (``numpy.percentile``, linear interpolation) at ``alpha / 2`` and ``1 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -32,6 +32,26 @@ def trial_summary(values: Sequence[float]) -> dict[str, float | int | None]:
         "std_ddof1": float(arr.std(ddof=1)) if arr.size > 1 else None,
         "n": int(arr.size),
     }
+
+
+def paired_ids(a: Mapping[int, Mapping[str, object]], b: Mapping[int, Mapping[str, object]],
+               seeds: Sequence[int]) -> list[str]:
+    """The paired subset of two runs: sample ids present in both runs for every seed in ``seeds``.
+
+    Args:
+        a: Run A's samples per trial seed (seed -> sample id -> anything).
+        b: Run B's, the same way.
+        seeds: The trial seeds both runs hold.
+
+    Returns:
+        The ids, sorted. Every statistic of a paired comparison -- the per-run values shown included --
+        must be computed on exactly these samples, or runs of different ``--limit`` look different.
+    """
+    common: set[str] | None = None
+    for s in seeds:
+        ids = set(a.get(s, {})) & set(b.get(s, {}))
+        common = ids if common is None else common & ids
+    return sorted(common or ())
 
 
 def resample_indices(n: int, n_resamples: int, seed: int) -> np.ndarray:

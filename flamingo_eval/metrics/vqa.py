@@ -4,12 +4,15 @@ The official metric: normalise answers (punctuation, number words, articles, con
 of the N annotator answers count how many of the OTHER N-1 answers equal the prediction, score
 ``min(1, matches / 3)``, and average over the N leave-one-out subsets.
 
-Two variants differ only for unanimous ground truth:
+Variants (they differ only in what is normalised):
 
-- ``official``: the VQA evaluation at HEAD normalises only when the answers are not all identical, so a
-  prediction ``"Yes"`` against ten ``"yes"`` scores 0.
+- ``official``: the VQA evaluation at HEAD normalises both sides only when the answers are not all
+  identical, so a prediction ``"Yes"`` against ten ``"yes"`` scores 0.
 - ``openflamingo``: OpenFlamingo's port always normalises both sides (``"Yes"`` scores 100). Default, for
   parity with published OpenFlamingo numbers.
+- ``vizwiz``: the VizWiz challenge's evaluation (a fork of the VQA code) always normalises the prediction
+  and compares it with the annotator answers exactly as they are in the file (never normalised, not even
+  stripped), so ``"coca cola"`` does not match ``"Coca-Cola"``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from flamingo_eval.errors import UserError
 from flamingo_eval.metrics.base import MetricInput, MetricResult
 from flamingo_eval.registry import METRICS
 
-VARIANTS = ("official", "openflamingo")
+VARIANTS = ("official", "openflamingo", "vizwiz")
 
 _PUNCTUATION = (";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!")  # fmt: skip
 # Same pattern as the official evaluation; its "(?!<=\d)" is a (harmless) look-ahead typo, so any period
@@ -112,7 +115,8 @@ def vqa_score(prediction: str, answers: Sequence[str], variant: str = "openflami
         prediction: The model's answer.
         answers: All annotator answers (10 for VQAv2; any number >= 1 works). Leave-one-out removes by
             index, so duplicate answers are kept.
-        variant: ``openflamingo`` (always normalise) or ``official`` (raw comparison when unanimous).
+        variant: ``openflamingo`` (always normalise both sides), ``official`` (raw comparison when
+            unanimous) or ``vizwiz`` (normalise the prediction only).
 
     Returns:
         Mean over annotators i of ``min(1, #matches among the others / 3)``, times 100.
@@ -122,7 +126,9 @@ def vqa_score(prediction: str, answers: Sequence[str], variant: str = "openflami
         raise UserError("vqa_accuracy: a question has no reference answers; check the annotation file")
     pred = _clean_whitespace(prediction)
     refs = [_clean_whitespace(a) for a in answers]
-    if variant == "openflamingo" or len(set(refs)) > 1:
+    if variant == "vizwiz":
+        pred, refs = normalize_answer(pred), list(answers)
+    elif variant == "openflamingo" or len(set(refs)) > 1:
         pred = normalize_answer(pred)
         refs = [normalize_answer(a) for a in refs]
     equal = [ref == pred for ref in refs]
@@ -145,7 +151,7 @@ class VqaAccuracy:
         """Create the metric.
 
         Args:
-            variant: ``openflamingo`` (default) or ``official``; see the module docstring.
+            variant: ``openflamingo`` (default), ``official`` or ``vizwiz``; see the module docstring.
             stem: Apply OK-VQA stemming to predictions first (needs nltk data; see ``okvqa_stem``).
         """
         self.variant = check_variant(variant)

@@ -1,4 +1,4 @@
-"""Run records and what is built from them: leaderboard tables, shot-scaling plots, the CI gate.
+"""Run records and what is built from them: leaderboard tables, shot-scaling plots, the CI gate, re-scoring.
 
 Schema and rules: docs/results.md; the gate: docs/ci.md. The record helpers are imported eagerly;
 the pandas/matplotlib-backed tools load on first use so the runner's import stays light.
@@ -39,13 +39,14 @@ if TYPE_CHECKING:
         render_leaderboard,
     )
     from flamingo_eval.results.plots import plot_shot_scaling, save_figure
+    from flamingo_eval.results.rescore import score_file
 
 _LAZY = {
     "CellComparison": "compare", "Comparison": "compare", "compare_runs": "compare",
     "format_comparison": "compare", "paired_test": "compare",
     "FORMATS": "leaderboard", "SCALES": "leaderboard", "Leaderboard": "leaderboard",
     "build_leaderboard": "leaderboard", "latex_escape": "leaderboard", "render_leaderboard": "leaderboard",
-    "plot_shot_scaling": "plots", "save_figure": "plots",
+    "plot_shot_scaling": "plots", "save_figure": "plots", "score_file": "rescore",
 }
 
 
@@ -76,6 +77,7 @@ __all__ = [
     "plot_shot_scaling",
     "render_leaderboard",
     "save_figure",
+    "score_file",
     "validate_record",
     "write_json_atomic",
     "write_text_atomic",

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from flamingo_eval.errors import UserError
+from flamingo_eval.metrics.stats import paired_ids
 from flamingo_eval.results.records import RECORD_FILE, find_records, load_predictions, load_record
 
 _CHUNK = 2_000_000  # resampled elements per vectorised chunk (~16 MB of float64)
@@ -159,11 +160,7 @@ def _pairs(base_preds: list, cand_preds: list, bench: str, shots: int, seeds: li
            ) -> tuple[list[str], dict, dict]:
     """Common sample ids over all common seeds, after checking that their demos match."""
     bi, ci = _index(base_preds, shots, seeds), _index(cand_preds, shots, seeds)
-    common: set[str] | None = None
-    for s in seeds:
-        ids = set(bi[s]) & set(ci[s])
-        common = ids if common is None else common & ids
-    paired = sorted(common or ())
+    paired = paired_ids(bi, ci, seeds)
     if not paired:
         raise UserError(f"records not comparable: no paired predictions for {bench} {shots}-shot "
                         f"(no sample id present in both runs for seeds {seeds})")
@@ -173,12 +170,19 @@ def _pairs(base_preds: list, cand_preds: list, bench: str, shots: int, seeds: li
                 raise UserError(f"records not comparable: demo ids differ for {bench} {shots}-shot seed {s} "
                                 f"sample {sid} (baseline {bi[s][sid].get('demo_ids')}, "
                                 f"candidate {ci[s][sid].get('demo_ids')})")
-    n_b = len(set.union(*(set(bi[s]) for s in seeds)))
-    n_c = len(set.union(*(set(ci[s]) for s in seeds)))
-    if n_b != len(paired) or n_c != len(paired):
-        notes.append(f"{bench} {shots}-shot: paired on {len(paired)} samples "
-                     f"(baseline has {n_b}, candidate {n_c}); unpaired samples ignored.")
+    n_b, n_c = [len(bi[s]) for s in seeds], [len(ci[s]) for s in seeds]
+    if any(n != len(paired) for n in n_b + n_c):
+        notes.append(f"{bench} {shots}-shot: paired on {len(paired)} samples per trial "
+                     f"(baseline has {_counts(n_b, seeds)}, candidate {_counts(n_c, seeds)}); unpaired samples "
+                     "ignored, and the baseline and candidate values shown are those of the paired samples.")
     return paired, bi, ci
+
+
+def _counts(counts: list[int], seeds: list[int]) -> str:
+    """'200' when every trial has the same count, else '200 (seed 0), 180 (seed 1)'."""
+    if len(set(counts)) == 1:
+        return str(counts[0])
+    return ", ".join(f"{n} (seed {s})" for n, s in zip(counts, seeds))
 
 
 def _corpus_metric(record: dict[str, Any]) -> Callable[[list[dict[str, Any]]], float] | None:
@@ -204,20 +208,31 @@ def _corpus_metric(record: dict[str, Any]) -> Callable[[list[dict[str, Any]]], f
 
 
 def _corpus_cell(score: Callable, ids: list[str], bi: dict, ci: dict, seeds: list[int],
-                 max_drop: float, alpha: float, n_resamples: int, seed: int) -> _TestResult:
-    """Paired bootstrap with the corpus metric recomputed on each resample (slow, so capped at 1000)."""
-    def delta_at(idx: np.ndarray) -> float:
-        return float(np.mean([score([ci[s][ids[i]] for i in idx]) - score([bi[s][ids[i]] for i in idx])
-                              for s in seeds]))
+                 max_drop: float, alpha: float, n_resamples: int, seed: int) -> tuple[_TestResult, float, float]:
+    """Paired bootstrap with the corpus metric recomputed on each resample (slow, so capped at 1000).
 
-    observed = delta_at(np.arange(len(ids)))
+    Returns:
+        The test result and the baseline and candidate values on the paired samples (mean over seeds).
+    """
+    def values_at(idx: np.ndarray) -> tuple[float, float]:
+        b = [score([bi[s][ids[i]] for i in idx]) for s in seeds]
+        c = [score([ci[s][ids[i]] for i in idx]) for s in seeds]
+        return float(np.mean(b)), float(np.mean(c))
+
+    def delta_at(idx: np.ndarray) -> float:
+        b, c = values_at(idx)
+        return c - b
+
+    base_value, cand_value = values_at(np.arange(len(ids)))
+    observed = cand_value - base_value
     rng = np.random.default_rng(seed)
     boot = np.array([delta_at(rng.integers(0, len(ids), len(ids))) for _ in range(min(n_resamples, 1000))])
     lo, hi = np.quantile(boot, [alpha, 1 - alpha])
     # Basic-bootstrap test: under the boundary null the statistic is distributed as boot - observed - D.
     p_drop = (1 + np.sum(boot - observed - max_drop <= observed)) / (len(boot) + 1)
     p_gain = (1 + np.sum(boot - observed + max_drop >= observed)) / (len(boot) + 1)
-    return observed, float(lo), float(hi), float(p_drop), _verdict(observed, p_drop, p_gain, max_drop, alpha)
+    res = (observed, float(lo), float(hi), float(p_drop), _verdict(observed, p_drop, p_gain, max_drop, alpha))
+    return res, base_value, cand_value
 
 
 def _compare_shots(base: dict, cand: dict, rb: dict, rc: dict, preds: tuple[list, list], opts: dict,
@@ -229,19 +244,23 @@ def _compare_shots(base: dict, cand: dict, rb: dict, rc: dict, preds: tuple[list
     if not seeds:
         raise UserError(f"records not comparable: no common trial seeds for {bench} {shots}-shot "
                         f"(baseline {sorted(b_trials)}, candidate {sorted(c_trials)}), so demos differ")
-    base_mean = float(np.mean([b_trials[s] for s in seeds]))
-    cand_mean = float(np.mean([c_trials[s] for s in seeds]))
     ids, bi, ci = _pairs(preds[0], preds[1], bench, shots, seeds, notes)
     per_sample = not base["benchmark"].get("corpus_level") and all(
         bi[s][i].get("score") is not None and ci[s][i].get("score") is not None for s in seeds for i in ids)
     args = (opts["max_drop"], opts["alpha"], opts["n_resamples"], opts["seed"])
     res: _TestResult
     if per_sample:
-        d = np.array([[ci[s][i]["score"] - bi[s][i]["score"] for i in ids] for s in seeds], float).mean(0)
-        res, method, n = paired_test(d, *args), "paired bootstrap + sign-flip", len(ids)
+        b_scores = np.array([[bi[s][i]["score"] for i in ids] for s in seeds], float)
+        c_scores = np.array([[ci[s][i]["score"] for i in ids] for s in seeds], float)
+        base_value, cand_value = float(b_scores.mean()), float(c_scores.mean())
+        res, method, n = paired_test((c_scores - b_scores).mean(0), *args), "paired bootstrap + sign-flip", len(ids)
     elif (score := _corpus_metric(base)) is not None:
-        res, method, n = _corpus_cell(score, ids, bi, ci, seeds, *args), "corpus bootstrap", len(ids)
+        (res, base_value, cand_value), method, n = _corpus_cell(score, ids, bi, ci, seeds, *args), \
+            "corpus bootstrap", len(ids)
     else:
+        _trial_values_are_paired(bench, shots, ids, bi, ci, seeds, base["benchmark"]["metric"])
+        base_value = float(np.mean([b_trials[s] for s in seeds]))
+        cand_value = float(np.mean([c_trials[s] for s in seeds]))
         d = np.array([c_trials[s] - b_trials[s] for s in seeds])
         n, method = len(seeds), "per-trial (corpus metric)"
         if len(d) > 1:
@@ -251,8 +270,18 @@ def _compare_shots(base: dict, cand: dict, rb: dict, rc: dict, preds: tuple[list
         notes.append(f"{bench} {shots}-shot: corpus metric '{base['benchmark']['metric']}' has no per-sample "
                      f"scores and is not registered here; compared {len(seeds)} trial value(s) only, "
                      "which cannot reach significance with few trials.")
-    return CellComparison(bench, shots, str(rb.get("sampler", "random")), n, len(seeds), base_mean, cand_mean,
+    return CellComparison(bench, shots, str(rb.get("sampler", "random")), n, len(seeds), base_value, cand_value,
                           float(res[0]), float(res[1]), float(res[2]), float(res[3]), str(res[4]), method)
+
+
+def _trial_values_are_paired(bench: str, shots: int, ids: list[str], bi: dict, ci: dict, seeds: list[int],
+                             metric: str) -> None:
+    """Trial values may stand in for the paired samples only when both runs scored exactly those samples."""
+    if all(len(bi[s]) == len(ids) and len(ci[s]) == len(ids) for s in seeds):
+        return
+    raise UserError(f"records not comparable: {bench} {shots}-shot: the runs scored different samples and the "
+                    f"corpus metric '{metric}' is not registered here, so it cannot be recomputed on the "
+                    f"{len(ids)} paired samples; compare runs of the same --limit, or install the metric")
 
 
 def _compare_records(base: dict, cand: dict, opts: dict, out: Comparison) -> None:
@@ -292,8 +321,9 @@ def compare_runs(baseline: str | Path, candidate: str | Path, *, max_drop: float
     """
     if not 0 < alpha < 0.5:
         raise UserError(f"--alpha must be in (0, 0.5), got {alpha}")
-    if max_drop < 0 or n_resamples < 100:
-        raise UserError("--max-drop must be >= 0 and --n-resamples >= 100")
+    if not (math.isfinite(max_drop) and max_drop >= 0) or n_resamples < 100:  # NaN compares False: refuse it
+        raise UserError(f"--max-drop must be a finite number >= 0 (got {max_drop}) and --n-resamples >= 100 "
+                        f"(got {n_resamples})")
     sides = []
     for label, path in (("baseline", baseline), ("candidate", candidate)):
         by_bench: dict[str, dict[str, Any]] = {}

@@ -5,8 +5,12 @@ Rules (documented in docs/results.md):
 * Model label = ``model.name`` (else ``model.id``); when one label covers several weight fingerprints,
   each gets its first 8 fingerprint hex digits appended, so checkpoints never merge silently.
 * Several records for one (model, benchmark@version/split, shots, sampler) cell are **merged by trial
-  seed**: trials with distinct seeds are pooled; when two records hold the same seed the newest record
-  (``created``) wins. Every merge or override is listed in the notes.
+  seed** only when their configs agree apart from the seeds (:func:`config_key`): trials with distinct
+  seeds are pooled; when two records hold the same seed the newest record (``created``) wins. Every merge
+  or override is listed in the notes. Records of one model and benchmark whose configs differ otherwise
+  (``--limit``, prompts, precision, ...) become separate rows labelled with what differs, e.g.
+  ``mini [run.limit=40]`` -- a smoke run never replaces trials of a full run.
+* A cell holding trials of an unfinished run (``status: running``) is marked ``*`` and listed in a note.
 * A cell shows mean ± std over trials (population std, ddof=0, as OpenFlamingo reports; ``ddof=1`` on
   request) or, with ``ci=True``, mean [95% CI]: a Student-t interval over trials when there are >= 2,
   else the single trial's recorded bootstrap CI.
@@ -24,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from flamingo_eval.errors import UserError
+from flamingo_eval.results.configs import comparable_config, config_key, config_labels
 
 FORMATS = ("md", "latex", "csv", "html")
 SCALES = {"percent": 1.0, "unit": 0.01}
@@ -81,6 +86,23 @@ def _bench_labels(records: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def row_labels(records: list[dict[str, Any]], notes: list[str] | None = None) -> list[str]:
+    """Model label per record, plus ``[what differs]`` where one model's runs of one benchmark disagree
+    on anything but seeds (so they never share a cell); each such split is described in ``notes``."""
+    models, benches = model_labels(records), _bench_labels(records)
+    keys = [config_key(r) for r in records]
+    configs: dict[tuple[str, str], dict[str, dict[str, Any]]] = defaultdict(dict)
+    for rec, model, bench, key in zip(records, models, benches, keys):
+        configs[(model, bench)][key] = comparable_config(rec)
+    labels = {mb: config_labels(c) for mb, c in configs.items() if len(c) > 1}
+    for (model, bench), by_key in sorted(labels.items()):
+        rows = ", ".join(f"{model} [{v}]" for v in sorted(by_key.values()))
+        (notes if notes is not None else []).append(
+            f"{model} / {bench}: runs with different configurations (not only seeds) are never merged; "
+            f"shown as separate rows: {rows}.")
+    return [f"{m} [{labels[(m, b)][k]}]" if (m, b) in labels else m for m, b, k in zip(models, benches, keys)]
+
+
 def _shots_label(shots: int, sampler: str) -> str:
     return f"{shots}-shot" if sampler == "random" else f"{shots}-shot ({sampler})"
 
@@ -121,6 +143,7 @@ def _cell(key: tuple, entries: list, ddof: int, notes: list[str]) -> dict[str, A
         notes.append(f"{where}: newest run {newest} supersedes {', '.join(overridden)}.")
     if len(runs) > 1:
         notes.append(f"{where}: trials merged from {len(runs)} runs ({', '.join(runs)}); seeds {seeds}.")
+    unfinished = sorted({rec["run_id"] for rec, _ in trials.values() if rec.get("status") == "running"})
     std = float(np.std(values, ddof=ddof)) if len(values) > 1 else float("nan")
     if len(values) > 1:
         lo, hi = t_interval(values)
@@ -131,7 +154,7 @@ def _cell(key: tuple, entries: list, ddof: int, notes: list[str]) -> dict[str, A
         "model": model, "benchmark": bench, "shots": shots, "sampler": sampler,
         "column": (bench, _shots_label(shots, sampler)), "metric": key[6],
         "n_trials": len(values), "seeds": seeds, "mean": float(values.mean()), "std": std,
-        "ci_lo": lo, "ci_hi": hi, "runs": runs,
+        "ci_lo": lo, "ci_hi": hi, "runs": runs, "unfinished": unfinished,
     }
 
 
@@ -148,15 +171,15 @@ def build_leaderboard(records: list[dict[str, Any]], ddof: int = 0) -> Leaderboa
     if not records:
         raise UserError("no run records found (looked for record.json files)")
     groups: dict[tuple, list] = defaultdict(list)
-    for rec, model, bench in zip(records, model_labels(records), _bench_labels(records)):
+    notes: list[str] = []
+    for rec, model, bench in zip(records, row_labels(records, notes), _bench_labels(records)):
         b = rec["benchmark"]
         for res in rec["results"]:
             key = (model, bench, b["version"], b["split"], res["shots"], str(res.get("sampler", "random")),
-                   b["metric"])
+                   b["metric"], config_key(rec))
             groups[key].append((rec, res))
     if not groups:
         raise UserError("the run records hold no results")
-    notes: list[str] = []
     rows = []
     for key, entries in sorted(groups.items(), key=lambda kv: kv[0][:6]):
         if not any(t.get("value") is not None for _, res in entries for t in res["trials"]):
@@ -206,14 +229,23 @@ def _spread(row: dict[str, Any], ci: bool, factor: float, decimals: int) -> str 
     return _fmt(row["std"], factor, decimals)
 
 
+def _star(row: dict[str, Any]) -> str:
+    """``*`` for a cell holding trials of an unfinished run (explained in the legend)."""
+    return "*" if row.get("unfinished") else ""
+
+
 def _legend(lb: Leaderboard, ci: bool, scale: str, missing: str) -> list[str]:
     spread = ("mean [95% CI]: Student-t over trials; single-trial cells show the trial's bootstrap CI"
               if ci else f"mean ± std over trials (ddof={lb.ddof}); cells without ± have one trial")
     metrics = sorted({(row["benchmark"], row["metric"]) for row in lb.cells.to_dict("records")})
     unit = "0-100" if scale == "percent" else "0-1"
+    unfinished = sorted({r for row in lb.cells.to_dict("records") for r in row.get("unfinished") or ()})
+    star = ([f"*: includes trials of unfinished runs (status: running), whose values may still change: "
+             f"{', '.join(unfinished)}."] if unfinished else [])
     return [
         f"Cells: {spread}. Bold: best in column. {missing}: not evaluated.",
         "Metrics (" + unit + "): " + "; ".join(f"{b}: {m}" for b, m in metrics) + ".",
+        *star,
         *lb.notes,
         f"Generated by `flamingo-eval leaderboard` from {lb.n_records} run record(s).",
     ]
@@ -255,7 +287,8 @@ def _render_md(lb: Leaderboard, ci: bool, factor: float, decimals: int, scale: s
             mean = _fmt(row["mean"], factor, decimals)
             mean = f"**{mean}**" if (m, col) in best else mean
             spread = _spread(row, ci, factor, decimals)
-            out.append(mean if spread is None else (f"{mean} [{spread}]" if ci else f"{mean} ± {spread}"))
+            text = mean if spread is None else (f"{mean} [{spread}]" if ci else f"{mean} ± {spread}")
+            out.append(text + _star(row))
         lines.append(f"| {esc(m)} | " + " | ".join(out) + " |")
     notes = "\n".join(f"- {n}" for n in _legend(lb, ci, scale, "—"))
     return "# Leaderboard\n\n" + "\n".join(lines) + "\n\n" + notes + "\n"
@@ -286,7 +319,7 @@ def _render_latex(lb: Leaderboard, ci: bool, factor: float, decimals: int, scale
             spread = _spread(row, ci, factor, decimals)
             if spread is not None:
                 mean += rf"\,{{\scriptsize [{spread}]}}" if ci else rf"\,{{\scriptsize$\pm${spread}}}"
-            out.append(mean)
+            out.append(mean + _star(row))
         lines.append(latex_escape(m) + " & " + " & ".join(out) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     lines += [f"% {n}".replace("±", "+/-") for n in _legend(lb, ci, scale, "--")]
@@ -298,13 +331,13 @@ def _render_csv(lb: Leaderboard, ci: bool, factor: float, decimals: int) -> str:
     fields = ["mean", "ci_lo", "ci_hi"] if ci else ["mean", "std"]
     data: dict[str, list[Any]] = {"model": list(lb.models)}
     for b, s in lb.columns:
-        for f in [*fields, "n_trials"]:
+        for f in [*fields, "n_trials", "unfinished"]:
             vals = []
             for m in lb.models:
                 row = cells.get((m, (b, s)))
-                v = None if row is None else row[f]
-                vals.append(v if v is None or f == "n_trials" or math.isnan(v) else round(v * factor, 6))
-            data[f"{b} {s} {f}"] = pd.array(vals, dtype="Int64") if f == "n_trials" else vals
+                v = None if row is None else (int(bool(row[f])) if f == "unfinished" else row[f])
+                vals.append(v if v is None or f in ("n_trials", "unfinished") or math.isnan(v) else round(v * factor, 6))
+            data[f"{b} {s} {f}"] = pd.array(vals, dtype="Int64") if f in ("n_trials", "unfinished") else vals
     return pd.DataFrame(data).to_csv(index=False, lineterminator="\n")
 
 
@@ -333,7 +366,7 @@ def _render_html(lb: Leaderboard, ci: bool, factor: float, decimals: int, scale:
             spread = _spread(row, ci, factor, decimals)
             if spread is not None:
                 mean += f" [{e(spread)}]" if ci else f" ± {e(spread)}"
-            tds.append(f"<td>{mean}</td>")
+            tds.append(f"<td>{mean}{_star(row)}</td>")
         body.append(f"<tr><td>{e(m)}</td>{''.join(tds)}</tr>")
     notes = "".join(f"<li>{e(n)}</li>" for n in _legend(lb, ci, scale, "—"))
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Leaderboard</title>"

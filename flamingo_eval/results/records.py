@@ -47,9 +47,17 @@ def _need(d: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str
     if not isinstance(value, kind) or bad_bool:
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         raise _fail(path, field, f"expected {names}, got {_type_name(value)}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise _fail(path, field, f"expected a finite number, got {value}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not _finite(value):
+        got = value if isinstance(value, float) else f"an integer of {len(str(abs(value)))} digits"
+        raise _fail(path, field, f"expected a finite number, got {got}")
     return value
+
+
+def _finite(x: int | float) -> bool:
+    try:
+        return math.isfinite(float(x))
+    except OverflowError:  # an int beyond the float range
+        return False
 
 
 def _validate_trial(t: Any, where: str, path: Path | str) -> None:
@@ -59,9 +67,10 @@ def _validate_trial(t: Any, where: str, path: Path | str) -> None:
     _need(t, "value", (*_NUMBER, type(None)), where, path)  # null: unscored (submission file only)
     ci = t.get("ci95")
     if ci is not None and (
-        not isinstance(ci, list) or len(ci) != 2 or not all(isinstance(x, _NUMBER) for x in ci)
+        not isinstance(ci, list) or len(ci) != 2
+        or not all(isinstance(x, _NUMBER) and not isinstance(x, bool) and _finite(x) for x in ci)
     ):
-        raise _fail(path, f"{where}.ci95", "expected [low, high] or null")
+        raise _fail(path, f"{where}.ci95", "expected [low, high] (finite numbers) or null")
 
 
 def _validate_result(r: Any, where: str, path: Path | str) -> None:
@@ -142,10 +151,7 @@ def load_record(path: str | os.PathLike[str]) -> dict[str, Any]:
         p = p / RECORD_FILE
     if not p.is_file():
         raise UserError(f"{p}: no run record here (expected a run directory or a {RECORD_FILE} path)")
-    try:
-        d = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise UserError(f"{p}: not valid JSON (line {e.lineno}: {e.msg})") from None
+    d = parse_json(read_text(p, "run record"), str(p))
     validate_record(d, p)
     d["_path"] = str(p)
     return d
@@ -170,6 +176,56 @@ def load_records(root: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return [load_record(p) for p in find_records(root)]
 
 
+def parse_json(text: str, where: str) -> Any:
+    """``json.loads`` with every failure as one UserError line naming ``where``.
+
+    Besides syntax errors this covers nesting too deep for the parser (``RecursionError``) and integers
+    too long to convert (``ValueError``).
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{where}: not valid JSON (line {e.lineno} column {e.colno}: {e.msg})") from None
+    except RecursionError:
+        raise UserError(f"{where}: JSON nested too deeply to read; this is not a file flamingo-eval wrote") from None
+    except ValueError as e:  # e.g. an integer with more digits than Python converts
+        raise UserError(f"{where}: unreadable JSON value ({e})") from None
+
+
+def read_text(path: Path, what: str = "file") -> str:
+    """A UTF-8 text file (a leading byte-order mark is ignored), or one UserError line naming it."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such {what}") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory, not a {what}") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise UserError(f"{path}:{line}: not UTF-8 text (byte {data[e.start]:#04x}); re-save the file as UTF-8") from None
+
+
+def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) for every non-blank line of a JSON-lines file.
+
+    Raises:
+        UserError: Unreadable file, or a line that is not a JSON object (names the file and line).
+    """
+    out = []
+    for lineno, line in enumerate(read_text(path, "predictions file").split("\n"), 1):
+        if not line.strip():
+            continue
+        obj = parse_json(line, f"{path}:{lineno}")
+        if not isinstance(obj, dict):
+            raise UserError(f"{path}:{lineno}: expected a JSON object, got {_type_name(obj)}")
+        out.append((lineno, obj))
+    return out
+
+
 def iter_predictions(run_dir: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     """Yield the prediction lines of a run, skipping blank lines.
 
@@ -182,21 +238,18 @@ def iter_predictions(run_dir: str | os.PathLike[str]) -> Iterator[dict[str, Any]
     p = p / PREDICTIONS_FILE
     if not p.is_file():
         raise UserError(f"{p}: predictions file not found (paired comparison needs it)")
-    with p.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{p}:{lineno}: not valid JSON ({e.msg})") from None
-            if not isinstance(obj, dict):
-                raise UserError(f"{p}:{lineno}: expected a JSON object")
-            for key, kind in (("shots", int), ("seed", int), ("sample_id", str)):
-                if not isinstance(obj.get(key), kind):
-                    raise UserError(f"{p}:{lineno}: field '{key}': expected {kind.__name__}, "
-                                    f"got {_type_name(obj.get(key))}")
-            yield obj
+    for lineno, obj in read_jsonl(p):
+        for key, kind in (("shots", int), ("seed", int), ("sample_id", str)):
+            if not isinstance(obj.get(key), kind) or isinstance(obj.get(key), bool):
+                raise UserError(f"{p}:{lineno}: field '{key}': expected {kind.__name__}, "
+                                f"got {_type_name(obj.get(key))}")
+        for key, kinds in (("score", (*_NUMBER, type(None))), ("demo_ids", (list, type(None))),
+                           ("answer", (str, type(None))), ("references", (list, type(None)))):
+            value = obj.get(key)
+            if not isinstance(value, kinds) or isinstance(value, bool) or (
+                    isinstance(value, float) and not math.isfinite(value)):
+                raise UserError(f"{p}:{lineno}: field '{key}': unexpected {_type_name(value)} {value!r:.40}")
+        yield obj
 
 
 def load_predictions(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:

@@ -75,7 +75,13 @@ def _truncated_jpeg(p: Path) -> None:
     p.write_bytes(data[: len(data) // 2])
 
 
-@pytest.mark.parametrize("corrupt", [_missing, _zero_byte, _truncated_jpeg], ids=["missing", "zero-byte", "truncated"])
+def _directory(p: Path) -> None:
+    p.unlink()
+    p.mkdir()
+
+
+@pytest.mark.parametrize("corrupt", [_missing, _zero_byte, _truncated_jpeg, _directory],
+                         ids=["missing", "zero-byte", "truncated", "directory"])
 def test_bad_image_errors_or_is_skipped_and_counted(corrupt, vqav2_root, tmp_path, capsys):
     bad = val_images(vqav2_root)[2]
     corrupt(bad)
@@ -429,3 +435,396 @@ def test_hateful_memes_line_that_is_not_an_object(bad, tmp_path):
     path.write_bytes(path.read_bytes() + bad.encode("utf-8", "surrogateescape") + b"\n")
     with pytest.raises(UserError, match="train.jsonl"):
         make_adapter(load_card("hateful_memes"), str(root)).load("train")
+
+
+# -- score: exactly the file given, every line checked ----------------------------------------------
+# Inputs are copies of the committed baseline run (mini on easy-vqa: 0/4 shots x seeds 0/1 x 200 samples),
+# so these tests need no model. BASE_VALUES are its record's 0-shot trial values.
+
+BASELINE = Path(__file__).resolve().parents[2] / "results" / "baselines" / "mini-easyvqa"
+
+
+@pytest.fixture
+def base_run(tmp_path: Path) -> Path:
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("record.json", "predictions.jsonl"):
+        (run / name).write_bytes((BASELINE / name).read_bytes())
+    return run
+
+
+def base_lines() -> list[dict]:
+    return [json.loads(ln) for ln in (BASELINE / "predictions.jsonl").read_text().splitlines()]
+
+
+def write_lines(path: Path, lines: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(ln) + "\n" for ln in lines))
+    return path
+
+
+def score(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict | None, str]:
+    capsys.readouterr()
+    rc = main(["score", *args])
+    cap = capsys.readouterr()
+    return rc, (json.loads(cap.out) if rc == 0 else None), cap.err.strip()
+
+
+def test_score_scores_exactly_the_file_given(base_run, capsys):
+    """DIR/mine.jsonl is scored, not DIR/predictions.jsonl (which holds the run's own answers)."""
+    mine = [{**ln, "answer": ln["references"][0]} for ln in base_lines()]  # every answer right
+    rc, out, _ = score(capsys, "easyvqa", "--predictions", str(write_lines(base_run / "mine.jsonl", mine)))
+    assert rc == 0 and out["predictions"] == str(base_run / "mine.jsonl")
+    assert [t["value"] for r in out["results"] for t in r["trials"]] == [100.0] * 4
+    rc, out, _ = score(capsys, "easyvqa", "--predictions", str(base_run))  # a run dir: its predictions.jsonl
+    rec = json.loads((BASELINE / "record.json").read_text())
+    assert [t["value"] for r in out["results"] for t in r["trials"]] == pytest.approx(
+        [t["value"] for r in rec["results"] for t in r["trials"]], abs=1e-9)
+    assert out["checks"] == {**out["checks"], "exact_ids": True, "partial": False, "lines": 800}
+
+
+def _duplicates(lines: list[dict]) -> list[dict]:
+    return lines + lines[:7]
+
+
+def _missing(lines: list[dict]) -> list[dict]:
+    return [ln for ln in lines if not (ln["shots"] == 0 and ln["seed"] == 0 and int(ln["sample_id"][5:]) < 50)]
+
+
+def _unknown(lines: list[dict]) -> list[dict]:
+    return lines + [{**lines[0], "sample_id": "test-9999"}, {**lines[1], "seed": 7, "trial": 2}]
+
+
+@pytest.mark.parametrize("edit,message,counts", [
+    (_duplicates, "7 duplicate line(s)", {"duplicates": 7, "missing": 0, "unknown": 0}),
+    (_missing, "50 missing sample(s)", {"duplicates": 0, "missing": 50, "unknown": 0}),
+    (_unknown, "2 unknown sample id(s)", {"duplicates": 0, "missing": 0, "unknown": 2}),
+], ids=["duplicates", "missing", "unknown"])
+def test_score_refuses_an_inexact_file_or_reports_the_counts(edit, message, counts, base_run, tmp_path, capsys):
+    path = write_lines(base_run / "mine.jsonl", edit(base_lines()))
+    rc, _, err = score(capsys, "easyvqa", "--predictions", str(path))
+    assert rc == 2 and "\n" not in err and str(path) in err and message in err and "--allow-partial" in err
+    report = tmp_path / "rescored.json"
+    rc, out, err = score(capsys, "easyvqa", "--predictions", str(path), "--allow-partial", "--output", str(report))
+    assert rc == 0 and "warning: partial" in err
+    assert out["checks"] == {**out["checks"], **counts, "partial": True}
+    assert json.loads(report.read_text())["checks"] == out["checks"]
+    values = {(r["shots"], t["seed"]): (t["value"], t["n"]) for r in out["results"] for t in r["trials"]}
+    assert values[(4, 1)] == (39.0, 200)  # untouched trials score as in the record
+    if edit is _missing:  # what is there is scored: the 150 remaining samples of 0-shot seed 0
+        kept = [ln["score"] for ln in base_lines() if ln["shots"] == 0 and ln["seed"] == 0][50:]  # file order = id order
+        assert values[(0, 0)] == (pytest.approx(sum(kept) / 150), 150)
+
+
+def test_score_refuses_another_benchmarks_file(base_run, vqav2_root, tmp_path, capsys):
+    rc, _, err = score(capsys, "vqav2", "--predictions", str(base_run / "predictions.jsonl"))
+    assert rc == 2 and "predictions of benchmark 'easyvqa'" in err and "not 'vqav2'" in err
+    alone = write_lines(tmp_path / "alone.jsonl", base_lines())  # no record: the ids give it away
+    rc, _, err = score(capsys, "vqav2", "--predictions", str(alone), "--data-root", str(vqav2_root))
+    assert rc == 2 and "800 unknown sample id(s)" in err and "another benchmark" in err and "\n" not in err
+    rc, _, err = score(capsys, "vqav2", "--predictions", str(alone))  # nothing to check against
+    assert rc == 2 and "cannot check its sample ids" in err and "--record" in err and "--data-root" in err
+
+
+def test_score_missing_file_names_the_path_given(tmp_path, capsys):
+    rc, _, err = score(capsys, "easyvqa", "--predictions", str(tmp_path / "run" / "mine.jsonl"))
+    assert rc == 2 and err == f"error: {tmp_path / 'run' / 'mine.jsonl'}: no such predictions file"
+    rc, _, err = score(capsys, "easyvqa", "--predictions", str(tmp_path))  # a directory without predictions
+    assert rc == 2 and f"{tmp_path / 'predictions.jsonl'}: no such predictions file" in err
+
+
+def _drop(key: str):
+    def edit(line: dict) -> dict:
+        return {k: v for k, v in line.items() if k != key}
+    return edit
+
+
+def _set(key: str, value: object):
+    def edit(line: dict) -> dict:
+        return {**line, key: value}
+    return edit
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (_drop("trial"), "field 'trial' missing"),
+    (_drop("answer"), "field 'answer' missing"),
+    (_drop("shots"), "field 'shots' missing"),
+    (_drop("sample_id"), "field 'sample_id' missing"),
+    (_drop("references"), "field 'references' missing"),
+    (_set("answer", None), "field 'answer': expected str, got null"),
+    (_set("trial", "0"), "field 'trial': expected int, got str"),
+    (_set("seed", True), "field 'seed': expected int, got bool"),
+    (_set("references", "blue"), "field 'references': expected list, got str"),
+    (_set("references", [1]), "field 'references': expected a list of strings"),
+    (_set("scores", [1.0, "x"]), "field 'scores': expected a list of finite numbers"),
+    (_set("label", "1"), "field 'label': expected int or null, got str"),
+    (_set("extra", {"gt_relevance": [None]}), "field 'extra.gt_relevance'"),
+    (_set("seed", 1), "0-shot trial 0 has seed 1 here but seed 0 on line 1"),
+], ids=lambda x: x if isinstance(x, str) else None)
+def test_score_line_missing_or_mistyped_field(edit, needle, base_run, capsys):
+    lines = base_lines()
+    lines[4] = edit(lines[4])
+    path = write_lines(base_run / "mine.jsonl", lines)
+    rc, _, err = score(capsys, "easyvqa", "--predictions", str(path))
+    assert rc == 2 and "\n" not in err and f"{path}:5: " in err and needle in err
+
+
+@pytest.mark.parametrize("content,needle", [
+    (b"", "no predictions (the file is empty)"),
+    (b'{"shots": 0,\n', ":1: not valid JSON"),
+    (b"[1, 2]\n", ":1: expected a JSON object, got list"),
+    (b"[" * 100_000 + b"]" * 100_000 + b"\n", ":1: JSON nested too deeply"),
+    (b'{"shots": ' + b"9" * 5000 + b"}\n", ":1: unreadable JSON value"),
+    (b'{"shots": 0}\n\xff\xfe\n', ":2: not UTF-8 text"),
+], ids=["empty", "truncated", "not-object", "deep-nesting", "huge-int", "not-utf8"])
+def test_score_unreadable_predictions_file(content, needle, tmp_path, capsys):
+    path = tmp_path / "mine.jsonl"
+    path.write_bytes(content)
+    rc, _, err = score(capsys, "easyvqa", "--predictions", str(path), "--allow-partial")
+    assert rc == 2 and "\n" not in err and str(path) in err and needle in err
+
+
+def test_score_reads_a_byte_order_mark(base_run, capsys):
+    path = base_run / "mine.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + (BASELINE / "predictions.jsonl").read_bytes())
+    rc, out, _ = score(capsys, "easyvqa", "--predictions", str(path))
+    assert rc == 0 and out["results"][0]["trials"][0]["value"] == 29.0
+
+
+# -- leaderboard and compare over runs of different --limit ------------------------------------------
+
+def limited_copy(run: Path, limit: int, *, created: str, status: str = "complete") -> Path:
+    """The baseline as a --limit `limit` run would have written it: its first `limit` samples per trial."""
+    rec = json.loads((BASELINE / "record.json").read_text())
+    lines = [ln for ln in base_lines() if int(ln["sample_id"].removeprefix("test-")) < limit]
+    for r in rec["results"]:
+        r["n"] = limit
+        for t in r["trials"]:
+            t["n"] = limit
+            t["value"] = float(np.mean([ln["score"] for ln in lines if (ln["shots"], ln["seed"]) == (r["shots"], t["seed"])]))
+        r["mean"] = float(np.mean([t["value"] for t in r["trials"]]))
+    rec["config"]["run"]["limit"] = limit
+    rec.update(run_id=f"{rec['run_id']}-limit{limit}", created=created, status=status)
+    run.mkdir(parents=True)
+    (run / "record.json").write_text(json.dumps(rec))
+    write_lines(run / "predictions.jsonl", lines)
+    return run
+
+
+def test_leaderboard_keeps_a_smoke_run_apart_and_marks_unfinished_runs(tmp_path, capsys):
+    root = tmp_path / "results"
+    (root / "full").mkdir(parents=True)
+    for name in ("record.json", "predictions.jsonl"):
+        (root / "full" / name).write_bytes((BASELINE / name).read_bytes())
+    limited_copy(root / "smoke", 40, created="2030-01-01T00:00:00+00:00")  # newer: used to replace seed 0 and 1
+    capsys.readouterr()
+    assert main(["leaderboard", "--results", str(root), "--output", "-"]) == 0
+    md = capsys.readouterr().out
+    assert "| mini [run.limit=200] | 28.2 ± 0.8 | 39.8 ± 0.8 |" in md  # the 200-sample run, untouched
+    assert "| mini [run.limit=40] | **30.0** ± 2.5 | **41.2** ± 1.2 |" in md and "supersedes" not in md
+    limited_copy(root / "busy", 200, created="2030-02-01T00:00:00+00:00", status="running")  # same config
+    assert main(["leaderboard", "--results", str(root), "--output", "-"]) == 0
+    md = capsys.readouterr().out
+    assert "| mini [run.limit=200] | 28.2 ± 0.8* | 39.8 ± 0.8* |" in md
+    assert "unfinished runs (status: running)" in md and "-limit200" in md
+
+
+def test_compare_different_limits_shows_paired_values(tmp_path, capsys):
+    """Baseline 200 samples vs the same answers at --limit 40: equal values and delta 0 on the 40 paired."""
+    cand = limited_copy(tmp_path / "cand", 40, created="2030-01-01T00:00:00+00:00")
+    capsys.readouterr()
+    assert main(["compare", str(BASELINE), str(cand), "--n-resamples", "200"]) == 0
+    out = capsys.readouterr().out
+    assert "| easyvqa | 0 | 40 | 30.00 | 30.00 | +0.00 |" in out  # was 28.25 (all 200) vs 30.00
+    assert "| easyvqa | 4 | 40 | 41.25 | 41.25 | +0.00 |" in out
+    assert "paired on 40 samples per trial (baseline has 200, candidate 40)" in out
+
+
+# -- malformed data files: one line naming the file and the field --------------------------------------
+
+def _as_directory(path: Path) -> None:
+    path.unlink()
+    path.mkdir()
+
+
+def _raw(content: bytes):
+    def write(path: Path) -> None:
+        path.write_bytes(content)
+    return write
+
+
+def _edit(fn):
+    def write(path: Path) -> None:
+        data = json.loads(path.read_text())
+        fn(data)
+        path.write_text(json.dumps(data))
+    return write
+
+
+def _first_question(**kv):
+    return _edit(lambda d: d["questions"][0].update(kv))
+
+
+@pytest.mark.parametrize("which,corrupt,needle", [
+    (_qfile, _as_directory, "is a directory, not a JSON file"),
+    (_qfile, _raw(b""), "an empty file"),
+    (_qfile, _raw(b"[" * 100_000 + b"]" * 100_000), "JSON nested too deeply"),
+    (_qfile, _raw(b'{"questions": [{"question_id": ' + b"7" * 5000 + b"}]}"), "unreadable JSON value"),
+    (_qfile, _raw(b'{"questions": [{"question": "caf\xe9"}]}'), "not UTF-8 text"),
+    (_qfile, _first_question(image_id="4x2"), "entry 0: image_id '4x2' (str) does not fit the card's image_pattern"),
+    (_qfile, _first_question(image_id=None), "entry 0: image_id None (NoneType) does not fit"),
+    (_qfile, _first_question(question=None), "entry 0: field 'question' must be a string, got null"),
+    (_qfile, _first_question(question_id=[1]), "entry 0: field 'question_id' must be an integer or a string"),
+    (_qfile, _edit(lambda d: d.update(questions=None)), "field 'questions' must be a list, got null"),
+    (_afile, _edit(lambda d: d["annotations"][0].update(answers=None)), "field 'answers' must be a list, got null"),
+    (_afile, _edit(lambda d: d["annotations"][0]["answers"][0].update(answer=7)),
+     "answer 0: field 'answer' must be a string, got integer 7"),
+], ids=["directory", "empty", "deep-nesting", "huge-int", "not-utf8", "string-image-id", "null-image-id",
+        "null-question", "list-question-id", "null-questions", "null-answers", "int-answer"])
+def test_malformed_vqa_file_is_one_line(which, corrupt, needle, vqav2_root, tmp_path, capsys):
+    path = which(vqav2_root)
+    corrupt(path)
+    assert main(vqa(vqav2_root, tmp_path / "r", "--on-bad-sample", "skip")) == 2  # a file, not one sample
+    err = one_line(capsys)
+    assert str(path) in err and needle in err, err
+
+
+def test_byte_order_mark_in_a_data_file_just_works(vqav2_root, tmp_path):
+    q = _qfile(vqav2_root)
+    q.write_bytes(b"\xef\xbb\xbf" + q.read_bytes())
+    from flamingo_eval.commands.list_cmd import load_card
+    from flamingo_eval.runner import make_adapter
+
+    assert len(make_adapter(load_card("vqav2"), str(vqav2_root)).load("val")) == 6
+
+
+def _other_adapter_cases():
+    def visdial(d):
+        d["data"]["dialogs"][0]["dialog"][0]["question"] = -1  # would silently pick the last question
+    return [
+        ("textvqa", "val", "val_questions", _edit(lambda d: d["data"][0].update(answers=None)),
+         "1 of 5 entries have no answers"),
+        ("textvqa", "val", "val_questions", _edit(lambda d: d["data"][0].update(image_id={"a": 1})),
+         "field 'image_id' must be an integer or a string"),
+        ("vizwiz", "val", "val_questions", _edit(lambda d: d[0]["answers"][0].update(answer=None)),
+         "answer 0: field 'answer' must be a string, got null"),
+        ("vizwiz", "val", "val_questions", _as_directory, "is a directory, not a JSON file"),
+        ("coco", "test", "test_annotations", _edit(lambda d: d["images"][11].update(sentences=None)),
+         "image 11: field 'sentences' must be a list, got null"),
+        ("coco", "train", "train_annotations", _edit(lambda d: d["images"][0]["sentences"][2].update(raw=5)),
+         "image 0, sentence 2: field 'raw' must be a string, got integer 5"),
+        ("nocaps", "val", "val_annotations", _edit(lambda d: d["annotations"][0].update(image_id=[1])),
+         "annotation 0: field 'image_id' must be an integer or a string"),
+        ("visdial", "val", "val_dialogs", _edit(lambda d: d["data"]["dialogs"][0].update(image_id="abc")),
+         "dialog 0: field 'image_id' must be an integer, got string 'abc'"),
+        ("visdial", "val", "val_dialogs", _edit(visdial), "question -1 points outside the"),
+        ("visdial", "val", "val_dense", _edit(lambda d: d[0].update(gt_relevance=None)),
+         "field 'gt_relevance' must be a list, got null"),
+        ("hateful_memes", "train", "train_annotations", _raw(b'{"id": 1, "img": null, "label": 0, "text": "x"}\n'),
+         ":1: img and text must be strings"),
+    ]
+
+
+@pytest.mark.parametrize("bench,split,key,corrupt,needle", _other_adapter_cases(),
+                         ids=lambda x: x if isinstance(x, str) and " " not in x and "_" not in x[:1] else None)
+def test_malformed_benchmark_file_is_one_line(bench, split, key, corrupt, needle, tmp_path):
+    from flamingo_eval.commands.list_cmd import load_card
+    from flamingo_eval.errors import UserError
+    from flamingo_eval.runner import make_adapter
+    from tests.fixtures_builders import BUILDERS
+
+    root = BUILDERS[bench](tmp_path / "data")
+    root = root[0] if isinstance(root, tuple) else root
+    card = load_card(bench)
+    path = root / card.data_dir / card.files[key]
+    corrupt(path)
+    with pytest.raises(UserError) as err:
+        make_adapter(card, str(root)).load(split)
+    msg = str(err.value)
+    assert "\n" not in msg and str(path) in msg and needle in msg, msg
+
+
+def test_unexpected_content_error_in_an_adapter_names_its_files(vqav2_root, monkeypatch):
+    """The last line of defence: an exception from malformed content no check foresaw names the split's files."""
+    from flamingo_eval.benchmarks import base
+    from flamingo_eval.commands.list_cmd import load_card
+    from flamingo_eval.errors import UserError
+    from flamingo_eval.runner import make_adapter
+
+    def confused(*args, **kwargs):
+        raise TypeError("'NoneType' object is not subscriptable")
+
+    monkeypatch.setattr("flamingo_eval.benchmarks.vqa.check_unique", confused)
+    with pytest.raises(UserError, match=r"v2_OpenEnded_mscoco_val2014_questions\.json.*unexpected content for "
+                                        r"vqav2 \(TypeError: 'NoneType' object is not subscriptable\)"):
+        make_adapter(load_card("vqav2"), str(vqav2_root)).load("val")
+    assert base.Adapter.load is not base._named_load  # the abstract method itself is left alone
+
+
+# -- malformed run records and predictions: leaderboard, compare ----------------------------------------
+
+def _record_with(edit):
+    def write(run: Path) -> None:
+        text = (run / "record.json").read_text()
+        (run / "record.json").write_bytes(edit(text))
+    return write
+
+
+@pytest.mark.parametrize("corrupt,needle", [
+    (_record_with(lambda t: t.replace('"value": 29.0', '"value": NaN', 1).encode()),
+     "field 'results[0].trials[0].value': expected a finite number, got nan"),
+    (_record_with(lambda t: t.replace('"value": 29.0', '"value": ' + "9" * 400, 1).encode()),
+     "expected a finite number, got an integer of 400 digits"),
+    (_record_with(lambda t: t.replace('"value": 29.0', '"value": 1e999', 1).encode()),
+     "expected a finite number, got inf"),
+    (_record_with(lambda t: t.replace('"value": 29.0', '"value": 29.0, "ci95": [NaN, 31.0]', 1).encode()),
+     "field 'results[0].trials[0].ci95': expected [low, high] (finite numbers) or null"),
+    (_record_with(lambda t: t.replace('"run_id": "', '"run_id": "\xe9', 1).encode("latin-1")), ":3: not UTF-8 text"),
+    (_record_with(lambda t: ("[" * 100_000 + "]" * 100_000).encode()), "JSON nested too deeply"),
+    (_record_with(lambda t: b""), "not valid JSON"),
+    (_record_with(lambda t: t.replace('"results": [', '"results": null, "x": [', 1).encode()),
+     "field 'results': expected list, got null"),
+], ids=["nan", "huge-int", "inf", "nan-ci", "not-utf8", "deep-nesting", "empty", "null-results"])
+def test_malformed_record_is_one_line_for_leaderboard_and_compare(corrupt, needle, base_run, capsys):
+    corrupt(base_run)
+    for args in (["leaderboard", "--results", str(base_run.parent), "--output", "-"],
+                 ["compare", str(base_run), str(BASELINE)]):
+        capsys.readouterr()
+        assert main(args) == 2, args
+        err = one_line(capsys)
+        assert str(base_run / "record.json") in err and needle in err, err
+
+
+def test_record_with_a_byte_order_mark_just_works(base_run, capsys):
+    (base_run / "record.json").write_bytes(b"\xef\xbb\xbf" + (BASELINE / "record.json").read_bytes())
+    assert main(["leaderboard", "--results", str(base_run.parent), "--output", "-"]) == 0
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (_set("score", "100"), "field 'score': unexpected str '100'"),
+    (_set("demo_ids", "a,b"), "field 'demo_ids': unexpected str"),
+    (_set("sample_id", 7), "field 'sample_id': expected str, got int"),
+], ids=["string-score", "string-demo-ids", "int-sample-id"])
+def test_malformed_predictions_line_is_one_line_for_compare(edit, needle, base_run, capsys):
+    lines = base_lines()
+    lines[3] = edit(lines[3])
+    write_lines(base_run / "predictions.jsonl", lines)
+    assert main(["compare", str(BASELINE), str(base_run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"{base_run / 'predictions.jsonl'}:4: " in err and needle in err, err
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["leaderboard", "--results", str(BASELINE), "--decimals", "-3", "--output", "-"], "expected 0 to 15 digits"),
+    (["compare", str(BASELINE), str(BASELINE), "--max-drop", "nan"], "--max-drop must be a finite number >= 0"),
+    (["compare", str(BASELINE), str(BASELINE), "--n-resamples", "200", "--output", "{tmp}"], "cannot write"),
+    (["score", "easyvqa", "--predictions", str(BASELINE), "--output", "{tmp}"], "cannot write"),
+], ids=["negative-decimals", "nan-max-drop", "compare-output-dir", "score-output-dir"])
+def test_bad_results_command_option_is_refused(args, needle, tmp_path, capsys):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    try:
+        rc = main(args)
+    except SystemExit as e:  # argparse rejects the value itself (usage + one error line)
+        rc = int(e.code or 0)
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err.splitlines()[-1] and "Traceback" not in err, err

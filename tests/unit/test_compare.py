@@ -186,3 +186,58 @@ def test_statistics_helpers() -> None:
     # Deterministic for a fixed seed.
     x = np.random.default_rng(0).normal(-2, 10, 500)
     assert paired_test(x, 1.0, 0.05, 2000, 9) == paired_test(x, 1.0, 0.05, 2000, 9)
+
+
+def _head(scores: dict, n: int) -> dict:
+    """The same run evaluated with --limit n (the first n samples of each trial)."""
+    return {k: v[:n].copy() for k, v in scores.items()}
+
+
+@pytest.mark.parametrize("corpus", [False, True], ids=["per-sample", "corpus"])
+def test_different_limits_show_the_paired_subset_values(corpus: bool, tmp_path: Path) -> None:
+    """A 120-sample candidate against a 300-sample baseline: every number shown is over the 120 paired samples."""
+    registry = pytest.importorskip("flamingo_eval.registry")
+    if _CorpusAccuracy.name not in registry.METRICS:
+        registry.METRICS.register(_CorpusAccuracy.name)(_CorpusAccuracy)
+    rng = np.random.default_rng(9)
+    base = base_scores(rng)
+    cand = flip(_head(base, 120), rng, frac=0.2, p_correct=0.6)
+    kw = {"corpus": True, "metric": _CorpusAccuracy.name} if corpus else {}
+    cmp = compare_runs(make_run(tmp_path / "b", base, **kw), make_run(tmp_path / "c", cand, **kw), n_resamples=200)
+    for cell in cmp.cells:
+        b_sub = np.mean([base[(cell.shots, s)][:120] for s in SEEDS])
+        c_sub = np.mean([cand[(cell.shots, s)] for s in SEEDS])
+        assert cell.n == 120 and cell.baseline == pytest.approx(b_sub) and cell.candidate == pytest.approx(c_sub)
+        assert cell.delta == pytest.approx(c_sub - b_sub)
+        assert cell.baseline != pytest.approx(np.mean([base[(cell.shots, s)] for s in SEEDS]))  # not the 300
+    notes = format_comparison(cmp)
+    for shots in SHOTS:
+        assert f"easyvqa {shots}-shot: paired on 120 samples per trial (baseline has 300, candidate 120)" in notes
+
+
+def test_different_limits_per_trial_fallback_is_refused(tmp_path: Path) -> None:
+    """An unregistered corpus metric cannot be recomputed on the paired subset: exit 2, not wrong values."""
+    rng = np.random.default_rng(10)
+    base = base_scores(rng)
+    b = make_run(tmp_path / "b", base, corpus=True)
+    c = make_run(tmp_path / "c", _head(base, 100), corpus=True)
+    with pytest.raises(UserError, match="scored different samples .* cannot be recomputed on the 100 paired"):
+        compare_runs(b, c, n_resamples=200)
+
+
+def test_different_limits_on_the_committed_baseline(tmp_path: Path) -> None:
+    """The baseline run against its own first 40 samples (a --limit 40 run): same answers, so equal values."""
+    src = Path(__file__).resolve().parents[2] / "results" / "baselines" / "mini-easyvqa"
+    rec = json.loads((src / "record.json").read_text())
+    lines = [json.loads(ln) for ln in (src / "predictions.jsonl").read_text().splitlines()]
+    lines = [ln for ln in lines if int(ln["sample_id"].removeprefix("test-")) < 40]
+    for r in rec["results"]:
+        for t in r["trials"]:
+            t["value"] = float(np.mean([ln["score"] for ln in lines if (ln["shots"], ln["seed"]) == (r["shots"], t["seed"])]))
+    cand = tmp_path / "limit40"
+    write_json_atomic(cand / "record.json", rec)
+    (cand / "predictions.jsonl").write_text("".join(json.dumps(ln) + "\n" for ln in lines))
+    cmp = compare_runs(src, cand, n_resamples=200)
+    shown = {c.shots: (c.n, round(c.baseline, 2), round(c.candidate, 2), c.delta) for c in cmp.cells}
+    assert shown == {0: (40, 30.0, 30.0, 0.0), 4: (40, 41.25, 41.25, 0.0)}  # was 28.25 vs 30.00, 39.75 vs 41.25
+    assert "paired on 40 samples per trial (baseline has 200, candidate 40)" in format_comparison(cmp)

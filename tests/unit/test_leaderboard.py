@@ -27,7 +27,8 @@ from flamingo_eval.results import (
 
 def write_record(root: Path, run: str, model: str, bench: str, results: dict[int, dict[int, float]], *,
                  created: str = "2026-11-24T18:00:00+00:00", fingerprint: str = "sha256:aaaa1111bbbb",
-                 version: str = "1.0", metric: str = "exact_match") -> Path:
+                 version: str = "1.0", metric: str = "exact_match", config: dict | None = None,
+                 status: str | None = None) -> Path:
     """A minimal valid record: ``results`` maps shots -> {seed: value}."""
     entries = []
     for shots, trials in results.items():
@@ -43,7 +44,9 @@ def write_record(root: Path, run: str, model: str, bench: str, results: dict[int
            "benchmark": {"id": bench, "version": version, "task": "vqa", "split": "test", "demo_split": "train",
                          "metric": metric, "metric_args": {}, "corpus_level": False},
            "model": {"id": model, "name": model, "fingerprint": fingerprint, "precision": "fp32"},
-           "config": {}, "provenance": {}, "results": entries, "throughput": {}}
+           "config": config or {}, "provenance": {}, "results": entries, "throughput": {}}
+    if status is not None:
+        rec["status"] = status
     write_json_atomic(root / run / "record.json", rec)
     return root / run
 
@@ -182,3 +185,56 @@ def test_invalid_record_is_one_clear_line(tmp_path: Path, capsys: pytest.Capture
     (run / "record.json").write_text(json.dumps(rec))
     with pytest.raises(UserError, match="schema_version"):
         load_record(run / "record.json")
+
+
+def run_config(**run: object) -> dict:
+    """A record config: the run section as the CLI writes it, plus sections that stay the same."""
+    base = {"shots": [0, 4], "trials": 2, "seeds": None, "seed": 0, "limit": 200, "subset": "first",
+            "output": "runs/x", "batch_size": None, "data_root": "/data", "sampler": "random"}
+    return {"run": {**base, **run}, "benchmarks": {"id": "easyvqa", "metric": {"name": "exact_match"}},
+            "model": {"name": "m", "precision": "fp32", "batch_size": 8}}
+
+
+def test_runs_of_different_limits_are_never_merged(tmp_path: Path) -> None:
+    """A newer 40-sample smoke run neither replaces nor joins seed 0 of the 200-sample run: its own row."""
+    root = tmp_path / "res"
+    write_record(root, "full", "m", "easyvqa", {0: {0: 29.0, 1: 27.5}}, config=run_config(limit=200))
+    write_record(root, "smoke", "m", "easyvqa", {0: {0: 40.0}}, config=run_config(limit=40, trials=1),
+                 created="2026-12-01T00:00:00+00:00")
+    lb = build_leaderboard(load_records(root))
+    assert lb.models == ["m [run.limit=200]", "m [run.limit=40]"]
+    assert _cell(lb, "m [run.limit=200]", "easyvqa", 0)["mean"] == pytest.approx(28.25)
+    assert _cell(lb, "m [run.limit=40]", "easyvqa", 0)["mean"] == pytest.approx(40.0)
+    notes = " ".join(lb.notes)
+    assert "never merged" in notes and "supersedes" not in notes and "merged from" not in notes
+    assert "| m [run.limit=200] | 28.2 ± 0.8 |" in render_leaderboard(lb, "md")
+
+
+def test_runs_differing_only_in_seeds_and_run_only_fields_are_merged(tmp_path: Path) -> None:
+    root = tmp_path / "res"
+    write_record(root, "a", "m", "easyvqa", {0: {0: 10.0}}, config=run_config(seeds=[0], seed=0))
+    other = run_config(seeds=[1, 2], seed=1, shots=[0], output="elsewhere", batch_size=3, data_root="/mnt/d")
+    other["model"]["batch_size"] = 1
+    write_record(root, "b", "m", "easyvqa", {0: {1: 20.0, 2: 30.0}}, config=other)
+    lb = build_leaderboard(load_records(root))
+    assert lb.models == ["m"] and _cell(lb, "m", "easyvqa", 0)["seeds"] == [0, 1, 2]
+    # With a random eval subset, run.seed picks the samples: such runs are not pooled.
+    write_record(root, "c", "m", "easyvqa", {0: {3: 50.0}}, config=run_config(subset="random", seed=3))
+    write_record(root, "d", "m", "easyvqa", {0: {4: 60.0}}, config=run_config(subset="random", seed=4))
+    models = build_leaderboard(load_records(root)).models
+    assert len(models) == 3 and "m [run.seed=3, run.subset=\"random\"]" in models
+
+
+def test_unfinished_runs_are_marked(tmp_path: Path) -> None:
+    root = tmp_path / "res"
+    write_record(root, "done", "m", "easyvqa", {0: {0: 10.0, 1: 12.0}}, status="complete")
+    write_record(root, "busy", "m", "easyvqa", {4: {0: 20.0}}, status="running")
+    write_record(root, "old", "n", "easyvqa", {0: {0: 11.0}})  # written before records had a status
+    lb = build_leaderboard(load_records(root))
+    md = render_leaderboard(lb, "md")
+    assert "| m | **11.0** ± 1.0 | 20.0* |" in md and "| n | **11.0** | — |" in md
+    assert "*: includes trials of unfinished runs (status: running), whose values may still change: busy." in md
+    assert r"20.0*" in render_leaderboard(lb, "latex") and "<td>20.0*</td>" in render_leaderboard(lb, "html")
+    df = pd.read_csv(io.StringIO(render_leaderboard(lb, "csv")))
+    assert list(df["easyvqa 4-shot unfinished"].fillna(-1)) == [1, -1]
+    assert list(df["easyvqa 0-shot unfinished"]) == [0, 0]

@@ -118,6 +118,51 @@ def test_non_image_and_directory(tmp_path: Path) -> None:
         load_image(tmp_path / "adir")
 
 
+def _broken_link(tmp_path: Path) -> Path:
+    (tmp_path / "a.jpg").symlink_to(tmp_path / "gone.jpg")
+    return tmp_path / "a.jpg"
+
+
+def _link_loop(tmp_path: Path) -> Path:
+    (tmp_path / "a.jpg").symlink_to(tmp_path / "b.jpg")
+    (tmp_path / "b.jpg").symlink_to(tmp_path / "a.jpg")
+    return tmp_path / "a.jpg"
+
+
+def _fifo(tmp_path: Path) -> Path:
+    os.mkfifo(tmp_path / "a.jpg")
+    return tmp_path / "a.jpg"
+
+
+def _directory(tmp_path: Path) -> Path:
+    (tmp_path / "a.jpg").mkdir()
+    return tmp_path / "a.jpg"
+
+
+@pytest.mark.parametrize("make,what", [
+    (_directory, "is a directory, not an image file"),
+    (_broken_link, "is a broken symbolic link"),
+    (_link_loop, "is a broken symbolic link"),
+    (_fifo, "is not a regular file"),
+], ids=["directory", "broken-link", "link-loop", "fifo"])
+def test_not_a_regular_file_is_named_by_load_and_hash(tmp_path: Path, make, what: str) -> None:
+    """Both the content hash (the latent-cache key, computed first) and the loader give one UserError."""
+    path = make(tmp_path)
+    for fn in (load_image, content_hash):
+        with pytest.raises(UserError, match=f"image {path} {what}"):
+            fn(path)
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_image(tmp_path: Path) -> None:
+    path = tmp_path / "locked.png"
+    Image.new("RGB", (4, 4)).save(path)
+    path.chmod(0)
+    for fn in (load_image, content_hash):
+        with pytest.raises(UserError, match="(?i)permission denied"):
+            fn(path)
+
+
 def _giant_jpeg(path: Path, width: int, height: int) -> Path:
     """A valid baseline JPEG announcing width x height built from a 16x16-block-aligned tiny one.
 

@@ -8,6 +8,7 @@ import pytest
 
 from flamingo_eval.errors import UserError
 from flamingo_eval.metrics import MetricInput, caption_scores
+from flamingo_eval.metrics.captioning import LINE_BREAKS
 from flamingo_eval.registry import METRICS
 
 pytestmark = pytest.mark.skipif(shutil.which("java") is None, reason="java not installed")
@@ -84,3 +85,26 @@ def test_bad_extras_and_missing_java(monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda _name: None)
     with pytest.raises(UserError, match="Java"):
         METRICS.get("cider")()(items())
+
+
+@pytest.mark.parametrize("brk", list(LINE_BREAKS), ids=[f"U+{ord(c):04X}" for c in LINE_BREAKS])
+def test_line_breaking_characters_do_not_shift_captions(brk):
+    """A line break inside a caption is a space: the reference vector still holds (was CIDEr 19.8 for U+2028)."""
+    hyps = [HYPS[0].replace(" horse", brk + "horse"), HYPS[1], HYPS[2].replace("with ", "with" + brk)]
+    refs = [list(r) for r in REFS]
+    refs[0][1] = refs[0][1].replace(" rides ", f" rides{brk}")
+    refs[1][0] = brk + refs[1][0] + brk
+    refs[2][4] = refs[2][4].replace(" on ", f"{brk}{brk}on ")
+    value, per_image, _ = caption_scores(hyps, refs)
+    assert value == pytest.approx(191.8185, abs=1e-4)
+    assert per_image == pytest.approx([213.538, 176.8826, 185.035], abs=1e-4)
+
+
+def test_tokenizer_output_line_count_is_checked(monkeypatch):
+    """If a line break ever reached the jar, the run stops with one line instead of misaligning captions."""
+    from flamingo_eval.metrics import captioning
+
+    monkeypatch.setattr(captioning, "one_line", lambda text: text)
+    with pytest.raises(RuntimeError, match="returned 4 lines for 3 captions") as err:
+        captioning.PtbTokenizer()(["a dog", "a\u2028cat", "a bird"])
+    assert "\n" not in str(err.value)

@@ -42,6 +42,31 @@ def test_vqa_reference_table(pred, answers, official, openflamingo):
     assert vqa_score(pred, answers, "openflamingo") == pytest.approx(openflamingo, abs=1e-9)
 
 
+VIZWIZ_CASES = [
+    # prediction, answers, VizWiz evaluation (prediction normalised, answers raw), OpenFlamingo (both normalised)
+    ("dog", gt(3), 90.0, 90.0),
+    ("Yes", ["yes"] * 10, 100.0, 100.0),  # unanimous answers: unlike `official`, the prediction is normalised
+    ("two", ["2"] * 10, 100.0, 100.0),
+    ("coca cola", three_plus_others("Coca-Cola"), 0.0, 90.0),  # the file's answer is never normalised ...
+    ("Coca-Cola", three_plus_others("Coca-Cola"), 0.0, 90.0),  # ... so it can only match a normalised form
+    ("yes", [" yes"] * 10, 0.0, 100.0),  # ... nor stripped
+    ("Unanswerable.", ["unanswerable"] * 4 + OTHERS[:6], 100.0, 100.0),
+]
+
+
+@pytest.mark.parametrize(("pred", "answers", "vizwiz", "openflamingo"), VIZWIZ_CASES)
+def test_vizwiz_variant_normalises_the_prediction_only(pred, answers, vizwiz, openflamingo):
+    assert vqa_score(pred, answers, "vizwiz") == pytest.approx(vizwiz, abs=1e-9)
+    assert vqa_score(pred, answers, "openflamingo") == pytest.approx(openflamingo, abs=1e-9)
+
+
+def test_vizwiz_card_uses_the_vizwiz_evaluation():
+    from flamingo_eval.commands.list_cmd import load_card
+
+    card = load_card("vizwiz")
+    assert card.metric.name == "vqa_accuracy" and card.metric.args == {"variant": "vizwiz"}
+
+
 def test_five_answer_case_is_53_33():
     assert round(vqa_score("dog", ["dog", "dog", "cat", "cow", "pig"]), 2) == 53.33
 
