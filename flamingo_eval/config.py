@@ -119,6 +119,9 @@ class ModelCfg:
     """zero_gates | random: how the bridge (perceiver + cross-attention) is initialised without a checkpoint."""
     init_gate: float = 0.5
     seed: int = 0
+    path: str | None = None
+    """An OpenFlamingo-format model directory (checkpoint.pt, lm/, optional vision/): fills the fields it can
+    (``flamingo_eval/models/model_dir.py``; docs/openflamingo.md, "Your own checkpoint")."""
     checkpoint: str | None = None
     """OpenFlamingo ``checkpoint.pt`` (or training checkpoint / .safetensors) for the bridge + embeddings."""
     new_head_rows: str = "error"

@@ -16,6 +16,8 @@ HELP = """Run a few-shot evaluation and write a run directory (record.json + pre
 Extra KEY=VALUE arguments are Hydra overrides of the composed config, e.g.
   model.batch_size=4  model.precision=bf16  model.checkpoint=PATH  prompts=flamingo
   benchmarks.generation.num_beams=1  run.sampler=fixed  run.zero_shot_text_demos=0
+Your own OpenFlamingo-format model directory (checkpoint.pt, lm/, optional vision/; docs/openflamingo.md):
+  --model openflamingo model.path=DIR  [model.name=NAME]
 """
 
 
@@ -64,7 +66,11 @@ def load_config(args: argparse.Namespace) -> Any:
         value = getattr(args, flag, None)
         if value is not None:
             data["run"][key] = value
-    return validate(data)
+    cfg = validate(data)
+    from flamingo_eval.models.model_dir import resolve_model  # model.path=DIR, cross-attention layout, name
+
+    cfg.model = resolve_model(cfg.model, explicit=[o.split("=", 1)[0] for o in args.overrides])
+    return cfg
 
 
 def run(args: argparse.Namespace) -> int:
