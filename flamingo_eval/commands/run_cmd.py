@@ -66,11 +66,7 @@ def load_config(args: argparse.Namespace) -> Any:
         value = getattr(args, flag, None)
         if value is not None:
             data["run"][key] = value
-    cfg = validate(data)
-    from flamingo_eval.models.model_dir import resolve_model  # model.path=DIR, cross-attention layout, name
-
-    cfg.model = resolve_model(cfg.model, explicit=[o.split("=", 1)[0] for o in args.overrides])
-    return cfg
+    return validate(data)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -106,6 +106,12 @@ def build_model(cfg: ModelCfg, batch_size: int | None = None) -> FlamingoEvalMod
         raise UserError(f"model {cfg.name}: set model.path=DIR (an OpenFlamingo-format model directory) or "
                         "model.checkpoint=/path/to/checkpoint.pt (its perceiver and cross-attention come from the "
                         "checkpoint; see docs/openflamingo.md)")
+    if cfg.checkpoint:  # a missing or bad file, named before the LM loads
+        from flamingo_eval.models.model_dir import checkpoint_fixes
+        from flamingo_eval.models.weight_files import check_weights_file
+
+        path = Path(cfg.checkpoint).expanduser()
+        check_weights_file(path, "checkpoint", *checkpoint_fixes(path))
     weights, tok_path = _lm_paths(cfg)
     if weights is not None:  # a bad LM directory is named before the tokenizer trips over it
         from flamingo_eval.models.checkpoints import resolve_hf_dir

@@ -46,6 +46,9 @@ _DOCS = "see docs/openflamingo.md, \"Your own checkpoint\""
 def resolve_model(cfg: ModelCfg, explicit: Iterable[str] | None = None) -> ModelCfg:
     """A copy of ``cfg`` completed from ``cfg.path`` and its checkpoint; idempotent.
 
+    ``compose_config`` calls it with the command line's keys; ``build_model`` calls it again (a no-op on a
+    composed config; it completes a hand-built ``ModelCfg``).
+
     Args:
         cfg: The composed model config.
         explicit: Dotted keys given on the command line (``model.lm.path``): the directory never replaces
@@ -56,7 +59,7 @@ def resolve_model(cfg: ModelCfg, explicit: Iterable[str] | None = None) -> Model
             ``cross_attn_every_n_layers``.
     """
     cfg = copy.deepcopy(cfg)
-    given = _Given(cfg, explicit)
+    given = _Given(explicit)
     if cfg.path:
         _from_directory(cfg, Path(cfg.path).expanduser(), given)
     cfg.flamingo = {k: v for k, v in cfg.flamingo.items() if v is not None}  # null = "not given"
@@ -68,9 +71,8 @@ def resolve_model(cfg: ModelCfg, explicit: Iterable[str] | None = None) -> Model
 class _Given:
     """Whether a field was given by the user (so the directory leaves it alone)."""
 
-    def __init__(self, cfg: ModelCfg, explicit: Iterable[str] | None) -> None:
+    def __init__(self, explicit: Iterable[str] | None) -> None:
         self.keys = None if explicit is None else {k.lstrip("+~") for k in explicit}
-        self.cfg = cfg
 
     def __call__(self, key: str, current: Any) -> bool:
         """Given on the command line; or, without that information, already set (``current``)."""
@@ -177,6 +179,8 @@ def checkpoint_fixes(path: Path) -> tuple[str, str]:
 
 def _cross_attn(cfg: ModelCfg, checkpoint: Path) -> None:
     """Infer ``cross_attn_every_n_layers`` from the checkpoint, or check a given value against it."""
+    if not checkpoint.exists() and not checkpoint.is_symlink():
+        return  # composing a config needs no file; build_model names a missing one before loading anything
     check_weights_file(checkpoint, "checkpoint", *checkpoint_fixes(checkpoint))  # a bad file: named now
     layers = cross_attn_layers(pickled_strings(checkpoint))
     given = cfg.flamingo.get("cross_attn_every_n_layers")

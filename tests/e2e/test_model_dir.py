@@ -23,9 +23,8 @@ from tests.fixtures_builders import PARITY, make_openflamingo_dir
 
 
 def _resolve(model: str, overrides: list[str]):  # type: ignore[no-untyped-def]
-    """What ``flamingo-eval run`` does: compose, then resolve with the command line's keys as explicit."""
-    cfg = compose_config("easyvqa", model, overrides)
-    return resolve_model(cfg.model, explicit=[o.split("=", 1)[0] for o in overrides])
+    """What ``flamingo-eval run`` does: compose (which resolves with the command line's keys as explicit)."""
+    return compose_config("easyvqa", model, overrides).model
 
 
 def test_one_flag_runs_an_openflamingo_directory(tmp_path: Path) -> None:
@@ -93,7 +92,7 @@ def test_cross_attention_layout_is_read_from_any_checkpoint_format(tmp_path: Pat
     save_file({k: v.contiguous() for k, v in state.items()}, str(safe))
     for path in (PARITY / "llama" / "checkpoint.pt", legacy, training, safe):
         cfg = compose_config("easyvqa", "openflamingo", [f"model.checkpoint={path}"]).model
-        assert resolve_model(cfg).flamingo["cross_attn_every_n_layers"] == 4, path
+        assert cfg.flamingo["cross_attn_every_n_layers"] == 4, path
     assert cross_attn_layers(["lang_encoder.gated_cross_attn_layers.5.attn.to_q.weight",
                               "module.lang_encoder.transformer.blocks.2.gated_cross_attn_layer.ff_gate"]) == [2, 5]
 
