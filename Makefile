@@ -22,7 +22,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
-	$(PIP) install -q -e '.[dev]'
+	@# setuptools prints a 10-line notice on every editable install; pip -q does not hide a build backend's warnings
+	PYTHONWARNINGS=ignore::UserWarning $(PIP) install -q -e '.[dev]'
 	$(PIP) install -q --no-deps $(ASSETS)
 	$(PY) -m flamingo_eval.setup_assets
 	touch $@

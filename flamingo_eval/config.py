@@ -121,6 +121,9 @@ class ModelCfg:
     """zero_gates | random: how the bridge (perceiver + cross-attention) is initialised without a checkpoint."""
     init_gate: float = 0.5
     seed: int = 0
+    path: str | None = None
+    """An OpenFlamingo-format model directory (checkpoint.pt, lm/, optional vision/): fills the fields it can
+    (``flamingo_eval/models/model_dir.py``; docs/openflamingo.md, "Your own checkpoint")."""
     checkpoint: str | None = None
     """OpenFlamingo ``checkpoint.pt`` (or training checkpoint / .safetensors) for the bridge + embeddings."""
     new_head_rows: str = "error"
@@ -209,12 +212,17 @@ def compose_config(benchmark: str, model: str = "mini", overrides: list[str] | N
     try:
         with initialize_config_dir(config_dir=str(PACKAGE_DIR / "conf"), version_base=None):
             raw = compose("config", overrides=ovr)
-        return validate(OmegaConf.to_container(raw, resolve=True))  # type: ignore[arg-type]
+        cfg = validate(OmegaConf.to_container(raw, resolve=True))  # type: ignore[arg-type]
     except HydraException as e:
         msg = str(e).strip().splitlines()[0]
         raise UserError(f"bad override: {msg} (use key=value, e.g. run.limit=50 or model.batch_size=4)") from None
     except OmegaConfBaseException as e:
         raise UserError(f"config error: {_one_line(e)}") from None
+    from flamingo_eval.models.model_dir import resolve_model  # light: no torch
+
+    # model.path=DIR fills the model section; the command line's model.* keys stay as given.
+    cfg.model = resolve_model(cfg.model, explicit=[o.split("=", 1)[0] for o in overrides or []])
+    return cfg
 
 
 def validate(data: dict[str, Any]) -> Config:

@@ -220,3 +220,26 @@ BUILDERS = {
     "imagenet": make_imagenet,
     "visdial": lambda root: make_visdial(root)[0],
 }
+
+
+PARITY = Path(__file__).resolve().parent / "fixtures" / "parity"
+
+
+def make_openflamingo_dir(root: Path, family: str = "opt", name: str = "my-flamingo", *,
+                          bridge_file: bool = True) -> Path:
+    """A tiny OpenFlamingo-format model directory (the layout ``model.path=DIR`` reads), from the committed
+    parity fixture of ``family``: ``checkpoint.pt``, ``lm/``, ``vision/config.json`` (a custom open_clip
+    architecture, in open_clip's model-config format) + ``vision/open_clip.safetensors``, and ``flamingo.json``
+    (the fixture's non-default bridge sizes). Returns the directory."""
+    import shutil
+
+    meta = json.loads((PARITY / family / "expected.json").read_text())
+    d = root / name
+    (d / "vision").mkdir(parents=True)
+    shutil.copy(PARITY / family / "checkpoint.pt", d / "checkpoint.pt")
+    shutil.copytree(PARITY / family / "lm", d / "lm")
+    shutil.copy(PARITY / "vision" / f"{meta['vision_model']}.json", d / "vision" / "config.json")
+    shutil.copy(PARITY / "vision" / "open_clip.safetensors", d / "vision" / "open_clip.safetensors")
+    if bridge_file:
+        _write(d / "flamingo.json", meta["bridge"])
+    return d

@@ -17,6 +17,8 @@ HELP = """Run a few-shot evaluation and write a run directory (record.json + pre
 Extra KEY=VALUE arguments are Hydra overrides of the composed config, e.g.
   model.batch_size=4  model.precision=bf16  model.checkpoint=PATH  prompts=flamingo
   benchmarks.generation.num_beams=1  run.sampler=fixed  run.zero_shot_text_demos=0
+Your own OpenFlamingo-format model directory (checkpoint.pt, lm/, optional vision/; docs/openflamingo.md):
+  --model openflamingo model.path=DIR  [model.name=NAME]
 """
 
 

@@ -78,7 +78,7 @@ def build_decoder(cfg: ModelCfg, weights: str | None) -> Decoder:
         from flamingo_eval.models.checkpoints import resolve_hf_dir
         from flamingo_eval.models.hf_lm import load_hf_decoder
 
-        return load_hf_decoder(resolve_hf_dir(weights))
+        return load_hf_decoder(resolve_hf_dir(weights))  # a no-op on an already resolved local directory
     conf = dict(cfg.lm.config)
     family = str(conf.get("model_type", "llama"))
     with torch.random.fork_rng():
@@ -94,13 +94,35 @@ def build_decoder(cfg: ModelCfg, weights: str | None) -> Decoder:
 
 
 def build_model(cfg: ModelCfg, batch_size: int | None = None) -> FlamingoEvalModel:
-    """Assemble vision encoder, decoder and bridge per ``cfg``; weights are fingerprinted."""
+    """Assemble vision encoder, decoder and bridge per ``cfg``; weights are fingerprinted.
+
+    ``cfg`` is completed first (``model.path`` directory, cross-attention layout read from the checkpoint:
+    :func:`~flamingo_eval.models.model_dir.resolve_model`; a no-op on an already resolved config).
+    """
+    from flamingo_eval.models.model_dir import resolve_model
+
+    cfg = resolve_model(cfg)
     if cfg.init == "checkpoint" and not cfg.checkpoint:  # fail before loading gigabytes of LM weights
-        raise UserError(f"model {cfg.name}: set model.checkpoint=/path/to/checkpoint.pt (its perceiver and "
-                        "cross-attention come from the released checkpoint; see docs/openflamingo.md)")
+        raise UserError(f"model {cfg.name}: set model.path=DIR (an OpenFlamingo-format model directory) or "
+                        "model.checkpoint=/path/to/checkpoint.pt (its perceiver and cross-attention come from the "
+                        "checkpoint; see docs/openflamingo.md)")
+    if cfg.checkpoint:  # a missing or bad file, named before the LM loads
+        from flamingo_eval.models.model_dir import checkpoint_fixes
+        from flamingo_eval.models.weight_files import check_weights_file
+
+        path = Path(cfg.checkpoint).expanduser()
+        check_weights_file(path, "checkpoint", *checkpoint_fixes(path))
     if cfg.vision_batch_size < 1:
         raise UserError(f"model.vision_batch_size must be >= 1, got {cfg.vision_batch_size}")
     weights, tok_path = _lm_paths(cfg)
+    if weights is not None:  # a bad LM directory is named before the tokenizer trips over it
+        from flamingo_eval.models.checkpoints import resolve_hf_dir
+        from flamingo_eval.models.hf_lm import read_hf_config
+
+        resolved = resolve_hf_dir(weights)
+        read_hf_config(Path(resolved))
+        tok_path = resolved if tok_path == weights else tok_path
+        weights = resolved
     tok = load_tokenizer(tok_path, trust_remote_code=cfg.trust_remote_code)
     if weights is None:
         cfg.lm.config["vocab_size"] = len(tok)
@@ -115,7 +137,8 @@ def build_model(cfg: ModelCfg, batch_size: int | None = None) -> FlamingoEvalMod
         fields = FlamingoConfig.__dataclass_fields__
         unknown = set(cfg.flamingo) - set(fields)
         if unknown:
-            raise UserError(f"model {cfg.name}: unknown flamingo options {sorted(unknown)}; known: {sorted(fields)}")
+            raise UserError(f"model {cfg.name}: unknown flamingo options {sorted(unknown)} (model.flamingo.* or the "
+                            f"model directory's flamingo.json); known: {sorted(fields)}")
         model = Flamingo(vision, decoder, FlamingoConfig(**cfg.flamingo), media_id)
         if cfg.init == "random":
             for blk in model.xattn.values():

@@ -19,12 +19,12 @@ Accounting: every key is consumed (or is a known non-parameter buffer), shapes m
 cross-attention parameter comes from the checkpoint, and rows added to the vocabulary for the Flamingo tokens
 come from the checkpoint. Anything else is one :class:`UserError` naming the keys (OpenFlamingo loads with
 ``strict=False``, which hides all of these). Files are read with safetensors or ``torch.load(weights_only=True)``:
-a pickle that would import or call anything is refused before any of it runs.
+a pickle that would import or call anything is refused before any of it runs; a file that holds no weights (a
+git-lfs pointer, an HTML page, text) is named for what it is (``weight_files.py``).
 """
 
 from __future__ import annotations
 
-import pickle
 import re
 import time
 from collections.abc import Mapping
@@ -36,7 +36,9 @@ from torch import Tensor
 
 from flamingo_eval.errors import UserError
 from flamingo_eval.models.flamingo import Flamingo
-from flamingo_eval.models.hf_lm import IGNORED_KEYS, TIED_HEAD_KEYS, unique_state
+from flamingo_eval.models.hf_lm import IGNORED_KEYS, TIED_HEAD_KEYS, read_hf_config, unique_state
+from flamingo_eval.models.model_dir import checkpoint_fixes
+from flamingo_eval.models.weight_files import read_state_file
 
 __all__ = ["CheckpointReport", "load_flamingo_checkpoint", "read_checkpoint", "resolve_hf_dir"]
 
@@ -69,20 +71,14 @@ def read_checkpoint(path: Path) -> dict[str, Tensor]:
     """The flat state dict of a ``checkpoint.pt`` / training checkpoint / ``.safetensors`` file, on CPU.
 
     ``model_state_dict`` (training checkpoints) or ``state_dict`` is unwrapped and a DDP ``module.`` prefix
-    removed. Pickles are read with ``weights_only=True``: anything beyond tensors and plain containers is
-    refused without being executed.
+    removed. The file kind is read from its content (:mod:`flamingo_eval.models.weight_files`); pickles are
+    read with ``weights_only=True``: anything beyond tensors and plain containers is refused unexecuted.
 
     Raises:
-        UserError: missing file, a refused pickle, or a file that holds no state dict.
+        UserError: missing file, a directory, a bad link, a file that is not weights (git-lfs pointer, HTML,
+            text), a damaged or refused file, or one that holds no state dict.
     """
-    if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist (model.checkpoint=/path/to/checkpoint.pt)")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        obj: object = load_file(str(path), device="cpu")
-    else:
-        obj = _torch_load(path)
+    obj = read_state_file(path, "checkpoint", *checkpoint_fixes(path))
     if isinstance(obj, dict):
         for key in ("model_state_dict", "state_dict"):
             if isinstance(obj.get(key), dict):
@@ -93,24 +89,6 @@ def read_checkpoint(path: Path) -> dict[str, Tensor]:
         raise UserError(f"checkpoint {path}: expected a state dict of tensors (or a training checkpoint with "
                         f"model_state_dict), got a {kind}")
     return {_clean(str(k)): v for k, v in obj.items()}
-
-
-def _torch_load(path: Path) -> object:
-    try:
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as e:  # legacy (non-zip) torch.save format cannot be memory-mapped
-            if "mmap" not in str(e):
-                raise
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        detail = next((ln.strip() for ln in str(e).splitlines() if "global" in ln.lower()), "")
-        raise UserError(f"refused to load checkpoint {path}: it is a pickle that would import or run code "
-                        f"({detail or 'not a weights-only file'}); only tensors are accepted. Re-save it as a "
-                        "plain state dict or .safetensors from a trusted environment") from None
-    except (RuntimeError, EOFError, OSError) as e:
-        raise UserError(f"cannot read checkpoint {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
-                        ) from None
 
 
 def _clean(key: str) -> str:
@@ -272,7 +250,9 @@ def resolve_hf_dir(path_or_id: str) -> str:
     local = Path(path_or_id).expanduser()
     if local.is_dir():
         return str(local)
-    if path_or_id.count("/") != 1 or path_or_id.startswith((".", "/", "~")):
+    if path_or_id.count("/") != 1 or path_or_id.startswith((".", "/", "~")) or local.exists() or local.is_symlink():
+        read_hf_config(local)  # names what is wrong: missing, a file, a broken link, a symlink loop
+    if path_or_id.count("/") != 1:
         raise UserError(f"LM path '{path_or_id}' is not a directory (nor a hub id like owner/name)")
     try:
         from huggingface_hub import snapshot_download

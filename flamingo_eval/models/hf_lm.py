@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from flamingo_eval.errors import UserError
 from flamingo_eval.models.decoders import Decoder
+from flamingo_eval.models.weight_files import check_file, read_state_file, sniff
 from flamingo_eval.registry import DECODERS
 
 MODEL_TYPES: dict[str, str] = {
@@ -48,12 +49,13 @@ TIED_HEAD_KEYS = ("lm_head.weight", "embed_out.weight")
 _SHOW = 8  # how many key names an error message lists
 
 
-def decoder_class(config: Mapping[str, Any]) -> type[Decoder]:
+def decoder_class(config: Mapping[str, Any], source: str = "LM config") -> type[Decoder]:
     """The decoder class for an HF config dict, from its ``model_type``."""
     model_type = str(config.get("model_type", ""))
     if model_type not in MODEL_TYPES:
         known = ", ".join(sorted(MODEL_TYPES))
-        raise UserError(f"unsupported LM model_type {model_type!r}; supported: {known} "
+        got = f"unsupported LM model_type {model_type!r}" if "model_type" in config else "no model_type field"
+        raise UserError(f"{source}: {got}; supported: {known} "
                         "(add a family: docs/adding_a_model.md)")
     cls: type[Decoder] = DECODERS.get(MODEL_TYPES[model_type])
     return cls
@@ -69,13 +71,33 @@ def load_hf_decoder(path: str | Path, dtype: torch.dtype = torch.float32) -> Dec
         UserError: missing files, unsupported ``model_type``, or any missing/unexpected/mis-shaped key.
     """
     root = Path(path)
-    cfg_path = root / "config.json"
-    if not cfg_path.is_file():
-        raise UserError(f"{root}: no config.json (expected a local Hugging Face model directory)")
-    config = json.loads(cfg_path.read_text())
-    cls = decoder_class(config)
+    config = read_hf_config(root)
+    cls = decoder_class(config, source=str(root / "config.json"))
     state = read_hf_state_dict(root)
     return build_decoder(cls, config, state, dtype, source=str(root))
+
+
+def read_hf_config(root: Path) -> dict[str, Any]:
+    """``root/config.json`` as a dict, or one :class:`UserError` naming the directory/file and the fix."""
+    fix = "pass model.lm.path=DIR, a Hugging Face model directory (config.json, weights, tokenizer files)"
+    if not root.is_dir():
+        check_file(root, "LM directory", fix)  # a loop, a broken link or a missing path: say which
+        raise UserError(f"LM directory {root} is a file, not a directory; {fix}")
+    cfg_path = root / "config.json"
+    if not cfg_path.exists():
+        raise UserError(f"LM directory {root} has no config.json (expected a Hugging Face model directory); {fix}")
+    check_file(cfg_path, "LM config", fix)
+    try:
+        config = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        kind = sniff(cfg_path)
+        what = {"lfs": "a git-lfs pointer (run `git lfs pull`)", "html": "an HTML page (download it again)"}.get(
+            kind, f"not valid JSON ({str(e).splitlines()[0]})")
+        raise UserError(f"LM config {cfg_path} is {what}") from None
+    if not isinstance(config, dict):
+        raise UserError(f"LM config {cfg_path} holds a JSON {type(config).__name__}, not an object of HF config "
+                        "fields (model_type, hidden_size, ...)")
+    return config
 
 
 def decoder_from_hf_model(hf_model: torch.nn.Module, dtype: torch.dtype = torch.float32) -> Decoder:
@@ -92,7 +114,7 @@ def read_hf_state_dict(root: Path) -> dict[str, Tensor]:
                                ("pytorch_model.bin.index.json", "pytorch_model.bin")):
         index = root / index_name
         if index.is_file():
-            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            shards = _shards(index)
             state: dict[str, Tensor] = {}
             for shard in shards:
                 state.update(_read_file(root / shard))
@@ -102,24 +124,34 @@ def read_hf_state_dict(root: Path) -> dict[str, Tensor]:
     raise UserError(f"{root}: no model.safetensors, pytorch_model.bin or shard index found")
 
 
-def _read_file(file: Path) -> dict[str, Tensor]:
-    if not file.is_file():
-        raise UserError(f"{file}: weight shard listed in the index is missing")
-    if file.suffix == ".safetensors":
-        from safetensors.torch import load_file
+def _shards(index: Path) -> list[str]:
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        return sorted({str(v) for v in weight_map.values()})
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
+        raise UserError(f"LM shard index {index} is not a JSON object with a weight_map; download it again"
+                        ) from None
 
-        return load_file(str(file))
-    state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
-    if not isinstance(state, dict):
-        raise UserError(f"{file}: expected a state dict, got {type(state).__name__}")
+
+def _read_file(file: Path) -> dict[str, Tensor]:
+    fix = "download the LM directory again (every shard its index names)"
+    state = read_state_file(file, "LM weights file", fix)
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise UserError(f"LM weights file {file}: expected a state dict of tensors, got a {type(state).__name__}")
     return state
 
 
 def build_decoder(cls: type[Decoder], config: Mapping[str, Any], state: Mapping[str, Tensor],
                   dtype: torch.dtype, source: str) -> Decoder:
     """Instantiate ``cls`` from ``config`` without initialising weights, then assign ``state`` strictly."""
-    with torch.device("meta"):
-        decoder = cls.from_hf_config(dict(config))
+    try:
+        with torch.device("meta"):
+            decoder = cls.from_hf_config(dict(config))
+    except (KeyError, TypeError, ValueError) as e:  # a field missing or of the wrong type in config.json
+        text = str(e).splitlines()[0] if str(e) else type(e).__name__
+        names = re.findall(r"'(\w+)'", text) if isinstance(e, TypeError) and "missing" in text else []
+        detail = f"missing field {e}" if isinstance(e, KeyError) else f"missing field(s) {names}" if names else text
+        raise UserError(f"{source}: config.json does not describe a {cls.family} LM ({detail})") from None
     ours = unique_state(decoder)
     renamed = map_state_dict(cls, state, tied=decoder.output_embeddings() is None)
     _check_keys(ours, renamed, source, cls.family)

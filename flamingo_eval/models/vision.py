@@ -22,6 +22,7 @@ batch of 1 and in a batch of 2 can differ in the last bits (measured: 1.7e-6 on 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from abc import ABCMeta, abstractmethod
@@ -35,6 +36,7 @@ from torch import Tensor, nn
 from torchvision import transforms as T
 
 from flamingo_eval.errors import UserError
+from flamingo_eval.models.weight_files import check_file, read_state_file
 from flamingo_eval.registry import VISION
 
 __all__ = ["EfficientNetLite0Encoder", "OpenClipEncoder", "TinyConvEncoder", "VisionEncoder", "encode_fixed_batches"]
@@ -84,25 +86,13 @@ def encode_fixed_batches(encode: Callable[[Tensor], Tensor], pixels: Tensor, bat
 
 def _load_state_dict_file(path: Path) -> dict[str, Tensor]:
     """Read a state dict from ``.safetensors`` or a ``torch.save`` file (``weights_only=True``)."""
-    if not path.is_file():
-        raise UserError(f"weights file {path} does not exist; pass an existing checkpoint path")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return dict(load_file(str(path), device="cpu"))
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any reader failure is a bad file for the user
-        raise UserError(
-            f"cannot read weights {path} as safetensors or a weights-only torch file ({type(err).__name__}); "
-            "re-save it as a plain state dict (TorchScript/JIT archives are not accepted)"
-        ) from None
+    obj = read_state_file(path, "vision weights file", "pass an existing weights file (.safetensors or .pt)")
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
     if not isinstance(obj, dict):
         raise UserError(
-            f"weights file {path} holds a {type(obj).__name__}, not a state dict; save model.state_dict()"
+            f"vision weights file {path} holds a {type(obj).__name__}, not a state dict; save model.state_dict()"
         )
     return {k.removeprefix("module."): v for k, v in obj.items() if isinstance(v, Tensor)}
 
@@ -231,34 +221,42 @@ class OpenClipEncoder(VisionEncoder):
     """An open_clip ViT image tower returning patch tokens, as OpenFlamingo feeds its perceiver.
 
     Args:
-        model_name: open_clip architecture, e.g. ``"ViT-L-14"``.
+        model_name: open_clip architecture (default ``"ViT-L-14"``); with ``config``, only a display name.
         pretrained: An open_clip tag (``"openai"``; must already be in the local cache when offline),
             a local checkpoint file (full CLIP or visual-only state dict, ``.safetensors`` or a
             weights-only torch file), or ``None`` for a seeded random init.
         force_quick_gelu: Use QuickGELU. open_clip sets it for the ``openai`` tag by itself; set it
             (or use ``"ViT-L-14-quickgelu"``) when loading a local copy of OpenAI weights.
         seed: Seed of the random initialisation.
+        config: An open_clip model-config JSON file (the format ``open_clip.add_model_config`` reads) for
+            an architecture open_clip does not ship; ``pretrained`` must then be a local file (or ``None``).
     """
 
     name = "open_clip"
 
     def __init__(
         self,
-        model_name: str = "ViT-L-14",
+        model_name: str | None = None,
         pretrained: str | Path | None = "openai",
         force_quick_gelu: bool = False,
         seed: int = 0,
+        config: str | Path | None = None,
     ) -> None:
         super().__init__()
-        import open_clip
-
-        if model_name not in open_clip.list_models():
-            raise UserError(
-                f"unknown open_clip model '{model_name}'; see open_clip.list_models() (e.g. ViT-L-14)"
-            )
         path = _as_local_file(pretrained)
         tag = None if path is not None or pretrained is None else str(pretrained)
-        model, _, preprocess = _seeded_clip(model_name, tag, force_quick_gelu, seed)
+        spec = None
+        if config is not None:
+            from flamingo_eval.models.open_clip_config import read_open_clip_config
+
+            spec = read_open_clip_config(config)
+            model_name = model_name or spec.name
+            if tag is not None:
+                raise UserError(f"open_clip config {spec.path}: pretrained='{tag}' is an open_clip tag, which only "
+                                "names built-in models; pass the tower's weights file as model.vision.options."
+                                "pretrained=FILE")
+        model_name = model_name or "ViT-L-14"
+        model, preprocess = _seeded_clip(model_name, tag, force_quick_gelu, seed, spec, quiet=tag is None)
         visual = model.visual
         if not hasattr(visual, "output_tokens") or not hasattr(visual, "grid_size"):
             raise UserError(f"open_clip model '{model_name}' has no ViT image tower; use a ViT-* model")
@@ -271,6 +269,7 @@ class OpenClipEncoder(VisionEncoder):
         self.visual = visual  # the text tower is dropped with ``model``
         self._preprocess = preprocess
         self.model_name, self.pretrained_id = model_name, str(pretrained)
+        self.arch = spec.model_cfg if spec is not None else None
         self.width = int(visual.transformer.width)
         self.num_tokens = int(visual.grid_size[0] * visual.grid_size[1])
         self.quick_gelu = force_quick_gelu
@@ -284,7 +283,8 @@ class OpenClipEncoder(VisionEncoder):
         return tokens
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "model_name": self.model_name, "quick_gelu": self.quick_gelu}
+        arch = {"arch": self.arch} if self.arch is not None else {}  # a custom config: its content, not its name
+        return {**super().config(), "model_name": self.model_name, "quick_gelu": self.quick_gelu, **arch}
 
 
 def _as_local_file(pretrained: str | Path | None) -> Path | None:
@@ -297,28 +297,39 @@ def _as_local_file(pretrained: str | Path | None) -> Path | None:
         or "/" in str(pretrained)
         or p.suffix in {".pt", ".pth", ".bin", ".safetensors"}
     )
-    if p.is_file() or looks_like_path:
-        if not p.is_file():
-            raise UserError(f"open_clip weights file {p} does not exist; pass an existing checkpoint path")
-        return p
+    if p.is_file() or looks_like_path:  # before building the tower: say at once what is wrong with the file
+        return check_file(p, "vision weights file", "pass model.vision.options.pretrained=FILE (or an open_clip tag)")
     return None
 
 
-def _seeded_clip(model_name: str, tag: str | None, quick_gelu: bool, seed: int) -> tuple[Any, Any, Any]:
-    """``open_clip.create_model_and_transforms`` with seeded init and offline-friendly errors."""
+def _seeded_clip(model_name: str, tag: str | None, quick_gelu: bool, seed: int, spec: Any = None,
+                 quiet: bool = False) -> tuple[Any, Any]:
+    """(open_clip model, preprocess) with seeded init and offline-friendly errors.
+
+    ``quiet``: the weights are loaded by us afterwards (or a random tower was asked for), so open_clip's
+    "initialized randomly" warning would mislead; it is dropped.
+    """
     import open_clip
 
-    if tag is not None and tag not in open_clip.list_pretrained_tags_by_model(model_name):
-        tags = ", ".join(open_clip.list_pretrained_tags_by_model(model_name)) or "(none)"
-        raise UserError(
-            f"open_clip has no pretrained tag '{tag}' for {model_name} (known: {tags}); or pass a local file"
-        )
+    from flamingo_eval.models.open_clip_config import build_from_config, quiet_random_init
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        try:
-            return open_clip.create_model_and_transforms(
-                model_name, pretrained=tag, force_quick_gelu=quick_gelu
+        if spec is not None:
+            return build_from_config(spec, quick_gelu)
+        if model_name not in open_clip.list_models():
+            raise UserError(f"unknown open_clip model '{model_name}'; see open_clip.list_models() (e.g. ViT-L-14), "
+                            "or describe the architecture in a JSON file: model.vision.options.config=FILE")
+        if tag is not None and tag not in open_clip.list_pretrained_tags_by_model(model_name):
+            tags = ", ".join(open_clip.list_pretrained_tags_by_model(model_name)) or "(none)"
+            raise UserError(
+                f"open_clip has no pretrained tag '{tag}' for {model_name} (known: {tags}); or pass a local file"
             )
+        try:
+            with quiet_random_init() if quiet else contextlib.nullcontext():
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    model_name, pretrained=tag, force_quick_gelu=quick_gelu)
+            return model, preprocess
         except Exception as err:  # noqa: BLE001 - a failed fetch surfaces as many exception types
             if tag is None:
                 raise

@@ -1,0 +1,202 @@
+"""An OpenFlamingo-format model directory (``model.path=DIR``) -> a complete model config, before any model loads.
+
+Layout (docs/openflamingo.md, "Your own checkpoint")::
+
+    DIR/checkpoint.pt          the trained bridge: a flat state dict, a training checkpoint
+                               ({"model_state_dict": {"module.<key>": ...}}) or checkpoint.safetensors
+    DIR/lm/                    the language model as a Hugging Face directory (config.json, weights, tokenizer)
+    DIR/vision/config.json     optional: an open_clip model config (the add_model_config format)
+    DIR/vision/<weights>       optional: the tower's weights (one .safetensors/.pt/.pth/.bin file)
+    DIR/flamingo.json          optional: bridge sizes ({"perceiver_depth": 2, ...}) when not OpenFlamingo's
+
+Precedence, per field: a ``model.*`` override given on the command line > the directory's file > the value of
+the ``--model`` config > the built-in default (open_clip ViT-L-14 ``openai``; OpenFlamingo's bridge sizes).
+``model.name`` defaults to the directory's name, so records and leaderboards name the model, not the config
+it borrowed. ``cross_attn_every_n_layers`` is read from the checkpoint's cross-attention keys when neither the
+command line nor ``flamingo.json`` gives it; a given value the keys contradict is one error.
+
+This module imports neither torch nor open_clip (tensor names are read with ``weight_files.pickled_strings``),
+so a bad directory is reported at once. Other model families can reuse :func:`find_weights` and the layout.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from flamingo_eval.config import ModelCfg
+from flamingo_eval.errors import UserError
+from flamingo_eval.models.weight_files import check_file, check_weights_file, pickled_strings
+
+__all__ = ["CHECKPOINT_NAMES", "checkpoint_fixes", "cross_attn_layers", "find_weights", "resolve_model"]
+
+CHECKPOINT_NAMES = ("checkpoint.pt", "checkpoint.safetensors", "checkpoint.pth", "checkpoint.bin")
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
+LM_DIR, VISION_DIR, BRIDGE_FILE = "lm", "vision", "flamingo.json"
+VISION_CONFIGS = ("config.json", "open_clip_config.json")
+_XATTN = re.compile(r"(?:^|\.)lang_encoder\.(?:.+\.)?(\d+)\.gated_cross_attn_layer\.|"
+                    r"(?:^|\.)lang_encoder\.gated_cross_attn_layers\.(\d+)\.")
+_DOCS = "see docs/openflamingo.md, \"Your own checkpoint\""
+
+
+def resolve_model(cfg: ModelCfg, explicit: Iterable[str] | None = None) -> ModelCfg:
+    """A copy of ``cfg`` completed from ``cfg.path`` and its checkpoint; idempotent.
+
+    ``compose_config`` calls it with the command line's keys; ``build_model`` calls it again (a no-op on a
+    composed config; it completes a hand-built ``ModelCfg``).
+
+    Args:
+        cfg: The composed model config.
+        explicit: Dotted keys given on the command line (``model.lm.path``): the directory never replaces
+            them. ``None``: every value already set counts as explicit (only unset fields are filled).
+
+    Raises:
+        UserError: a missing/ambiguous part of the directory, or cross-attention keys that contradict a given
+            ``cross_attn_every_n_layers``.
+    """
+    cfg = copy.deepcopy(cfg)
+    given = _Given(explicit)
+    if cfg.path:
+        _from_directory(cfg, Path(cfg.path).expanduser(), given)
+    cfg.flamingo = {k: v for k, v in cfg.flamingo.items() if v is not None}  # null = "not given"
+    if cfg.checkpoint:
+        _cross_attn(cfg, Path(cfg.checkpoint).expanduser())
+    return cfg
+
+
+class _Given:
+    """Whether a field was given by the user (so the directory leaves it alone)."""
+
+    def __init__(self, explicit: Iterable[str] | None) -> None:
+        self.keys = None if explicit is None else {k.lstrip("+~") for k in explicit}
+
+    def __call__(self, key: str, current: Any) -> bool:
+        """Given on the command line; or, without that information, already set (``current``)."""
+        if self.keys is None:
+            return current not in (None, "")
+        return self.cli(key)
+
+    def cli(self, key: str) -> bool:
+        """Given on the command line (``model.vision`` counts for every key below it)."""
+        return self.keys is not None and any(key == k or key.startswith(k + ".") for k in self.keys)
+
+
+def _from_directory(cfg: ModelCfg, root: Path, given: _Given) -> None:
+    if not root.is_dir():
+        check_file(root, "model.path", f"pass the model directory ({_DOCS})")
+        raise UserError(f"model.path {root} is a file, not a directory: pass the directory holding checkpoint.pt "
+                        f"and lm/, or the file as model.checkpoint={root}")
+    if not given("model.name", cfg.name):
+        cfg.name = root.resolve().name
+    if not given("model.checkpoint", cfg.checkpoint):
+        cfg.checkpoint = str(find_weights(root, CHECKPOINT_NAMES, "checkpoint", "model.checkpoint=FILE"))
+    if cfg.lm.source == "hf" and not given("model.lm.path", cfg.lm.path):
+        lm = root / LM_DIR
+        if not lm.is_dir():
+            raise UserError(f"model.path {root} has no {LM_DIR}/ directory (the language model as a Hugging Face "
+                            f"directory: config.json, weights, tokenizer); put it there or pass "
+                            f"model.lm.path=DIR_OR_HUB_ID ({_DOCS})")
+        cfg.lm.path = str(lm)
+        if not given("model.lm.tokenizer", cfg.lm.tokenizer):
+            cfg.lm.tokenizer = None  # the tokenizer follows the LM (OpenFlamingo's tokenizer_path)
+    if (root / VISION_DIR).is_dir() and cfg.vision.name == "open_clip":
+        _vision(cfg, root / VISION_DIR, given)
+    bridge = root / BRIDGE_FILE
+    sizes: dict[str, int] = {}
+    if bridge.exists():
+        sizes = _read_bridge(bridge)
+        cfg.flamingo.update({k: v for k, v in sizes.items() if not given(f"model.flamingo.{k}", cfg.flamingo.get(k))})
+    key = "cross_attn_every_n_layers"
+    if not given(f"model.flamingo.{key}", cfg.flamingo.get(key)) and key not in sizes:
+        cfg.flamingo.pop(key, None)  # the directory's checkpoint decides (read in _cross_attn)
+
+
+def _vision(cfg: ModelCfg, vision: Path, given: _Given) -> None:
+    opts = cfg.vision.options
+    configs = [vision / n for n in VISION_CONFIGS if (vision / n).is_file()]
+    if configs and not given("model.vision.options.config", opts.get("config")) \
+            and not given.cli("model.vision.options.model_name"):
+        opts["config"] = str(configs[0])
+        opts.pop("model_name", None)  # the file names the architecture
+    if not given("model.vision.options.pretrained", opts.get("pretrained")):
+        weights = [p for p in sorted(vision.iterdir()) if p.suffix in WEIGHT_SUFFIXES]
+        if len(weights) > 1:
+            raise UserError(f"{vision} holds several weight files ({', '.join(p.name for p in weights)}); keep one "
+                            "or pass model.vision.options.pretrained=FILE")
+        if weights:
+            opts["pretrained"] = str(weights[0])
+        elif configs:
+            raise UserError(f"{vision} has {configs[0].name} but no weights file (.safetensors, .pt, .pth or .bin) "
+                            "for that tower; add it or pass model.vision.options.pretrained=FILE")
+
+
+def _read_bridge(path: Path) -> dict[str, int]:
+    check_file(path, "bridge config", f"remove it or fix it ({_DOCS})")
+    try:
+        sizes = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UserError(f"bridge config {path} is not valid JSON ({str(e).splitlines()[0]})") from None
+    if not isinstance(sizes, dict) or not all(isinstance(v, int) and v > 0 for v in sizes.values()):
+        raise UserError(f"bridge config {path} must be a JSON object of positive integers, e.g. "
+                        '{"perceiver_depth": 6, "num_latents": 64} (the model.flamingo.* fields)')
+    return sizes
+
+
+def find_weights(root: Path, names: tuple[str, ...], what: str, override: str) -> Path:
+    """The one weights file of ``root``: the first of ``names`` present, else its only ``*.pt``-like file.
+
+    Raises:
+        UserError: none, or several candidates (named), with the override that picks one.
+    """
+    for name in names:
+        if (root / name).exists():
+            return root / name
+    found = [p for p in sorted(root.iterdir()) if p.suffix in WEIGHT_SUFFIXES]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise UserError(f"model.path {root} has no {what} file ({' or '.join(names[:2])}); put it there or pass "
+                        f"{override}")
+    raise UserError(f"model.path {root} holds several {what} candidates ({', '.join(p.name for p in found)}); "
+                    f"name it {names[0]} or pass {override}")
+
+
+def cross_attn_layers(names: Iterable[str]) -> list[int]:
+    """Decoder-layer indices that have a gated cross-attention block, from OpenFlamingo tensor names."""
+    found = {int(m.group(1) or m.group(2)) for n in names for m in [_XATTN.search(n)] if m}
+    return sorted(found)
+
+
+def checkpoint_fixes(path: Path) -> tuple[str, str]:
+    """(fix, fix when it is a directory) for messages about a checkpoint file."""
+    return ("pass model.checkpoint=/path/to/checkpoint.pt", f"pass the file inside it (model.checkpoint={path}/"
+            f"checkpoint.pt) or the whole model directory as model.path={path}")
+
+
+def _cross_attn(cfg: ModelCfg, checkpoint: Path) -> None:
+    """Infer ``cross_attn_every_n_layers`` from the checkpoint, or check a given value against it."""
+    if not checkpoint.exists() and not checkpoint.is_symlink():
+        return  # composing a config needs no file; build_model names a missing one before loading anything
+    check_weights_file(checkpoint, "checkpoint", *checkpoint_fixes(checkpoint))  # a bad file: named now
+    layers = cross_attn_layers(pickled_strings(checkpoint))
+    given = cfg.flamingo.get("cross_attn_every_n_layers")
+    if not layers:
+        if given is None:
+            raise UserError(f"checkpoint {checkpoint} has no gated cross-attention tensors "
+                            "(lang_encoder.<layers>.<i>.gated_cross_attn_layer.*), so cross_attn_every_n_layers "
+                            "cannot be read from it; is it an OpenFlamingo checkpoint? (or set "
+                            "model.flamingo.cross_attn_every_n_layers=N)")
+        return  # the loader names every missing key
+    n = layers[0] + 1  # OpenFlamingo puts a block before layer i when (i + 1) % n == 0
+    if layers != list(range(n - 1, layers[-1] + 1, n)):
+        raise UserError(f"checkpoint {checkpoint} has cross-attention before decoder layers {layers}, which no "
+                        "cross_attn_every_n_layers gives (OpenFlamingo spaces them evenly)")
+    if given is not None and given != n:
+        raise UserError(f"model.flamingo.cross_attn_every_n_layers={given}, but checkpoint {checkpoint} has "
+                        f"cross-attention before decoder layers {layers}, i.e. every {n}; drop the setting (it "
+                        f"is read from the checkpoint) or set it to {n}")
+    cfg.flamingo["cross_attn_every_n_layers"] = n
