@@ -15,7 +15,7 @@ from flamingo_eval.errors import UserError
 from flamingo_eval.models.decoders.base import Decoder
 from flamingo_eval.models.eval_model import FlamingoEvalModel
 from flamingo_eval.models.flamingo import Flamingo, FlamingoConfig
-from flamingo_eval.registry import DECODERS, VISION
+from flamingo_eval.registry import ARCHITECTURES, DECODERS, VISION
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -95,6 +95,11 @@ def build_decoder(cfg: ModelCfg, weights: str | None) -> Decoder:
 
 def build_model(cfg: ModelCfg, batch_size: int | None = None) -> FlamingoEvalModel:
     """Assemble vision encoder, decoder and bridge per ``cfg``; weights are fingerprinted."""
+    if cfg.architecture != "openflamingo":  # other families (IDEFICS) build themselves
+        import flamingo_eval.models.idefics  # noqa: F401  (registers the idefics architecture)
+
+        builder: Any = ARCHITECTURES.get(cfg.architecture)
+        return builder(cfg, batch_size)  # type: ignore[no-any-return]
     if cfg.init == "checkpoint" and not cfg.checkpoint:  # fail before loading gigabytes of LM weights
         raise UserError(f"model {cfg.name}: set model.checkpoint=/path/to/checkpoint.pt (its perceiver and "
                         "cross-attention come from the released checkpoint; see docs/openflamingo.md)")
