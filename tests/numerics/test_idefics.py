@@ -112,7 +112,7 @@ def test_shared_prefix_carries_end_of_document() -> None:
     once, then the rows; their text must still see no image until the next one, as in one forward."""
     em, _, _ = loaded(VARIANTS[0])
     head = f"{IMG}Caption: a red dog on a big horse</s>text after the end of document it is a small "
-    prompts = [_prompt(head + tail, [0, 1] + extra) for tail, extra in
+    prompts = [_prompt(head + tail, [0] + extra) for tail, extra in
                ((f"bird{IMG}Caption:", [2]), ("cat", []), ("dog dog", []))]
     reqs = [GenerateRequest(prompt=p, max_new_tokens=3, num_beams=3, length_penalty=0.0) for p in prompts]
     ids = [em._encode(p.text) for p in prompts]

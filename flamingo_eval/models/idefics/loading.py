@@ -223,7 +223,7 @@ def load_idefics(root: str | Path, dtype: torch.dtype = torch.float32, device: s
     plan = _account(model, shapes, cfg.cross_layer_interval, str(root), report)
     loaded: dict[str, Tensor] = {}
     for shard in shards:
-        part = {}
+        tensors: dict[str, Tensor] = {}
         for key, value in _tensors(shard):
             ours = plan.get(key)
             if ours is None:
@@ -234,18 +234,8 @@ def load_idefics(root: str | Path, dtype: torch.dtype = torch.float32, device: s
                     raise UserError(f"{root}: {key} differs from the tensor it is tied to")
                 report.aliases += 1
                 continue
-            part[ours] = loaded[ours] = value
-        model.load_state_dict(part, strict=False, assign=True)
-    _retie(model, cfg)
+            tensors[ours] = loaded[ours] = value
+        model.load_state_dict(tensors, strict=False, assign=True)
+    model.lang.tie_head()  # assign=True replaced the tied parameters one name at a time
     report.loaded = len(set(plan.values()))
     return model.eval(), report
-
-
-def _retie(model: Idefics, cfg: IdeficsConfig) -> None:
-    """``assign=True`` replaces parameters one name at a time: point a tied head at the loaded embeddings."""
-    if not cfg.tie_word_embeddings:
-        return
-    emb, head = model.lang.model.embed_tokens, model.lang.lm_head
-    head.weight = emb.weight  # type: ignore[union-attr]
-    if head.additional_fc is not None:  # type: ignore[union-attr]
-        head.additional_fc.weight = emb.additional_embedding.weight  # type: ignore[union-attr]

@@ -141,11 +141,19 @@ class IdeficsDecoder(LlamaDecoder):
         extra = cfg.additional_vocab_size
         self.model.embed_tokens = DecoupledEmbedding(cfg.vocab_size, extra, cfg.hidden_size)
         self.lm_head = DecoupledLinear(cfg.hidden_size, cfg.vocab_size, extra)
-        if cfg.tie_word_embeddings:  # one tensor behind both names, as transformers ties them
-            self.lm_head.weight = self.model.embed_tokens.weight
-            if extra:
-                self.lm_head.additional_fc.weight = self.model.embed_tokens.additional_embedding.weight  # type: ignore[union-attr]
+        self.tied = cfg.tie_word_embeddings
+        self.tie_head()
         self.vocab_size = cfg.vocab_size + extra
+
+    def tie_head(self) -> None:
+        """With ``tie_word_embeddings``, point both head parts at the embedding tables (transformers ties them);
+        called again after loading, which assigns parameters one name at a time."""
+        emb, head = self.model.embed_tokens, self.lm_head
+        if not self.tied or not isinstance(emb, DecoupledEmbedding) or not isinstance(head, DecoupledLinear):
+            return
+        head.weight = emb.weight
+        if head.additional_fc is not None and emb.additional_embedding is not None:
+            head.additional_fc.weight = emb.additional_embedding.weight
 
 
 # ---------------------------------------------------------------------------------------------- bridge
@@ -277,13 +285,16 @@ class Idefics(Flamingo):
     / norm`` + ``lm_head``, ``xattn[str(i)]`` <- ``model.gated_cross_attn_layers[i // cross_layer_interval]``.
     """
 
+    vision_encoder: IdeficsVisionTransformer
+    lang: IdeficsDecoder
+
     def __init__(self, cfg: IdeficsConfig, media_token_id: int, fake_token_id: int) -> None:
         nn.Module.__init__(self)  # Flamingo.__init__ would build OpenFlamingo's parts
         self.idefics_cfg = cfg
         self.vision_encoder = IdeficsVisionTransformer(cfg.vision)
         dv = cfg.vision.embed_dim
-        self.perceiver: nn.Module = (IdeficsPerceiverResampler(dv, cfg.perceiver) if cfg.use_resampler
-                                     else nn.Identity())
+        self.perceiver = (IdeficsPerceiverResampler(dv, cfg.perceiver) if cfg.use_resampler  # type: ignore[assignment]
+                          else nn.Identity())
         self.lang = IdeficsDecoder(cfg)
         every = cfg.cross_layer_interval
         self.xattn = nn.ModuleDict({str(i): IdeficsGatedCrossAttentionLayer(cfg)
@@ -294,7 +305,7 @@ class Idefics(Flamingo):
         if isinstance(self.perceiver, IdeficsPerceiverResampler):
             n, dim = self.perceiver.latents.shape
             return int(n), int(dim)
-        return self.vision_encoder.num_tokens, self.vision_encoder.width  # type: ignore[return-value]
+        return self.vision_encoder.num_tokens, self.vision_encoder.width
 
     def banned_token_ids(self) -> tuple[int, ...]:
         """``<image>`` and ``<fake_token_around_image>`` (transformers' IDEFICS guide bans both)."""
