@@ -113,6 +113,8 @@ class LMCfg:
 class ModelCfg:
     name: str = "???"
     description: str = ""
+    architecture: str = "openflamingo"
+    """openflamingo | idefics: which model family builds this config (registry ``ARCHITECTURES``)."""
     vision: VisionCfg = field(default_factory=VisionCfg)
     lm: LMCfg = field(default_factory=LMCfg)
     flamingo: dict[str, Any] = field(default_factory=dict)

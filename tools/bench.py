@@ -7,8 +7,9 @@ non-zero gates; fp32 on CPU. Prompts are OpenFlamingo VQA / ImageNet prompts ove
 Rows: (a) 32-shot VQA, beam 3, 5 new tokens, random demos per query from a 128-image demo pool;
 (b) rank classification, 1000 ImageNet class names, 8-shot (the reference scores a subset of the classes and
 its time is extrapolated linearly in the number of classes; predictions are compared on that subset);
-(c) shots 0/4/8/16/32 scaling (beam 3). "steady": the same requests with the demo images already in the
-latent cache (what every query after the first few of a long run sees: the demo pool is encoded once per
+(c) shots 0/4/8/16/32 scaling (beam 3); (d) an IDEFICS-shaped model, 32-shot VQA beam 3, against
+transformers' own ``IdeficsForVisionText2Text.generate`` on the same weights (``tools/bench_idefics.py``).
+"steady": the same requests with the demo images already in the latent cache (what every query after the first few of a long run sees: the demo pool is encoded once per
 run) while each query's own image is still encoded. For each: samples/s of both paths, the speed-up, engine time over a
 bare forward of the same tokens, peak memory (RSS above the phase's start), vision encodes vs distinct
 images, and whether predictions are identical.
@@ -255,6 +256,7 @@ def main() -> None:
     ap.add_argument("--ref-classes", type=int, default=None, help="classes the reference scores (default 50)")
     ap.add_argument("--json", type=str, default=None, help="also write the raw numbers here")
     ap.add_argument("--skip-scaling", action="store_true")
+    ap.add_argument("--skip-idefics", action="store_true", help="skip row (d): IDEFICS vs transformers' generate")
     ap.add_argument("--repeats", type=int, default=None,
                     help="engine timings are the median of this many runs (default 3, quick 1); the reference runs once")
     args = ap.parse_args()
@@ -282,6 +284,12 @@ def main() -> None:
                                      repeats=repeats)
             print("c", shots, rows[key], flush=True)
     print_table(rows)
+    if not args.skip_idefics:  # (d): a different model and baseline, so its own small table (tools/bench_idefics.py)
+        from bench_idefics import print_row
+        from bench_idefics import row as idefics_row
+
+        rows["(d) IDEFICS VQA 32-shot beam 3 vs transformers"] = idefics_row(n, repeats)
+        print_row(rows["(d) IDEFICS VQA 32-shot beam 3 vs transformers"])
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

@@ -15,7 +15,7 @@ from flamingo_eval.errors import UserError
 from flamingo_eval.models.decoders.base import Decoder
 from flamingo_eval.models.eval_model import FlamingoEvalModel
 from flamingo_eval.models.flamingo import Flamingo, FlamingoConfig
-from flamingo_eval.registry import DECODERS, VISION
+from flamingo_eval.registry import ARCHITECTURES, DECODERS, VISION
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -98,7 +98,15 @@ def build_model(cfg: ModelCfg, batch_size: int | None = None) -> FlamingoEvalMod
 
     ``cfg`` is completed first (``model.path`` directory, cross-attention layout read from the checkpoint:
     :func:`~flamingo_eval.models.model_dir.resolve_model`; a no-op on an already resolved config).
+    Other architectures (IDEFICS) build themselves from the ``ARCHITECTURES`` registry.
     """
+    if cfg.vision_batch_size < 1:
+        raise UserError(f"model.vision_batch_size must be >= 1, got {cfg.vision_batch_size}")
+    if cfg.architecture != "openflamingo":
+        import flamingo_eval.models.idefics  # noqa: F401  (registers the idefics architecture)
+
+        builder: Any = ARCHITECTURES.get(cfg.architecture)
+        return builder(cfg, batch_size)  # type: ignore[no-any-return]
     from flamingo_eval.models.model_dir import resolve_model
 
     cfg = resolve_model(cfg)
@@ -112,8 +120,6 @@ def build_model(cfg: ModelCfg, batch_size: int | None = None) -> FlamingoEvalMod
 
         path = Path(cfg.checkpoint).expanduser()
         check_weights_file(path, "checkpoint", *checkpoint_fixes(path))
-    if cfg.vision_batch_size < 1:
-        raise UserError(f"model.vision_batch_size must be >= 1, got {cfg.vision_batch_size}")
     weights, tok_path = _lm_paths(cfg)
     if weights is not None:  # a bad LM directory is named before the tokenizer trips over it
         from flamingo_eval.models.checkpoints import resolve_hf_dir

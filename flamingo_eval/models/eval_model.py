@@ -231,7 +231,7 @@ class FlamingoEvalModel:
 
     def _media_state(self, prompts: Sequence[InterleavedPrompt]) -> MediaState:
         uniq = sorted({path for p in prompts for path in p.media})
-        n_lat, dim = self.model.perceiver.latents.shape
+        n_lat, dim = self.model.latent_shape()
         if not self.model.conditions_on_media():
             # Every gate is exactly zero: latents cannot change any output; only check the images load.
             for path in uniq:
@@ -279,6 +279,7 @@ class FlamingoEvalModel:
                    torch.ones(1, shared, dtype=torch.bool, device=self.device), prefix, head, last_only=True)
         cache = BranchKVCache([prefix], rows=len(ids))
         media.images_seen = torch.full_like(media.images_seen, n_img)
+        media.no_image = None if head.no_image is None else head.no_image.expand(len(ids))
         input_ids, valid = self._left_pad([x[shared:] for x in ids])
         valid = torch.cat([torch.ones(len(ids), shared, dtype=torch.bool, device=self.device), valid], dim=1)
         logits = self.model(input_ids, valid, cache, media, last_only=True)
@@ -329,14 +330,14 @@ class FlamingoEvalModel:
 
         if r0.num_beams <= 1:
             branch(1)
-            seqs = greedy(last, step, r0.max_new_tokens, stop_ids, banned=(self.model.media_token_id,))
+            seqs = greedy(last, step, r0.max_new_tokens, stop_ids, banned=self.model.banned_token_ids())
         else:
             seqs = beam_search(last, step, reorder, r0.num_beams, r0.max_new_tokens, stop_ids, r0.length_penalty,
-                               banned=(self.model.media_token_id,))
+                               banned=self.model.banned_token_ids())
         return [self._decode(s, r.stop) for s, r in zip(seqs, reqs)]
 
     def _stop_ids(self, stop: Sequence[str]) -> set[int]:
-        ids = set()
+        ids = set(self.model.stop_token_ids())
         for s in stop:
             enc = self.tokenizer(s, add_special_tokens=False)["input_ids"]
             if len(enc) == 1:
@@ -372,14 +373,15 @@ class FlamingoEvalModel:
                    normalize: bool) -> list[float]:
         """Score every candidate of one context, in forwards sized by ``rank_chunk_bytes``.
 
-        Default: the candidates' distinct prefixes as a token tree (``rank_tree``). Candidates holding an
-        ``<image>`` token (which would change the cross-attention of what follows) are scored as padded rows.
+        Default: the candidates' distinct prefixes as a token tree (``rank_tree``). Candidates holding a token
+        that changes which image later text sees (``<image>``; IDEFICS's end of document) are scored as padded rows.
         """
         ctx_len = sum(c.length for c in ctx)
         cfg = self.model.lang
         per_token = 4 * (ctx_len * 16 + 8 * cfg.hidden_size + 2 * cfg.vocab_size)  # scores, activations, logits
         budget = max(1, self.rank_chunk_bytes // per_token)
-        if self.rank_tree and not any(self.model.media_token_id in x for x in cands):
+        switch = set(self.model.image_switch_ids())
+        if self.rank_tree and not any(t in switch for x in cands for t in x):
             return self._score_tree(cands, logp0, ctx, media, normalize, min(budget, MAX_TREE_NODES))
         order = sorted(range(len(cands)), key=lambda i: (-len(cands[i]), i))
         scores = [0.0] * len(cands)

@@ -195,6 +195,10 @@ class GatedCrossAttentionBlock(nn.Module):
         """Both gates exactly zero: the block adds exactly 0 and can be skipped."""
         return bool(self.attn_gate.item() == 0.0 and self.ff_gate.item() == 0.0)
 
+    def project_media(self, latents: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, M, N, Dv) latents -> this block's media k, v (B, M, H, N, Dh)."""
+        return self.attn.project_media(latents)
+
     def forward(self, x: Tensor, k: Tensor, v: Tensor, img_idx: Tensor, masked: bool = False) -> Tensor:
         x = x + self.attn(x, k, v, img_idx, masked) * self.attn_gate.tanh()
         return x + self.ff(x) * self.ff_gate.tanh()
@@ -211,6 +215,9 @@ class MediaState:
     kv: dict[int, tuple[Tensor, Tensor]]
     images_seen: Tensor
     latents: Tensor | None = None
+    no_image: Tensor | None = None
+    """(B,) bool, for models whose text stops seeing images after an end-of-document token (IDEFICS): True
+    where the row's latest token sees no image although ``images_seen > 0``. None: never the case."""
     """Reference path only: (B, M, N, Dv) latents whose K/V every forward re-projects (OpenFlamingo's loop),
     attended with the masked O(T*M*N) kernel. None in the engine, which projects once (``kv``)."""
 
@@ -221,7 +228,8 @@ class MediaState:
         last = (self.images_seen - 1).clamp(min=0)  # (B,)
         rows = torch.arange(last.shape[0], device=last.device)
         kv = {i: (k[rows, last][:, None], v[rows, last][:, None]) for i, (k, v) in self.kv.items()}
-        return MediaState(kv=kv, images_seen=(self.images_seen > 0).long())
+        sees = self.images_seen > 0 if self.no_image is None else (self.images_seen > 0) & ~self.no_image
+        return MediaState(kv=kv, images_seen=sees.long())
 
     def branched(self, group: int) -> MediaState:
         """Each row repeated ``group`` times for decoding (beams); K/V stay shared per group, not copied.
@@ -260,9 +268,36 @@ class Flamingo(nn.Module):
         """False when every cross-attention block is an exact identity (all gates zero)."""
         return any(not blk.is_identity() for blk in self.xattn.values())  # type: ignore[operator]
 
+    def latent_shape(self) -> tuple[int, int]:
+        """(N, Dv): the shape of one image's latents (what ``encode_images`` returns per image)."""
+        n, dim = self.perceiver.latents.shape
+        return int(n), int(dim)
+
+    def banned_token_ids(self) -> tuple[int, ...]:
+        """Tokens never generated: ``<image>`` has no picture behind it when generated."""
+        return (self.media_token_id,)
+
+    def stop_token_ids(self) -> tuple[int, ...]:
+        """Tokens that end generation whatever the request's stop strings (none: OpenFlamingo stops at the
+        request's ``<|endofchunk|>``)."""
+        return ()
+
+    def image_switch_ids(self) -> tuple[int, ...]:
+        """Tokens that change which image the text after them sees (``image_index``)."""
+        return (self.media_token_id,)
+
+    def image_index(self, input_ids: Tensor, media: MediaState) -> Tensor:
+        """(B, T) image each new token attends to (1..M, 0 = none), advancing ``media``'s counters.
+
+        OpenFlamingo's rule: the most recent ``<image>`` at or before the token.
+        """
+        img_idx = media.images_seen[:, None] + (input_ids == self.media_token_id).long().cumsum(-1)  # (B, T)
+        media.images_seen = img_idx[:, -1]
+        return img_idx
+
     def media_state(self, latents: Tensor, num_rows: int) -> MediaState:
         """latents (B, M, N, Dv) (rows padded to M) -> per-layer projected K/V, computed once."""
-        kv = {int(i): blk.attn.project_media(latents)  # type: ignore[union-attr,operator]
+        kv = {int(i): blk.project_media(latents)  # type: ignore[operator]
               for i, blk in self.xattn.items() if not blk.is_identity()}  # type: ignore[operator]
         seen = torch.zeros(num_rows, dtype=torch.long, device=latents.device)
         return MediaState(kv=kv, images_seen=seen)
@@ -276,7 +311,7 @@ class Flamingo(nn.Module):
         then ``input_ids`` must hold no ``<image>`` token. Returns logits (B, T, V), or (B, 1, V) for the
         last position when ``last_only``.
         """
-        img_idx = media.images_seen[:, None] + (input_ids == self.media_token_id).long().cumsum(-1)  # (B, T)
+        img_idx = self.image_index(input_ids, media)  # (B, T)
         if attn is None:
             assert key_valid is not None, "give key_valid or attn"
             attn = build_attn_inputs(key_valid, input_ids.shape[1])
@@ -284,13 +319,12 @@ class Flamingo(nn.Module):
         for i, block in enumerate(self.lang.blocks):
             if media.latents is not None and str(i) in self.xattn:  # reference: re-project, masked kernel
                 blk = self.xattn[str(i)]
-                k, v = blk.attn.project_media(media.latents)  # type: ignore[union-attr,operator]
+                k, v = blk.project_media(media.latents)  # type: ignore[operator]
                 x = blk(x, k, v, img_idx, True)
             elif i in media.kv:
                 k, v = media.kv[i]
                 x = self.xattn[str(i)](x, k, v, img_idx)
             x = block(x, attn, cache, i)
-        media.images_seen = img_idx[:, -1]
         if last_only:
             x = x[:, -1:]
         return self.lang.head(x)

@@ -66,7 +66,7 @@ class ReferenceEvalModel(FlamingoEvalModel):
     def _encode_all(self, prompts: list[InterleavedPrompt], repeat: int) -> Tensor:
         """Every image slot of every row (zero images for padding), rows repeated ``repeat`` times, encoded."""
         m = max((len(p.media) for p in prompts), default=0)
-        n_lat, dim = self.model.perceiver.latents.shape
+        n_lat, dim = self.model.latent_shape()
         if m == 0:
             return torch.zeros(len(prompts) * repeat, 0, n_lat, dim, device=self.device, dtype=self.dtype)
         pics = [[self.preprocess(load_image(path)) for path in p.media] for p in prompts]
@@ -111,16 +111,16 @@ class ReferenceEvalModel(FlamingoEvalModel):
             state["valid"] = state["valid"].index_select(0, index)
 
         if beams == 1:
-            seqs = greedy(last, step, r0.max_new_tokens, stop_ids, banned=(self.model.media_token_id,))
+            seqs = greedy(last, step, r0.max_new_tokens, stop_ids, banned=self.model.banned_token_ids())
         else:
             seqs = beam_search(last[::beams], step, reorder, beams, r0.max_new_tokens, stop_ids, r0.length_penalty,
-                               banned=(self.model.media_token_id,))
+                               banned=self.model.banned_token_ids())
         return [self._decode(s, r.stop) for s, r in zip(seqs, reqs)]
 
     def _rank_ref(self, reqs: list[RankRequest]) -> list[list[float]]:
         last, valid, cache, media = self._prefill_ref([r.prompt for r in reqs], 1)
         logp0 = last.float().log_softmax(-1)  # (B, V)
-        seen = media.images_seen.clone()
+        seen, no_image = media.images_seen.clone(), media.no_image
         out = torch.zeros(len(reqs), len(reqs[0].candidates))
         for c, toks in enumerate(self._candidate_ids(reqs[0].candidates)):
             if not toks:  # an empty candidate never wins (as in the engine)
@@ -130,7 +130,7 @@ class ReferenceEvalModel(FlamingoEvalModel):
             branch = KVCache(len(cache.k))  # the context cache is extended, never modified (HF tuples)
             branch.k, branch.v = list(cache.k), list(cache.v)
             v = valid
-            media.images_seen = seen.clone()
+            media.images_seen, media.no_image = seen.clone(), no_image
             for j in range(len(toks) - 1):
                 v = torch.cat([v, torch.ones_like(v[:, :1])], dim=1)
                 tok = torch.full((len(reqs), 1), toks[j], dtype=torch.long, device=self.device)

@@ -23,3 +23,15 @@ def extract_caption(text: str) -> str:
 @EXTRACTORS.register("identity")
 def extract_identity(text: str) -> str:
     return text.strip()
+
+
+@EXTRACTORS.register("vqa_line")
+def extract_vqa_line(text: str) -> str:
+    """The first line, then the ``vqa`` rule (prompts whose demos end with a newline: the idefics family)."""
+    return extract_vqa(text.strip().split("\n", 1)[0])
+
+
+@EXTRACTORS.register("caption_line")
+def extract_caption_line(text: str) -> str:
+    """The first line, cut before a following 'Caption', double quotes dropped (the idefics family)."""
+    return text.strip().split("\n", 1)[0].split("Caption", 1)[0].replace('"', "").strip()

@@ -1,0 +1,44 @@
+"""``model.architecture: idefics`` -> a ready eval model (the same engine classes as OpenFlamingo)."""
+
+from __future__ import annotations
+
+from flamingo_eval.config import ModelCfg
+from flamingo_eval.errors import UserError
+from flamingo_eval.models.eval_model import FlamingoEvalModel
+from flamingo_eval.registry import ARCHITECTURES
+
+OPENFLAMINGO_ONLY = ("checkpoint",)
+"""ModelCfg fields an IDEFICS directory makes meaningless (its bridge comes with the weights)."""
+
+
+@ARCHITECTURES.register("idefics")
+def build_idefics(cfg: ModelCfg, batch_size: int | None = None) -> FlamingoEvalModel:
+    """Load an IDEFICS HF directory (``model.lm.path``: a local dir or an already-cached hub id).
+
+    Vision tower, perceiver, cross-attention and LM all come from that directory; ``model.lm.tokenizer``
+    may point at another tokenizer directory. ``model.engine: reference`` gives the plain loop.
+    """
+    from flamingo_eval.models.build import DTYPES, resolve_device, weights_fingerprint
+    from flamingo_eval.models.idefics.loading import load_idefics, load_idefics_tokenizer, resolve_idefics_dir
+    from flamingo_eval.models.reference import ReferenceEvalModel
+
+    for name in OPENFLAMINGO_ONLY:
+        if getattr(cfg, name):
+            raise UserError(f"model {cfg.name}: model.{name} is an OpenFlamingo option; an IDEFICS directory "
+                            "(model.lm.path) holds all its weights")
+    if not cfg.lm.path:
+        raise UserError(f"model {cfg.name}: set model.lm.path=DIR (an IDEFICS Hugging Face model directory)")
+    if cfg.precision not in DTYPES:
+        raise UserError(f"model.precision must be one of {sorted(DTYPES)}, got '{cfg.precision}'")
+    if cfg.engine not in ("fast", "reference"):
+        raise UserError(f"model.engine must be fast or reference, got '{cfg.engine}'")
+    root = resolve_idefics_dir(str(cfg.lm.path), cfg.name)
+    tok = load_idefics_tokenizer(cfg.lm.tokenizer or root)
+    dtype, device = DTYPES[cfg.precision], resolve_device(cfg.device)
+    model, _ = load_idefics(root, dtype=dtype, device=device, tokenizer=tok)
+    cls = ReferenceEvalModel if cfg.engine == "reference" else FlamingoEvalModel
+    return cls(model, tok, model.vision_encoder.preprocess, model_id=cfg.name,
+               fingerprint=weights_fingerprint(model), batch_size=batch_size or cfg.batch_size,
+               max_context=cfg.max_context, device=device, dtype=dtype,
+               latent_cache_bytes=cfg.latent_cache_mb << 20, latent_cache_dir=cfg.latent_cache_dir,
+               vision_batch_size=cfg.vision_batch_size)
