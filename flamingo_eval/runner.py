@@ -30,6 +30,7 @@ from flamingo_eval.prompts.samplers import SamplerContext, keyed_rng, query_set
 from flamingo_eval.provenance import provenance, run_id
 from flamingo_eval.registry import ADAPTERS, EXTRACTORS, METRICS, SAMPLERS
 from flamingo_eval.results.store import RunStore
+from flamingo_eval.timing import PhaseTimer
 from flamingo_eval.types import EvalModel, GenerateRequest, InterleavedPrompt, RankRequest, Sample
 
 CHUNK = 32  # samples per model call / predictions flush
@@ -270,9 +271,10 @@ def to_prediction(task: Task, s: Sample, p: InterleavedPrompt, out: Any) -> tupl
 
 
 def run_trial(task: Task, model: EvalModel, shots: int, seed: int, sink: Callable[..., None],
-              reporter: Reporter) -> TrialOutput:
+              reporter: Reporter, timer: PhaseTimer | None = None) -> TrialOutput:
     """Evaluate ``task.eval_samples``; per chunk, ``sink(lines, skipped)`` persists the results."""
-    sets = trial_prompt_sets(task, model, shots, seed)
+    with (timer or PhaseTimer()).phase("data"):  # demo selection and prompt building
+        sets = trial_prompt_sets(task, model, shots, seed)
     prompts = [variants[0] for variants in sets]
     res = TrialOutput(dropped=sum(p.dropped_demos for p in prompts))
     skip = task.cfg.run.on_bad_sample == "skip"
@@ -321,7 +323,12 @@ def evaluate(cfg: Config, model: EvalModel, out_dir: Path, reporter: Reporter, c
     compatible partial run in ``out_dir`` is resumed (``results/store.py``); under torchrun each rank
     evaluates its shard and rank 0 merges and scores (``distributed.py``).
     """
-    task = task or prepare(cfg)
+    timer = PhaseTimer()
+    model_timer: PhaseTimer | None = getattr(model, "timer", None)  # vision, prefill, decode, candidates
+    model_start = model_timer.snapshot() if model_timer is not None else {}
+    if task is None:
+        with timer.phase("data"):
+            task = prepare(cfg)
     store = RunStore.open(out_dir, cfg, model.fingerprint(), distributed.current())
     if store.complete is not None:
         reporter.log(f"{out_dir} already holds this complete run; nothing to do (--overwrite to redo it)")
@@ -342,14 +349,18 @@ def evaluate(cfg: Config, model: EvalModel, out_dir: Path, reporter: Reporter, c
             todo, done = store.pending(ttask.eval_samples, shots, trial)
             reporter.advance(done)
             if todo:
-                run_trial(replace(ttask, eval_samples=todo), model, shots, seed, store.sink(shots, trial, seed), reporter)
+                run_trial(replace(ttask, eval_samples=todo), model, shots, seed, store.sink(shots, trial, seed), reporter,
+                          timer)
             store.dist.barrier()  # every rank's part file is complete before rank 0 merges
             if store.dist.is_main:
-                entry["trials"].append(store.previous_trial(shots, trial, seed)
-                                       or score_trial(ttask, store, shots, trial, seed, order, t0))
+                with timer.phase("scoring"):
+                    entry["trials"].append(store.previous_trial(shots, trial, seed)
+                                           or score_trial(ttask, store, shots, trial, seed, order, t0))
                 entry.update(summarize([t["value"] for t in entry["trials"]]))
                 n_all += len(task.eval_samples)
                 record["throughput"] = throughput(n_all, time.perf_counter() - t_all)
+                record["throughput"]["phases"] = {**timer.since({}), **(
+                    model_timer.since(model_start) if model_timer is not None else {})}
                 store.write_record(record)
     if store.dist.is_main:
         store.finish(record)
@@ -411,7 +422,8 @@ def new_record(cfg: Config, model: EvalModel, seeds: list[int], command: str) ->
                       "corpus_level": bool(getattr(METRICS.get(card.metric.name)(**card.metric.args),
                                                    "corpus_level", False))},
         "model": {"id": model.model_id, "name": model.model_id, "fingerprint": model.fingerprint(),
-                  "precision": cfg.model.precision},
+                  "precision": str(getattr(model, "precision", cfg.model.precision)),
+                  "placement": getattr(model, "placement", None)},
         "config": to_dict(cfg),
         "provenance": provenance(command),
         "results": [],

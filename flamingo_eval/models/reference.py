@@ -75,7 +75,7 @@ class ReferenceEvalModel(FlamingoEvalModel):
             for j, x in enumerate(row):
                 pixels[b, j] = x
         pixels = pixels.repeat_interleave(repeat, 0).flatten(0, 1)  # (B*K*M, 3, H, W)
-        lat = self.model.encode_images(pixels.to(self.device, self.dtype))  # (B*K*M, N, Dv)
+        lat = self.model.encode_images(pixels.to(self.model.vision_device, self.dtype))  # (B*K*M, N, Dv)
         self.latents.encodes += pixels.shape[0]
         return lat.view(len(prompts) * repeat, m, n_lat, dim)  # (B*K, M, N, Dv)
 

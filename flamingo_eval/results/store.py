@@ -39,7 +39,7 @@ PARTIAL_DIR = "partial"
 STATE_FILE = "state.json"
 RUN_ONLY: dict[str, tuple[str, ...]] = {
     "run": ("output", "resume", "overwrite", "batch_size", "rices_cache_dir", "rices_batch_size"),
-    "model": ("batch_size", "latent_cache_mb", "latent_cache_dir"),
+    "model": ("batch_size", "latent_cache_mb", "latent_cache_dir", "device_map", "devices", "max_memory"),
 }
 """Config fields excluded from the config hash: where things go and how fast, never what comes out."""
 
