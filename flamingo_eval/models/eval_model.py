@@ -265,7 +265,8 @@ class FlamingoEvalModel:
         for b, p in enumerate(prompts):
             for j, path in enumerate(p.media):
                 lat[b, j] = by_path[path]
-        return self.model.media_state(lat, len(prompts))
+        with self.timer.phase("prefill"):  # the per-layer media K/V projection is prompt work
+            return self.model.media_state(lat, len(prompts))
 
     def _left_pad(self, ids: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
         width = max(len(x) for x in ids)
