@@ -32,6 +32,11 @@ class _Forbid(importlib.abc.MetaPathFinder):
 if os.environ.get("FLAMINGO_EVAL_GPU_CHECK") == "1":
     sys.meta_path.insert(0, _Forbid())
 
+# fp32 means fp32 in these tests: cuDNN convolutions (the tiny vision tower) would otherwise use TF32
+# (10 mantissa bits), and engine and reference encode images in batches of different shapes.
+torch.backends.cudnn.allow_tf32 = False
+torch.backends.cuda.matmul.allow_tf32 = False
+
 
 def check_device() -> str:
     return os.environ.get("FLAMINGO_EVAL_GPU_CHECK_DEVICE", "cuda")
