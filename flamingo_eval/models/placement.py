@@ -87,7 +87,9 @@ def owned_devices(device: str, local_rank: int = 0, local_world_size: int = 1, e
     """The devices this process may use: ``explicit`` if given; on CUDA its share of the node's GPUs.
 
     With N GPUs and K processes on the node (torchrun ``--nproc-per-node=K``), process ``local_rank``
-    owns GPUs ``local_rank * N/K .. (local_rank + 1) * N/K - 1``.
+    owns GPUs ``local_rank * N/K .. (local_rank + 1) * N/K - 1``. A single process given ``cuda:N`` owns
+    that GPU alone; in a multi-process job ``cuda:N`` (what ``distributed.local_device`` hands the model:
+    the first GPU of the share) stands for the whole share.
     """
     if explicit:
         return [_device(d) for d in explicit]
@@ -98,7 +100,7 @@ def owned_devices(device: str, local_rank: int = 0, local_world_size: int = 1, e
         if device == "auto":
             return [torch.device("cpu")]
         raise UserError("model.device=cuda but no CUDA device is visible; use model.device=cpu or auto")
-    if ":" in device:  # one explicit GPU
+    if ":" in device and local_world_size == 1:  # one explicit GPU
         return [_device(device)]
     if local_world_size > n:
         raise UserError(f"{local_world_size} processes on this node share {n} GPU(s): model.device_map needs at "

@@ -51,6 +51,9 @@ def test_torchrun_processes_share_the_node_gpus():
     got = owned_devices("cuda", local_rank=1, local_world_size=2, gpu_count=8)
     assert got == [torch.device("cuda", i) for i in range(4, 8)]
     assert owned_devices("cuda", 3, 4, gpu_count=4) == [torch.device("cuda", 3)]
+    # under torchrun the CLI hands the model its first GPU (cuda:4): the process still owns its whole share
+    assert owned_devices("cuda:4", 1, 2, gpu_count=8) == got
+    assert owned_devices("cuda:1", 0, 1, gpu_count=8) == [torch.device("cuda", 1)]  # one process: that GPU
     assert owned_devices("cuda", 0, 1, gpu_count=2) == [torch.device("cuda", 0), torch.device("cuda", 1)]
     assert owned_devices("cpu", 1, 2, gpu_count=8) == [CPU]
     assert owned_devices("auto", 0, 1, gpu_count=0) == [CPU]
