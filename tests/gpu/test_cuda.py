@@ -28,7 +28,7 @@ def _prompt(images: list[str], n: int, q: int) -> InterleavedPrompt:
 
 
 def _tiny(device: str, tokenizer: str, *overrides: str) -> FlamingoEvalModel:
-    return build_model(compose_config("easyvqa", "tiny", [f"model.device={device}", f"model.lm.tokenizer={tokenizer}",
+    return build_model(compose_config("easyvqa", "tiny", [f"model.device={device}", f"model.lm.tokenizer='{tokenizer}'",
                                                           *overrides]).model)
 
 
