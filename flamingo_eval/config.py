@@ -130,8 +130,17 @@ class ModelCfg:
     """OpenFlamingo ``checkpoint.pt`` (or training checkpoint / .safetensors) for the bridge + embeddings."""
     new_head_rows: str = "error"
     """error | mean: an untied LM head that grew for the Flamingo tokens and is not in the checkpoint."""
-    precision: str = "fp32"
+    precision: str = "auto"
+    """auto | fp32 | bf16 | fp16: weight dtype. auto = bf16 on CUDA, fp32 on CPU (CPU bf16 is slow and lossy)."""
     device: str = "cpu"
+    """cpu | cuda | cuda:N | auto (cuda when available). Under torchrun each process gets its own GPU(s)."""
+    device_map: Any = None
+    """null (the whole model on ``device``) | auto | balanced | layer ranges per stage, e.g. [0-11,12-23]:
+    split one model over the devices this process owns (docs/running-at-scale.md)."""
+    devices: list[str] | None = None
+    """The devices ``device_map`` may use; default: this node's GPUs divided among its torchrun processes."""
+    max_memory: str | None = None
+    """Weights budget per device for ``device_map=auto|balanced`` (e.g. 40GiB); default 80% of free memory."""
     batch_size: int = 8
     vision_batch_size: int = 8
     """Images per vision forward (encoder + perceiver); the last forward of a call is padded to this size, so

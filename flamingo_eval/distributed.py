@@ -1,18 +1,21 @@
 """Data-parallel evaluation under ``torchrun``: rank/world from the environment, sharding, barriers.
 
-``torchrun --nproc_per_node=N -m flamingo_eval run ...`` starts N copies of the CLI with ``RANK``,
-``WORLD_SIZE``, ``LOCAL_RANK`` and ``MASTER_ADDR/PORT`` set. Each copy loads the model (on
-``cuda:<LOCAL_RANK>`` when ``model.device`` is ``cuda``), evaluates its shard of every (shots, trial),
-and appends its predictions to its own part file in the run directory; after each trial rank 0 merges
-the parts in the canonical sample order and scores once (``flamingo_eval/results/store.py``).
+``torchrun --nproc_per_node=K -m flamingo_eval run ...`` starts K copies of the CLI with ``RANK``,
+``WORLD_SIZE``, ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE`` and ``MASTER_ADDR/PORT`` set. With N GPUs on the node,
+each copy owns N/K of them (the VLMEvalKit convention): local rank r owns GPUs r*N/K .. (r+1)*N/K - 1,
+loads the model on the first (or split over all of them with ``model.device_map``, see
+``models/placement.py``), evaluates its shard of every (shots, trial), and appends its predictions to
+its own part file in the run directory; after each trial rank 0 merges the parts in the canonical sample
+order and scores once (``flamingo_eval/results/store.py``).
 
 Sharding is by position in the eval split's canonical order (``index % world_size == rank``): every
 sample lands on exactly one rank, no padding duplicates, balanced to one sample. Which rank evaluates a
 sample never changes its prompt: demos are keyed by sample id (docs/protocol.md).
 
-Backend: ``nccl`` when the model runs on CUDA, else ``gloo``. The runner only exchanges small Python
-objects and barriers, which go through a gloo group in both cases (no GPU memory, no CUDA streams).
-The run directory must be on a filesystem all ranks see (shared storage on multi-node jobs).
+Backend: ``gloo`` only, on CPU and GPU alike. The runner exchanges nothing but barriers and small Python
+objects (no tensors between ranks), so an NCCL group would only cost start-up time and GPU memory. A
+single process (no torchrun, or torchrun with one process) opens no process group at all. The run
+directory must be on a filesystem all ranks see (shared storage on multi-node jobs).
 
 CPU threads (``run.threads``): by default each process uses its share of the cores it may run on — the
 affinity mask, capped by a cgroup CPU quota, divided by torchrun's ``LOCAL_WORLD_SIZE`` — or exactly
@@ -47,6 +50,8 @@ class Dist:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    local_world_size: int = 1
+    """Processes of this job on this node (torchrun's ``LOCAL_WORLD_SIZE``): they share its GPUs."""
     group: Any = None
     """The process group used for barriers and object broadcasts (gloo); None when single-process."""
 
@@ -82,45 +87,54 @@ def from_env(env: dict[str, str] | None = None) -> Dist:
         world = int(e.get("WORLD_SIZE", "1"))
         rank = int(e.get("RANK", "0"))
         local = int(e.get("LOCAL_RANK", str(rank)))
+        local_world = int(e.get("LOCAL_WORLD_SIZE", str(world)))
     except ValueError:
         from flamingo_eval.errors import UserError
 
-        raise UserError("RANK / WORLD_SIZE / LOCAL_RANK must be integers (set by torchrun)") from None
-    if world < 1 or not 0 <= rank < world:
+        raise UserError("RANK / WORLD_SIZE / LOCAL_RANK / LOCAL_WORLD_SIZE must be integers (set by torchrun)") from None
+    if world < 1 or not 0 <= rank < world or not 0 <= local < max(local_world, 1):
         from flamingo_eval.errors import UserError
 
-        raise UserError(f"bad torchrun environment: RANK={rank} WORLD_SIZE={world}")
-    return Dist(rank=rank, world_size=world, local_rank=local)
+        raise UserError(f"bad torchrun environment: RANK={rank} WORLD_SIZE={world} LOCAL_RANK={local} "
+                        f"LOCAL_WORLD_SIZE={local_world}")
+    return Dist(rank=rank, world_size=world, local_rank=local, local_world_size=max(local_world, 1))
 
 
 def local_device(device: str, d: Dist) -> str:
-    """``cuda`` -> ``cuda:<local_rank>`` in a multi-process job (one GPU per process); else unchanged."""
+    """``cuda`` -> this process's first GPU in a multi-process job (local rank r of K on N GPUs: r*N/K).
+
+    Returns ``device`` unchanged for a single process, on CPU, or for an explicit ``cuda:N``.
+    """
     if d.world_size > 1 and device in ("cuda", "auto"):
         import torch
 
-        if torch.cuda.is_available():
-            torch.cuda.set_device(d.local_rank % max(torch.cuda.device_count(), 1))
-            return f"cuda:{d.local_rank % max(torch.cuda.device_count(), 1)}"
+        n = torch.cuda.device_count()
+        if n:
+            first = (d.local_rank * max(1, n // d.local_world_size)) % n
+            torch.cuda.set_device(first)
+            return f"cuda:{first}"
     return device
 
 
 def init(device: str = "cpu") -> Dist:
-    """Join the torchrun job (once per process) and return this process's :class:`Dist`."""
+    """Join the torchrun job (once per process) and return this process's :class:`Dist`.
+
+    ``device`` is accepted for callers' symmetry; the group is gloo whatever the device (module docstring).
+    A world of one process (``torchrun --nproc-per-node=1`` included) opens no group.
+    """
     global _CURRENT
     d = from_env()
     if d.world_size == 1:
         _CURRENT = d
         return d
-    import torch
     import torch.distributed as dist
 
     timeout = timedelta(seconds=float(os.environ.get(TIMEOUT_ENV, 4 * 3600)))
     if not dist.is_initialized():
-        cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-        backend = "nccl" if cuda and torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend=backend, timeout=timeout)
+        dist.init_process_group(backend="gloo", timeout=timeout)
     group = dist.new_group(backend="gloo", timeout=timeout) if dist.get_backend() != "gloo" else dist.group.WORLD
-    _CURRENT = Dist(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=d.local_rank, group=group)
+    _CURRENT = Dist(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=d.local_rank,
+                    local_world_size=d.local_world_size, group=group)
     return _CURRENT
 
 

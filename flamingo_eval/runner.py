@@ -36,6 +36,7 @@ from flamingo_eval.task import (
     prepare,
     run_seeds,
 )
+from flamingo_eval.timing import PhaseTimer
 from flamingo_eval.types import EvalModel, GenerateRequest, InterleavedPrompt, RankRequest, Sample
 
 __all__ = ["Reporter", "Task", "data_missing", "evaluate", "eval_subset", "make_adapter", "prepare", "run_seeds",
@@ -214,13 +215,14 @@ def batch_size(cfg: Config) -> int:
 
 
 def run_trial(task: Task, model: EvalModel, shots: int, seed: int, sink: Callable[..., None],
-              reporter: Reporter) -> TrialOutput:
+              reporter: Reporter, timer: PhaseTimer | None = None) -> TrialOutput:
     """Evaluate ``task.eval_samples`` one batch at a time; ``sink(lines, skipped)`` persists each batch.
 
     A sample whose query alone overflows the model context is a counted skip with
     ``run.on_bad_sample=skip``; otherwise the trial stops before any model call with one line.
     """
-    sets = trial_prompt_sets(task, model, shots, seed)
+    with (timer or PhaseTimer()).phase("data"):  # demo selection and prompt building
+        sets = trial_prompt_sets(task, model, shots, seed)
     skip = task.cfg.run.on_bad_sample == "skip"
     too_long = [{"sample_id": s.id, "error": ps.error, "dropped_demos": 0}
                 for s, ps in zip(task.eval_samples, sets) if ps.error]
@@ -315,7 +317,12 @@ def evaluate(cfg: Config, model: EvalModel, out_dir: Path, reporter: Reporter, c
     ``out_dir`` is resumed (``results/store.py``); under torchrun each rank evaluates its shard and rank 0
     merges and scores (``distributed.py``). The caller holds the output directory's lock.
     """
-    task = task or prepare(cfg)
+    timer = PhaseTimer()
+    model_timer: PhaseTimer | None = getattr(model, "timer", None)  # vision, prefill, decode, candidates
+    model_start = model_timer.snapshot() if model_timer is not None else {}
+    if task is None:
+        with timer.phase("data"):
+            task = prepare(cfg)
     store = RunStore.open(out_dir, cfg, model.fingerprint(), distributed.current())
     if store.complete is not None:
         reporter.log(f"{out_dir} already holds this complete run; nothing to do (--overwrite to redo it)")
@@ -342,14 +349,17 @@ def evaluate(cfg: Config, model: EvalModel, out_dir: Path, reporter: Reporter, c
             reporter.advance(done - (len(redo) - len(todo)), resumed=True)
             if redo:
                 run_trial(replace(ttask, eval_samples=redo), model, shots, seed,
-                          only_new(store.sink(shots, trial, seed), todo), reporter)
+                          only_new(store.sink(shots, trial, seed), todo), reporter, timer)
             store.dist.barrier()  # every rank's part file is complete before rank 0 merges
             if store.dist.is_main:
-                entry["trials"].append(store.previous_trial(shots, trial, seed)
-                                       or score_trial(ttask, store, shots, trial, seed, order, t0))
+                with timer.phase("scoring"):
+                    entry["trials"].append(store.previous_trial(shots, trial, seed)
+                                           or score_trial(ttask, store, shots, trial, seed, order, t0))
                 entry.update(summarize([t["value"] for t in entry["trials"]]))
                 n_new += store.evaluated_here(shots, trial, len(ttask.eval_samples))
                 record["throughput"] = throughput(n_new, time.perf_counter() - t_all)
+                record["throughput"]["phases"] = {**timer.since({}), **(
+                    model_timer.since(model_start) if model_timer is not None else {})}
                 store.write_record(record)
     if store.dist.is_main:
         store.finish(record)
@@ -415,7 +425,8 @@ def new_record(cfg: Config, model: EvalModel, seeds: list[int], command: str) ->
                       "corpus_level": bool(getattr(METRICS.get(card.metric.name)(**card.metric.args),
                                                    "corpus_level", False))},
         "model": {"id": model.model_id, "name": model.model_id, "fingerprint": model.fingerprint(),
-                  "precision": cfg.model.precision},
+                  "precision": str(getattr(model, "precision", cfg.model.precision)),
+                  "placement": getattr(model, "placement", None)},
         "config": to_dict(cfg),
         "provenance": provenance(command, device=getattr(model, "device", None)),
         "results": [],

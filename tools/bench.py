@@ -183,7 +183,7 @@ def median_timed(fn: Callable[[], Any], repeats: int, setup: Callable[[], Any] =
 
 
 def fresh_cache(m: FlamingoEvalModel) -> None:
-    m.latents.__init__(m.latents.max_bytes)  # type: ignore[misc]  # a fresh run: empty latent cache
+    m.latents.__init__(m.latents.max_bytes, None, m.latent_device)  # type: ignore[misc]  # a fresh run: empty cache
 
 
 def row_generate(m: FlamingoEvalModel, reqs: list[GenerateRequest], run_ref: bool, repeats: int) -> dict[str, Any]:

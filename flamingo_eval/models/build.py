@@ -157,11 +157,7 @@ def build_model(cfg: ModelCfg, batch_size: int | None = None) -> FlamingoEvalMod
 
         load_flamingo_checkpoint(model, Path(cfg.checkpoint).expanduser(), lm_vocab=lm_vocab,
                                  new_head_rows=cfg.new_head_rows)
-    if cfg.precision not in DTYPES:
-        raise UserError(f"model.precision must be one of {sorted(DTYPES)}, got '{cfg.precision}'")
-    dtype = DTYPES[cfg.precision]
-    device = resolve_device(cfg.device)
-    model = model.to(device=device, dtype=dtype)
+    device, dtype = place(model, cfg)
     if cfg.engine not in ("fast", "reference"):
         raise UserError(f"model.engine must be fast or reference, got '{cfg.engine}'")
     from flamingo_eval.models.reference import ReferenceEvalModel
@@ -172,6 +168,33 @@ def build_model(cfg: ModelCfg, batch_size: int | None = None) -> FlamingoEvalMod
         latent_cache_bytes=cfg.latent_cache_mb << 20, latent_cache_dir=cfg.latent_cache_dir,
         vision_batch_size=cfg.vision_batch_size,
     )
+
+
+def place(model: Flamingo, cfg: ModelCfg) -> tuple[str, torch.dtype]:
+    """Cast and move the model per ``model.precision`` / ``device`` / ``device_map``; (input device, dtype)."""
+    split = cfg.device_map not in (None, "", "none")
+    if split:
+        from flamingo_eval import distributed
+        from flamingo_eval.models.placement import owned_devices, place_model
+
+        d = distributed.current()
+        devices = owned_devices(cfg.device, d.local_rank, d.local_world_size, cfg.devices)
+        dtype = resolve_precision(cfg.precision, devices[0].type)
+        place_model(model, cfg.device_map, devices, dtype, cfg.max_memory)
+        return str(model.input_device), dtype
+    device = resolve_device(cfg.device)
+    dtype = resolve_precision(cfg.precision, torch.device(device).type)
+    model.to(device=device, dtype=dtype)
+    return device, dtype
+
+
+def resolve_precision(precision: str, device_type: str) -> torch.dtype:
+    """``model.precision`` as a dtype: ``auto`` is bf16 on CUDA (its tensor cores), fp32 elsewhere."""
+    if precision == "auto":
+        return torch.bfloat16 if device_type == "cuda" else torch.float32
+    if precision not in DTYPES:
+        raise UserError(f"model.precision must be auto or one of {sorted(DTYPES)}, got '{precision}'")
+    return DTYPES[precision]
 
 
 def weights_fingerprint(model: torch.nn.Module) -> str:

@@ -56,11 +56,18 @@ class KVCache:
         return sum(t.numel() * t.element_size() for t in self.k + self.v if t is not None)
 
     def select(self, index: Tensor) -> None:
-        """Keep batch rows ``index`` (reorders, drops or repeats rows; used for beams)."""
+        """Keep batch rows ``index`` (reorders, drops or repeats rows; used for beams).
+
+        Layers of a model split over devices keep their K/V on their own device; ``index`` follows them.
+        """
+        moved = {index.device: index}
         for i, (k, v) in enumerate(zip(self.k, self.v)):
             if k is not None and v is not None:
-                self.k[i] = k.index_select(0, index)
-                self.v[i] = v.index_select(0, index)
+                idx = moved.get(k.device)
+                if idx is None:
+                    idx = moved[k.device] = index.to(k.device)
+                self.k[i] = k.index_select(0, idx)
+                self.v[i] = v.index_select(0, idx)
 
 
 class BranchKV(Tensor):

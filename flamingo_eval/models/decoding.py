@@ -90,6 +90,7 @@ def beam_search(first_logits: Tensor, step: Step, reorder: Reorder, beams: int, 
     for t in range(max_new):
         total = (logp + beam_scores.view(-1, 1)).view(bsz, beams * vocab)
         top_scores, top_ids = total.topk(2 * beams, dim=-1)  # (B, 2K)
+        all_scores, all_ids = top_scores.tolist(), top_ids.tolist()  # one device-to-host copy per step
         next_rows, next_tokens, next_scores = [], [], []
         for b in range(bsz):
             if done[b]:  # keep shapes: pad with beam 0 of this item
@@ -98,7 +99,7 @@ def beam_search(first_logits: Tensor, step: Step, reorder: Reorder, beams: int, 
                 next_scores += [-1e9] * beams
                 continue
             kept = 0
-            for rank, (score, idx) in enumerate(zip(top_scores[b].tolist(), top_ids[b].tolist())):
+            for rank, (score, idx) in enumerate(zip(all_scores[b], all_ids[b])):
                 beam, tok = divmod(idx, vocab)
                 row = b * beams + beam
                 if tok in stop_ids:

@@ -21,12 +21,10 @@ whatever images it is encoded with. Where the speed comes from (docs/performance
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -37,8 +35,10 @@ from flamingo_eval.models.cache import BranchKVCache, KVCache
 from flamingo_eval.models.decoders.base import AttnInputs
 from flamingo_eval.models.decoding import beam_search, greedy
 from flamingo_eval.models.flamingo import Flamingo, MediaState
+from flamingo_eval.models.latent_cache import LatentCache
 from flamingo_eval.models.rank_tree import tree_chunks
 from flamingo_eval.models.vision import encode_fixed_batches
+from flamingo_eval.timing import PhaseTimer, cuda_sync
 from flamingo_eval.types import GenerateRequest, InterleavedPrompt, RankRequest
 
 MIN_SHARED_PREFIX = 16
@@ -47,71 +47,6 @@ MAX_TREE_NODES = 256
 """Most candidate-prefix nodes in one rank forward (their attention among themselves is N x N)."""
 VISION_BATCH_SIZE = 8
 """Default images per vision forward (``model.vision_batch_size``): every forward has this many rows."""
-
-
-class LatentCache:
-    """Memory LRU of per-image latents (N, Dv), bounded by ``max_bytes``, optionally backed by disk.
-
-    Keys are ``"<model fingerprint>/<image content hash>"`` so latents of other weights never match. The
-    disk cache (``directory``) stores one ``.pt`` file per key, written atomically.
-    """
-
-    def __init__(self, max_bytes: int, directory: str | os.PathLike[str] | None = None) -> None:
-        self.max_bytes = max_bytes
-        self.directory = Path(directory) if directory else None
-        self._items: OrderedDict[str, Tensor] = OrderedDict()
-        self._bytes = 0
-        self.encodes = 0
-        self.hits = 0
-        self.disk_hits = 0
-        self.disk_writes = 0
-        self.evictions = 0
-        self.encode_seconds = 0.0
-
-    def _path(self, key: str) -> Path:
-        assert self.directory is not None
-        scope, digest = key.split("/", 1)  # scope = weights fingerprint @ dtype @ device type
-        return self.directory / hashlib.sha256(scope.encode()).hexdigest()[:32] / f"{digest}.pt"
-
-    def get(self, key: str) -> Tensor | None:
-        t = self._items.get(key)
-        if t is not None:
-            self._items.move_to_end(key)
-            self.hits += 1
-            return t
-        if self.directory is not None:
-            path = self._path(key)
-            if path.is_file():
-                t = torch.load(path, map_location="cpu", weights_only=True)
-                self.disk_hits += 1
-                self._remember(key, t)
-        return t
-
-    def put(self, key: str, value: Tensor) -> None:
-        self._remember(key, value)
-        if self.directory is not None:
-            path = self._path(key)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            torch.save(value.detach().cpu().clone(), tmp)
-            os.replace(tmp, path)
-            self.disk_writes += 1
-
-    def _remember(self, key: str, value: Tensor) -> None:
-        if key in self._items:
-            return
-        self._items[key] = value
-        self._bytes += value.numel() * value.element_size()
-        while self._bytes > self.max_bytes and len(self._items) > 1:
-            _, old = self._items.popitem(last=False)
-            self._bytes -= old.numel() * old.element_size()
-            self.evictions += 1
-
-    def stats(self) -> dict[str, float]:
-        """Counters for run records and the benchmark (encodes == distinct images when nothing was evicted)."""
-        return {"encodes": self.encodes, "hits": self.hits, "disk_hits": self.disk_hits,
-                "disk_writes": self.disk_writes, "evictions": self.evictions, "items": len(self._items),
-                "bytes": self._bytes, "encode_seconds": round(self.encode_seconds, 3)}
 
 
 class FlamingoEvalModel:
@@ -129,9 +64,14 @@ class FlamingoEvalModel:
         self._fingerprint = fingerprint
         self.batch_size = batch_size
         self._max_context = max_context
-        self.device = torch.device(device)
+        split = model.stages  # a model split over devices: inputs go to its embeddings' device
+        self.device = model.input_device if split is not None else torch.device(device)
+        self.latent_device = model.latent_device if split is not None else self.device
         self.dtype = dtype
-        self.latents = LatentCache(latent_cache_bytes, latent_cache_dir)
+        self.latents = LatentCache(latent_cache_bytes, latent_cache_dir, self.latent_device)
+        self.timer = PhaseTimer(cuda_sync(list(split.devices) if split is not None else [self.device]))
+        """Seconds per phase (vision, prefill, decode, candidates) for the record's throughput block."""
+        self._pool: ThreadPoolExecutor | None = None
         self.rank_chunk_bytes = rank_chunk_bytes
         self.rank_tree = rank_tree
         self.vision_batch_size = vision_batch_size
@@ -142,6 +82,16 @@ class FlamingoEvalModel:
     @property
     def max_context(self) -> int:
         return self._max_context
+
+    @property
+    def precision(self) -> str:
+        """The weights' dtype as configs name it (``bf16``, ``fp32``, ...): what ``precision: auto`` became."""
+        return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.dtype, str(self.dtype))
+
+    @property
+    def placement(self) -> str | None:
+        """Where a split model's parts run (``model.device_map``), e.g. ``cuda:0: vision, ...; cuda:1: ...``."""
+        return None if self.model.stages is None else self.model.stages.describe()
 
     def fingerprint(self) -> str:
         return self._fingerprint
@@ -205,28 +155,47 @@ class FlamingoEvalModel:
         Engine and reference path both encode through here, so an image's latents are the same bits
         whatever its neighbours, its position or the number of images encoded with it.
         """
-        return encode_fixed_batches(self.model.encode_images, pixels.to(self.device, self.dtype),
+        return encode_fixed_batches(self.model.encode_images, pixels.to(self.model.vision_device, self.dtype),
                                     self.vision_batch_size)
+
+    def _pixels(self, paths: Sequence[str]) -> Tensor:
+        """Decoded, preprocessed images (I, 3, H, W) on the vision device.
+
+        Images are decoded by a few threads (PIL releases the GIL); on CUDA they are stacked into pinned
+        host memory and copied without blocking the host, then cast to the model dtype on the device.
+        """
+        if len(paths) > 2:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
+            arrays = list(self._pool.map(lambda p: self.preprocess(load_image(p)), paths))
+        else:
+            arrays = [self.preprocess(load_image(p)) for p in paths]
+        vision = self.model.vision_device
+        if vision.type != "cuda":
+            return torch.stack(arrays).to(vision, self.dtype)
+        host = torch.empty((len(arrays), *arrays[0].shape), dtype=arrays[0].dtype, pin_memory=True)
+        torch.stack(arrays, out=host)
+        return host.to(vision, non_blocking=True).to(self.dtype)
 
     def _image_latents(self, paths: Sequence[str]) -> list[Tensor]:
         keys = [self._latent_key(content_hash(p)) for p in paths]
         todo = {k: p for k, p in zip(keys, paths) if self.latents.get(k) is None}
         items = list(todo.items())
-        step = self.vision_batch_size
-        for s in range(0, len(items), step):
-            chunk = items[s : s + step]
-            t0 = time.perf_counter()
-            pixels = torch.stack([self.preprocess(load_image(p)) for _, p in chunk])
-            lat = self._encode_pixels(pixels)  # (I, N, Dv)
-            self.latents.encode_seconds += time.perf_counter() - t0
-            self.latents.encodes += len(chunk)
-            for (k, _), t in zip(chunk, lat):
-                self.latents.put(k, t.clone())
+        with self.timer.phase("vision"):
+            step = self.vision_batch_size
+            for s in range(0, len(items), step):
+                chunk = items[s : s + step]
+                t0 = time.perf_counter()
+                lat = self._encode_pixels(self._pixels([p for _, p in chunk]))  # (I, N, Dv)
+                self.latents.encode_seconds += time.perf_counter() - t0
+                self.latents.encodes += len(chunk)
+                for (k, _), t in zip(chunk, lat):
+                    self.latents.put(k, t.clone())
         got = []
         for k in keys:
             t = self.latents.get(k)
             assert t is not None, "latent cache budget smaller than one batch of images"
-            got.append(t.to(self.device, self.dtype))
+            got.append(t.to(self.latent_device, self.dtype))  # already there (disk hits are loaded there)
         return got
 
     def _media_state(self, prompts: Sequence[InterleavedPrompt]) -> MediaState:
@@ -236,15 +205,16 @@ class FlamingoEvalModel:
             # Every gate is exactly zero: latents cannot change any output; only check the images load.
             for path in uniq:
                 load_image(path)
-            empty = torch.zeros(len(prompts), 0, n_lat, dim, device=self.device, dtype=self.dtype)
+            empty = torch.zeros(len(prompts), 0, n_lat, dim, device=self.latent_device, dtype=self.dtype)
             return self.model.media_state(empty, len(prompts))
         m = max((len(p.media) for p in prompts), default=0)
-        lat = torch.zeros(len(prompts), m, n_lat, dim, device=self.device, dtype=self.dtype)  # (B, M, N, Dv)
+        lat = torch.zeros(len(prompts), m, n_lat, dim, device=self.latent_device, dtype=self.dtype)  # (B, M, N, Dv)
         by_path = dict(zip(uniq, self._image_latents(uniq))) if uniq else {}
         for b, p in enumerate(prompts):
             for j, path in enumerate(p.media):
                 lat[b, j] = by_path[path]
-        return self.model.media_state(lat, len(prompts))
+        with self.timer.phase("prefill"):  # the per-layer media K/V projection is prompt work
+            return self.model.media_state(lat, len(prompts))
 
     def _left_pad(self, ids: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
         width = max(len(x) for x in ids)
@@ -264,6 +234,11 @@ class FlamingoEvalModel:
         """
         ids = [self._encode(p.text) for p in prompts]
         media = self._media_state(prompts)
+        with self.timer.phase("prefill"):
+            return self._prefill_lm(ids, prompts, media)
+
+    def _prefill_lm(self, ids: list[list[int]], prompts: Sequence[InterleavedPrompt],
+                    media: MediaState) -> tuple[Tensor, Tensor, KVCache, MediaState]:
         n_layers = len(self.model.lang.blocks)
         shared = self._shared_prefix(ids, prompts)
         if shared == 0:
@@ -328,12 +303,14 @@ class FlamingoEvalModel:
             state["cache"].select(index)  # within-group reorder: only the generated tokens' K/V move
             state["valid"] = state["valid"].index_select(0, index)
 
-        if r0.num_beams <= 1:
-            branch(1)
-            seqs = greedy(last, step, r0.max_new_tokens, stop_ids, banned=self.model.banned_token_ids())
-        else:
-            seqs = beam_search(last, step, reorder, r0.num_beams, r0.max_new_tokens, stop_ids, r0.length_penalty,
-                               banned=self.model.banned_token_ids())
+        with self.timer.phase("decode"):
+            banned = self.model.banned_token_ids()
+            if r0.num_beams <= 1:
+                branch(1)
+                seqs = greedy(last, step, r0.max_new_tokens, stop_ids, banned=banned)
+            else:
+                seqs = beam_search(last, step, reorder, r0.num_beams, r0.max_new_tokens, stop_ids,
+                                   r0.length_penalty, banned=banned)
         return [self._decode(s, r.stop) for s, r in zip(seqs, reqs)]
 
     def _stop_ids(self, stop: Sequence[str]) -> set[int]:
@@ -354,6 +331,11 @@ class FlamingoEvalModel:
     # ------------------------------------------------------------------ ranking
     def _rank_batch(self, reqs: list[RankRequest]) -> list[list[float]]:
         last, valid, cache, media = self._prefill([r.prompt for r in reqs])
+        with self.timer.phase("candidates"):
+            return self._rank_rows(reqs, last, valid, cache, media)
+
+    def _rank_rows(self, reqs: list[RankRequest], last: Tensor, valid: Tensor, cache: KVCache,
+                   media: MediaState) -> list[list[float]]:
         logp0 = last.float().log_softmax(-1)  # (B, V)
         levels = _levels(cache)
         last_media = media.last_image()

@@ -15,6 +15,7 @@ Tokens generated after the prompt see the prompt's last image.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +23,9 @@ from torch import Tensor, nn
 
 from flamingo_eval.models.cache import KVCache
 from flamingo_eval.models.decoders.base import AttnInputs, Decoder, build_attn_inputs
+
+if TYPE_CHECKING:
+    from flamingo_eval.models.placement import Placement
 
 
 @dataclass
@@ -110,29 +114,60 @@ class MaskedCrossAttention(nn.Module):
         k, v = self.to_kv(latents).chunk(2, dim=-1)
         return _heads(k, self.heads), _heads(v, self.heads)
 
-    def forward(self, x: Tensor, k: Tensor, v: Tensor, img_idx: Tensor, masked: bool = False) -> Tensor:
+    def forward(self, x: Tensor, k: Tensor, v: Tensor, img_idx: Tensor, masked: bool = False,
+                memo: dict | None = None) -> Tensor:
         """x (B, T, D); k, v (B, M, H, N, Dh); img_idx (B, T) in 0..M (0 = no image yet) -> (B, T, D).
 
-        ``masked`` selects OpenFlamingo's O(T*M*N) masked formulation (the reference path).
+        ``masked`` selects OpenFlamingo's O(T*M*N) masked formulation (the reference path); ``memo`` is the
+        forward's per-device memo (``AttnInputs.memo``), where the segment layout is computed once for all layers.
         """
         q = _heads(self.to_q(self.norm(x)), self.heads)  # (B, H, T, Dh)
-        kernel = masked_cross_attention_reference if masked else segment_attention
-        out = kernel(q, k, v, img_idx)  # (B, H, T, Dh)
+        if masked:
+            out = masked_cross_attention_reference(q, k, v, img_idx)
+        else:
+            out = segment_attention(q, k, v, img_idx, memo)  # (B, H, T, Dh)
         return self.to_out(out.transpose(1, 2).flatten(2))
 
 
-def segment_attention(q: Tensor, k: Tensor, v: Tensor, img_idx: Tensor) -> Tensor:
+def _segment_layout(img_idx: Tensor, m: int, memo: dict | None) -> tuple[int, int, Tensor, Tensor, int]:
+    """(lo, hi, order (B, M, L), valid (B, M, L), L) of ``img_idx`` for M images, memoised per forward.
+
+    The image indices are the same at every cross-attention layer of a forward, so their host syncs
+    (min, max, longest segment) and the sort happen once, not once per layer.
+    """
+    key = ("segments", m)
+    if memo is not None and key in memo:
+        return memo[key]  # type: ignore[no-any-return]
+    lo, hi = (int(x) for x in torch.stack([img_idx.min(), img_idx.max()]).tolist())
+    order = valid = torch.empty(0)
+    seg_len = 0
+    if lo != hi:
+        # Segment layout: for row b and image m (1..M), the token positions with img_idx == m, padded to L.
+        onehot = img_idx[:, None, :] == torch.arange(1, m + 1, device=img_idx.device)[None, :, None]  # (B, M, T)
+        counts = onehot.sum(-1)  # (B, M)
+        seg_len = int(counts.max())
+        # Stable sort puts each segment's tokens first (in order); positions beyond counts are padding.
+        order = torch.argsort((~onehot).to(torch.int8), dim=-1, stable=True)[..., :seg_len]  # (B, M, L)
+        valid = torch.arange(seg_len, device=img_idx.device)[None, None] < counts[..., None]  # (B, M, L)
+    out = (lo, hi, order, valid, seg_len)
+    if memo is not None:
+        memo[key] = out
+    return out
+
+
+def segment_attention(q: Tensor, k: Tensor, v: Tensor, img_idx: Tensor, memo: dict | None = None) -> Tensor:
     """Each query attends to the N latents of its own image only; O(T*N) per head.
 
     q (B, H, T, Dh), k/v (B, M, H, N, Dh), img_idx (B, T) with 0 meaning "no image" (zero output).
     k/v may hold fewer rows Bk (Bk | B): query rows r*G..r*G+G-1 (G = B // Bk) then share media row r.
     Tokens are grouped by image: when all queries share one image (decoding, candidate scoring) this
-    is a single batched attention; otherwise queries are gathered into per-image segments.
+    is a single batched attention; otherwise queries are gathered into per-image segments. Every SDPA
+    call is 4-D and unmasked, so CUDA can run it with flash attention.
     """
     bsz, heads, t, dh = q.shape
     if k.shape[1] == 0:
         return torch.zeros_like(q)
-    lo, hi = int(img_idx.min()), int(img_idx.max())
+    lo, hi, order, valid, seg_len = _segment_layout(img_idx, k.shape[1], memo)
     if lo == hi:  # one image for every query of every row
         if lo == 0:
             return torch.zeros_like(q)
@@ -145,19 +180,14 @@ def segment_attention(q: Tensor, k: Tensor, v: Tensor, img_idx: Tensor) -> Tenso
     if k.shape[0] != bsz:  # grouped media rows with several images in flight (rare): expand
         k = k.repeat_interleave(bsz // k.shape[0], 0)
         v = v.repeat_interleave(bsz // v.shape[0], 0)
-    # Segment layout: for row b and image m (1..M), the token positions with img_idx == m, padded to L.
-    m = k.shape[1]
-    onehot = img_idx[:, None, :] == torch.arange(1, m + 1, device=q.device)[None, :, None]  # (B, M, T)
-    counts = onehot.sum(-1)  # (B, M)
-    seg_len = int(counts.max())
     if seg_len == 0:
         return torch.zeros_like(q)
-    # Stable sort puts each segment's tokens first (in order); positions beyond counts are padding.
-    order = torch.argsort((~onehot).to(torch.int8), dim=-1, stable=True)[..., :seg_len]  # (B, M, L)
-    valid = torch.arange(seg_len, device=q.device)[None, None] < counts[..., None]  # (B, M, L)
+    m, n = k.shape[1], k.shape[3]
     gather = order[:, None, :, :, None].expand(bsz, heads, m, seg_len, dh).reshape(bsz, heads, m * seg_len, dh)
     q_seg = q.gather(2, gather).view(bsz, heads, m, seg_len, dh).transpose(1, 2)  # (B, M, H, L, Dh)
-    out_seg = F.scaled_dot_product_attention(q_seg, k, v)  # (B, M, H, L, Dh)
+    out_seg = F.scaled_dot_product_attention(  # 4-D: (B*M, H, L, Dh) against (B*M, H, N, Dh)
+        q_seg.reshape(bsz * m, heads, seg_len, dh), k.reshape(bsz * m, heads, n, dh), v.reshape(bsz * m, heads, n, dh),
+    ).view(bsz, m, heads, seg_len, dh)
     out_seg = out_seg * valid[:, :, None, :, None]
     out = torch.zeros_like(q)
     out.scatter_add_(2, gather, out_seg.transpose(1, 2).reshape(bsz, heads, m * seg_len, dh))
@@ -199,8 +229,9 @@ class GatedCrossAttentionBlock(nn.Module):
         """(B, M, N, Dv) latents -> this block's media k, v (B, M, H, N, Dh)."""
         return self.attn.project_media(latents)
 
-    def forward(self, x: Tensor, k: Tensor, v: Tensor, img_idx: Tensor, masked: bool = False) -> Tensor:
-        x = x + self.attn(x, k, v, img_idx, masked) * self.attn_gate.tanh()
+    def forward(self, x: Tensor, k: Tensor, v: Tensor, img_idx: Tensor, masked: bool = False,
+                memo: dict | None = None) -> Tensor:
+        x = x + self.attn(x, k, v, img_idx, masked, memo) * self.attn_gate.tanh()
         return x + self.ff(x) * self.ff_gate.tanh()
 
 
@@ -227,7 +258,13 @@ class MediaState:
             return MediaState(kv=self.kv, images_seen=torch.zeros_like(self.images_seen))
         last = (self.images_seen - 1).clamp(min=0)  # (B,)
         rows = torch.arange(last.shape[0], device=last.device)
-        kv = {i: (k[rows, last][:, None], v[rows, last][:, None]) for i, (k, v) in self.kv.items()}
+        index: dict[torch.device, tuple[Tensor, Tensor]] = {}  # per device: K/V live on their layer's device
+        kv = {}
+        for i, (k, v) in self.kv.items():
+            if k.device not in index:
+                index[k.device] = (rows.to(k.device), last.to(k.device))
+            r, j = index[k.device]
+            kv[i] = (k[r, j][:, None], v[r, j][:, None])
         sees = self.images_seen > 0 if self.no_image is None else (self.images_seen > 0) & ~self.no_image
         return MediaState(kv=kv, images_seen=sees.long())
 
@@ -258,11 +295,29 @@ class Flamingo(nn.Module):
             for i in range(len(decoder.blocks)) if (i + 1) % n == 0
         })
         self.media_token_id = media_token_id
+        self.stages: Placement | None = None
+        """Set by ``models/placement.py`` when the model is split into stages: decoder layer i (with its
+        cross-attention block) runs on ``stages.devices[stages.layers[i]]``; None: one device, no split."""
+
+    @property
+    def input_device(self) -> torch.device:
+        """Where token ids, masks and positions go in (the token embeddings; the LM head sits with them)."""
+        return self.lang.input_embeddings().weight.device
+
+    @property
+    def vision_device(self) -> torch.device:
+        """Where pixels go in (the vision encoder)."""
+        return next(self.vision_encoder.parameters(), self.perceiver.latents).device
+
+    @property
+    def latent_device(self) -> torch.device:
+        """Where image latents come out (the perceiver) and are cached."""
+        return self.perceiver.latents.device
 
     def encode_images(self, pixels: Tensor) -> Tensor:
         """(I, 3, H, W) -> (I, N, Dv) latents: vision tokens through the perceiver."""
         feats = self.vision_encoder(pixels)  # (I, V, Dv)
-        return self.perceiver(feats)
+        return self.perceiver(feats.to(self.latent_device))
 
     def conditions_on_media(self) -> bool:
         """False when every cross-attention block is an exact identity (all gates zero)."""
@@ -297,9 +352,15 @@ class Flamingo(nn.Module):
 
     def media_state(self, latents: Tensor, num_rows: int) -> MediaState:
         """latents (B, M, N, Dv) (rows padded to M) -> per-layer projected K/V, computed once."""
-        kv = {int(i): blk.project_media(latents)  # type: ignore[operator]
-              for i, blk in self.xattn.items() if not blk.is_identity()}  # type: ignore[operator]
-        seen = torch.zeros(num_rows, dtype=torch.long, device=latents.device)
+        moved: dict[torch.device, Tensor] = {}  # latents copied once per device of a split model
+        kv = {}
+        for i, blk in self.xattn.items():
+            if not blk.is_identity():  # type: ignore[operator]
+                dev: torch.device = blk.attn_gate.device  # type: ignore[union-attr,assignment]
+                if dev not in moved:
+                    moved[dev] = latents.to(dev)
+                kv[int(i)] = blk.project_media(moved[dev])  # type: ignore[operator]
+        seen = torch.zeros(num_rows, dtype=torch.long, device=self.input_device)
         return MediaState(kv=kv, images_seen=seen)
 
     def forward(self, input_ids: Tensor, key_valid: Tensor | None, cache: KVCache, media: MediaState,
@@ -316,15 +377,37 @@ class Flamingo(nn.Module):
             assert key_valid is not None, "give key_valid or attn"
             attn = build_attn_inputs(key_valid, input_ids.shape[1])
         x = self.lang.embed(input_ids, attn.positions)
+        inputs, cur = _StageInputs(attn, img_idx, media.latents), -1
+        a, idx, latents = attn, img_idx, media.latents
         for i, block in enumerate(self.lang.blocks):
-            if media.latents is not None and str(i) in self.xattn:  # reference: re-project, masked kernel
+            if self.stages is not None and self.stages.layers[i] != cur:  # next pipeline stage
+                cur = self.stages.layers[i]
+                x = x.to(self.stages.devices[cur])  # only the activation moves between stages
+                a, idx, latents = inputs.on(cur, self.stages.devices[cur])
+            if latents is not None and str(i) in self.xattn:  # reference: re-project, masked kernel
                 blk = self.xattn[str(i)]
-                k, v = blk.project_media(media.latents)  # type: ignore[operator]
-                x = blk(x, k, v, img_idx, True)
+                k, v = blk.project_media(latents)  # type: ignore[operator]
+                x = blk(x, k, v, idx, True)
             elif i in media.kv:
                 k, v = media.kv[i]
-                x = self.xattn[str(i)](x, k, v, img_idx)
-            x = block(x, attn, cache, i)
+                x = self.xattn[str(i)](x, k, v, idx, memo=a.memo)
+            x = block(x, a, cache, i)
         if last_only:
             x = x[:, -1:]
-        return self.lang.head(x)
+        return self.lang.head(x.to(img_idx.device))
+
+
+class _StageInputs:
+    """A forward's per-token inputs, copied once to each stage of a split model (each with its own memo)."""
+
+    def __init__(self, attn: AttnInputs, img_idx: Tensor, latents: Tensor | None) -> None:
+        self._inputs = (attn, img_idx, latents)
+        self._by_stage: dict[int, tuple[AttnInputs, Tensor, Tensor | None]] = {}
+
+    def on(self, stage: int, device: torch.device) -> tuple[AttnInputs, Tensor, Tensor | None]:
+        got = self._by_stage.get(stage)
+        if got is None:
+            attn, img_idx, latents = self._inputs
+            got = (attn.to(device), img_idx.to(device), None if latents is None else latents.to(device))
+            self._by_stage[stage] = got
+        return got

@@ -55,7 +55,7 @@ __all__ = ["PARTIAL_DIR", "RUN_ONLY", "STATE_FILE", "PartSink", "RunStore", "che
 
 RUN_ONLY: dict[str, tuple[str, ...]] = {
     "run": ("output", "resume", "overwrite", "batch_size", "threads", "rices_cache_dir"),
-    "model": ("batch_size", "latent_cache_mb", "latent_cache_dir"),
+    "model": ("batch_size", "latent_cache_mb", "latent_cache_dir", "device_map", "devices", "max_memory"),
 }
 """Config fields excluded from the config hash: where things go and how fast, never what comes out.
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from flamingo_eval.models.cache import KVCache
@@ -39,6 +40,14 @@ class AttnInputs:
     """(B, 1, T, S) bool, True where a query may attend to a key (causal + padding)."""
     memo: dict[Any, Any] = field(default_factory=dict)
     """Per-forward memo shared by all layers (e.g. rotary cos/sin tables), dropped with the inputs."""
+    causal_only: bool = False
+    """True when ``mask`` is exactly the causal mask (no padding, no token tree): attention kernels may then
+    drop it (``is_causal`` when T == S, no mask at all when T == 1), which lets CUDA pick flash attention."""
+
+    def to(self, device: torch.device) -> AttnInputs:
+        """A copy on ``device`` (a later pipeline stage) with its own memo (memoised tables are per device)."""
+        return AttnInputs(positions=self.positions.to(device), key_positions=self.key_positions.to(device),
+                          mask=self.mask.to(device), causal_only=self.causal_only)
 
 
 def build_attn_inputs(key_valid: Tensor, num_new: int) -> AttnInputs:
@@ -56,7 +65,40 @@ def build_attn_inputs(key_valid: Tensor, num_new: int) -> AttnInputs:
     mask = causal[None] & key_valid[:, None, :]  # (B, T, S)
     # A padded query row would otherwise see no key at all (NaN in softmax); let it see itself.
     mask = mask | (k_abs[None, :] == q_abs[:, None])[None]
-    return AttnInputs(positions=key_positions[:, -num_new:], key_positions=key_positions, mask=mask[:, None])
+    # One host sync per forward (not per layer) to learn whether the mask may be dropped.
+    causal_only = (num_new == 1 or num_new == s) and bool(key_valid.all())
+    return AttnInputs(positions=key_positions[:, -num_new:], key_positions=key_positions, mask=mask[:, None],
+                      causal_only=causal_only)
+
+
+def lm_logits(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """The LM head's projection ``x @ weight.T (+ bias)`` with fp32 output, whatever the weights' dtype.
+
+    Beam scores and rank scores sum log-probs of these logits; bf16 logits (8 mantissa bits, a step of
+    0.06 at 10) would round them visibly. fp32 models take the plain path (bit-identical to
+    ``F.linear``); bf16/fp16 on CUDA use the fp32-output matmul when this torch has it, else the
+    (bf16-rounded) weights are upcast for this one product.
+    """
+    if x.dtype == torch.float32 and weight.dtype == torch.float32:
+        return F.linear(x, weight, bias)
+    out: Tensor | None = _mm_fp32_out(x, weight) if x.is_cuda else None
+    if out is None:
+        return F.linear(x.float(), weight.float(), None if bias is None else bias.float())
+    return out if bias is None else out + bias.float()
+
+
+_MM_OUT_DTYPE = [True]  # cleared once torch says the fp32-output matmul is not available
+
+
+def _mm_fp32_out(x: Tensor, weight: Tensor) -> Tensor | None:
+    if not _MM_OUT_DTYPE[0] or x.dtype != weight.dtype:
+        return None
+    try:
+        out = torch.mm(x.reshape(-1, x.shape[-1]), weight.t(), out_dtype=torch.float32)  # type: ignore[call-arg]
+    except (TypeError, RuntimeError, NotImplementedError):
+        _MM_OUT_DTYPE[0] = False
+        return None
+    return out.view(*x.shape[:-1], weight.shape[0])
 
 
 class Decoder(nn.Module, metaclass=ABCMeta):

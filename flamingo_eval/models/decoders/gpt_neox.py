@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from flamingo_eval.errors import UserError
 from flamingo_eval.models.cache import KVCache
-from flamingo_eval.models.decoders.base import AttnInputs, Decoder
+from flamingo_eval.models.decoders.base import AttnInputs, Decoder, lm_logits
 from flamingo_eval.models.decoders.llama import attend, rotary
 from flamingo_eval.registry import DECODERS
 
@@ -73,7 +73,7 @@ class GPTNeoXAttention(nn.Module):
         k = rotary(k, attn.positions, self.theta, self.rot_dim, attn.memo)
         if cache is not None:
             k, v = cache.update(layer, k, v)  # (B, H, S, Dh)
-        out = attend(q, k, v, attn.mask)  # (B, H, T, Dh)
+        out = attend(q, k, v, attn.mask, causal_only=attn.causal_only)  # (B, H, T, Dh)
         return self.dense(out.transpose(1, 2).reshape(bsz, t, -1))
 
 
@@ -138,8 +138,8 @@ class GPTNeoXDecoder(Decoder):
     def head(self, x: Tensor) -> Tensor:
         x = self.gpt_neox.final_layer_norm(x)
         if self.embed_out is None:
-            return F.linear(x, self.gpt_neox.embed_in.weight)
-        return self.embed_out(x)
+            return lm_logits(x, self.gpt_neox.embed_in.weight)
+        return lm_logits(x, self.embed_out.weight, self.embed_out.bias)
 
     def input_embeddings(self) -> nn.Embedding:
         return self.gpt_neox.embed_in

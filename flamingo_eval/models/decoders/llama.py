@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from flamingo_eval.errors import UserError
 from flamingo_eval.models.cache import BranchKV, KVCache, attend_branched
-from flamingo_eval.models.decoders.base import AttnInputs, Decoder
+from flamingo_eval.models.decoders.base import AttnInputs, Decoder, lm_logits
 from flamingo_eval.registry import DECODERS
 
 
@@ -73,10 +73,14 @@ def rotary(x: Tensor, positions: Tensor, theta: float, rot_dim: int, memo: dict 
     return torch.cat([xr * cos + rotated * sin, xpass], dim=-1)
 
 
-def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, bias: Tensor | None = None) -> Tensor:
+def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, bias: Tensor | None = None,
+           causal_only: bool = False) -> Tensor:
     """SDPA over (B, H, T, Dh) queries and (B, Hkv, S, Dh) keys/values; GQA by repeating kv heads.
 
     Keys from a ``BranchKVCache`` carry shared prefix keys: attention then spans them without copies.
+    ``causal_only`` (``AttnInputs.causal_only``) says ``mask`` is plain causal: without a bias the mask is
+    then dropped (``is_causal`` for a prefill, nothing for one new token), so CUDA may run flash attention;
+    with padding or a bias (ALiBi) the memory-efficient kernel takes the explicit mask.
     """
     if isinstance(k, BranchKV) and isinstance(v, BranchKV):
         return attend_branched(q, k, v, mask, bias)
@@ -85,9 +89,12 @@ def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, bias: Tensor | None = 
         k = k.repeat_interleave(rep, dim=1)
         v = v.repeat_interleave(rep, dim=1)
     if bias is None:
+        if causal_only and q.shape[2] == 1:
+            return F.scaled_dot_product_attention(q, k, v)
+        if causal_only and q.shape[2] == k.shape[2]:
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    bias = bias.masked_fill(~mask, float("-inf"))
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.masked_fill(~mask, float("-inf")).to(q.dtype))
 
 
 class LlamaAttention(nn.Module):
@@ -112,7 +119,7 @@ class LlamaAttention(nn.Module):
         k = rotary(k, attn.positions, self.theta, self.head_dim, attn.memo)
         if cache is not None:
             k, v = cache.update(layer, k, v)  # (B, Hkv, S, Dh)
-        out = attend(q, k, v, attn.mask)  # (B, H, T, Dh)
+        out = attend(q, k, v, attn.mask, causal_only=attn.causal_only)  # (B, H, T, Dh)
         return self.o_proj(out.transpose(1, 2).reshape(bsz, t, -1))
 
 
@@ -173,8 +180,8 @@ class LlamaDecoder(Decoder):
     def head(self, x: Tensor) -> Tensor:
         x = self.model.norm(x)
         if self.lm_head is None:
-            return F.linear(x, self.model.embed_tokens.weight)
-        return self.lm_head(x)
+            return lm_logits(x, self.model.embed_tokens.weight)
+        return lm_logits(x, self.lm_head.weight, self.lm_head.bias)
 
     def input_embeddings(self) -> nn.Embedding:
         return self.model.embed_tokens

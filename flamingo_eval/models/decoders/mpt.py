@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from flamingo_eval.errors import UserError
 from flamingo_eval.models.cache import KVCache
-from flamingo_eval.models.decoders.base import AttnInputs, Decoder
+from flamingo_eval.models.decoders.base import AttnInputs, Decoder, lm_logits
 from flamingo_eval.models.decoders.llama import attend
 from flamingo_eval.registry import DECODERS
 
@@ -93,11 +93,19 @@ class MptAttention(nn.Module):
             q = q * self.q_scale
         if cache is not None:
             k, v = cache.update(layer, k, v)  # (B, H, S, Dh)
-        rel = attn.key_positions[:, None, None, :] - attn.positions[:, None, :, None]  # (B, 1, T, S)
-        slopes = alibi_slopes(self.n_heads, self.alibi_bias_max).to(q.device)  # (H,)
-        bias = rel.float() * slopes[None, :, None, None]  # (B, H, T, S), fp32; attend casts to q.dtype
-        out = attend(q, k, v, attn.mask, bias)  # (B, H, T, Dh)
+        out = attend(q, k, v, attn.mask, self._alibi(attn, q.dtype))  # (B, H, T, Dh)
         return self.out_proj(out.transpose(1, 2).reshape(bsz, t, d))
+
+    def _alibi(self, attn: AttnInputs, dtype: torch.dtype) -> Tensor:
+        """(B, H, T, S) ALiBi bias, -inf where ``attn.mask`` is False; built once per forward for all layers."""
+        key = ("alibi", self.n_heads, self.alibi_bias_max, dtype)
+        bias = attn.memo.get(key)
+        if bias is None:
+            rel = attn.key_positions[:, None, None, :] - attn.positions[:, None, :, None]  # (B, 1, T, S)
+            slopes = alibi_slopes(self.n_heads, self.alibi_bias_max).to(rel.device)  # (H,)
+            bias = (rel.float() * slopes[None, :, None, None]).masked_fill(~attn.mask, float("-inf")).to(dtype)
+            attn.memo[key] = bias
+        return bias
 
 
 class MptMLP(nn.Module):
@@ -165,7 +173,7 @@ class MptDecoder(Decoder):
         return self.transformer.wte(input_ids)
 
     def head(self, x: Tensor) -> Tensor:
-        logits = F.linear(self.transformer.norm_f(x), self.transformer.wte.weight)
+        logits = lm_logits(self.transformer.norm_f(x), self.transformer.wte.weight)
         if self.cfg.logit_scale is not None:
             logits = logits * self.cfg.logit_scale
         return logits

@@ -14,12 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from flamingo_eval.errors import UserError
 from flamingo_eval.models.cache import KVCache
-from flamingo_eval.models.decoders.base import AttnInputs, Decoder
+from flamingo_eval.models.decoders.base import AttnInputs, Decoder, lm_logits
 from flamingo_eval.models.decoders.gpt_neox import ACTIVATIONS
 from flamingo_eval.models.decoders.llama import attend
 from flamingo_eval.registry import DECODERS
@@ -67,7 +66,7 @@ class OPTAttention(nn.Module):
         v = self.v_proj(x).view(bsz, t, self.n_heads, self.head_dim).transpose(1, 2)
         if cache is not None:
             k, v = cache.update(layer, k, v)  # (B, H, S, Dh)
-        out = attend(q, k, v, attn.mask)  # (B, H, T, Dh)
+        out = attend(q, k, v, attn.mask, causal_only=attn.causal_only)  # (B, H, T, Dh)
         return self.out_proj(out.transpose(1, 2).reshape(bsz, t, -1))
 
 
@@ -146,8 +145,8 @@ class OPTDecoder(Decoder):
         if dec.project_out is not None:
             x = dec.project_out(x)  # (B, T, E)
         if self.lm_head is None:
-            return F.linear(x, dec.embed_tokens.weight)
-        return self.lm_head(x)
+            return lm_logits(x, dec.embed_tokens.weight)
+        return lm_logits(x, self.lm_head.weight, self.lm_head.bias)
 
     def input_embeddings(self) -> nn.Embedding:
         return self.model.decoder.embed_tokens

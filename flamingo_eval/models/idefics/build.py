@@ -26,6 +26,9 @@ def build_idefics(cfg: ModelCfg, batch_size: int | None = None) -> FlamingoEvalM
         if getattr(cfg, name):
             raise UserError(f"model {cfg.name}: model.{name} is an OpenFlamingo option; an IDEFICS directory "
                             "(model.lm.path) holds all its weights")
+    if cfg.device_map not in (None, "", "none"):
+        raise UserError(f"model {cfg.name}: model.device_map splits OpenFlamingo-layout models only; run IDEFICS "
+                        "on one device (model.device=cuda) and scale out with torchrun")
     if not cfg.lm.path:
         raise UserError(f"model {cfg.name}: set model.lm.path=DIR (an IDEFICS Hugging Face model directory)")
     if cfg.precision not in DTYPES:

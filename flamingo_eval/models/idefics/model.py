@@ -238,12 +238,14 @@ class IdeficsCrossAttention(nn.Module):
         k, v = _heads(self.k_proj(latents), self.heads), _heads(self.v_proj(latents), self.heads)
         return (k if self.k_layer_norm is None else self.k_layer_norm(k)), v
 
-    def forward(self, x: Tensor, k: Tensor, v: Tensor, img_idx: Tensor, masked: bool = False) -> Tensor:
+    def forward(self, x: Tensor, k: Tensor, v: Tensor, img_idx: Tensor, masked: bool = False,
+                memo: dict | None = None) -> Tensor:
         q = _heads(self.q_proj(x), self.heads)  # (B, H, T, Dh)
         if self.q_layer_norm is not None:
             q = self.q_layer_norm(q)
-        kernel = masked_cross_attention_reference if masked else segment_attention
-        return self.o_proj(kernel(q, k, v, img_idx).transpose(1, 2).flatten(2))  # zero rows: img_idx == 0
+        out = (masked_cross_attention_reference(q, k, v, img_idx) if masked
+               else segment_attention(q, k, v, img_idx, memo))
+        return self.o_proj(out.transpose(1, 2).flatten(2))  # zero rows: img_idx == 0
 
 
 class IdeficsGatedCrossAttentionLayer(nn.Module):
@@ -271,8 +273,10 @@ class IdeficsGatedCrossAttentionLayer(nn.Module):
     def project_media(self, latents: Tensor) -> tuple[Tensor, Tensor]:
         return self.cross_attn.project_media(latents)
 
-    def forward(self, x: Tensor, k: Tensor, v: Tensor, img_idx: Tensor, masked: bool = False) -> Tensor:
-        x = x + self.alpha_cross_attn.tanh() * self.cross_attn(self.input_layernorm(x), k, v, img_idx, masked)
+    def forward(self, x: Tensor, k: Tensor, v: Tensor, img_idx: Tensor, masked: bool = False,
+                memo: dict | None = None) -> Tensor:
+        x = x + self.alpha_cross_attn.tanh() * self.cross_attn(self.input_layernorm(x), k, v, img_idx, masked,
+                                                               memo)
         return x + self.alpha_dense.tanh() * self.mlp(self.post_attention_layernorm(x))
 
 
@@ -300,6 +304,14 @@ class Idefics(Flamingo):
         self.xattn = nn.ModuleDict({str(i): IdeficsGatedCrossAttentionLayer(cfg)
                                     for i in range(cfg.num_hidden_layers) if i % every == 0})
         self.media_token_id, self.fake_token_id, self.eos_token_id = media_token_id, fake_token_id, cfg.eos_token_id
+        self.stages = None  # one device (model.device_map splits only OpenFlamingo-layout models)
+
+    @property
+    def latent_device(self) -> torch.device:
+        """Where latents come out: the resampler's device, or the vision tower's when there is none."""
+        if isinstance(self.perceiver, IdeficsPerceiverResampler):
+            return self.perceiver.latents.device
+        return self.vision_device
 
     def latent_shape(self) -> tuple[int, int]:
         if isinstance(self.perceiver, IdeficsPerceiverResampler):
