@@ -356,7 +356,7 @@ class Flamingo(nn.Module):
         kv = {}
         for i, blk in self.xattn.items():
             if not blk.is_identity():  # type: ignore[operator]
-                dev: torch.device = blk.attn_gate.device  # type: ignore[union-attr,assignment]
+                dev = next(blk.parameters()).device  # the block's device (a split model: its layer's)
                 if dev not in moved:
                     moved[dev] = latents.to(dev)
                 kv[int(i)] = blk.project_media(moved[dev])  # type: ignore[operator]

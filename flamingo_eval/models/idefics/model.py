@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from flamingo_eval.errors import UserError
+from flamingo_eval.models.decoders.base import lm_logits
 from flamingo_eval.models.decoders.llama import LlamaConfig, LlamaDecoder, LlamaMLP, RMSNorm
 from flamingo_eval.models.flamingo import (
     Flamingo,
@@ -144,6 +145,16 @@ class IdeficsDecoder(LlamaDecoder):
         self.tied = cfg.tie_word_embeddings
         self.tie_head()
         self.vocab_size = cfg.vocab_size + extra
+
+    def head(self, x: Tensor) -> Tensor:
+        """Final norm, then logits over the pretrained vocabulary and the additional tokens (fp32 out)."""
+        x = self.model.norm(x)
+        head = self.lm_head
+        assert isinstance(head, DecoupledLinear)
+        out = lm_logits(x, head.weight)
+        if head.additional_fc is None:
+            return out
+        return torch.cat([out, lm_logits(x, head.additional_fc.weight)], dim=-1)
 
     def tie_head(self) -> None:
         """With ``tie_word_embeddings``, point both head parts at the embedding tables (transformers ties them);
@@ -305,6 +316,11 @@ class Idefics(Flamingo):
                                     for i in range(cfg.num_hidden_layers) if i % every == 0})
         self.media_token_id, self.fake_token_id, self.eos_token_id = media_token_id, fake_token_id, cfg.eos_token_id
         self.stages = None  # one device (model.device_map splits only OpenFlamingo-layout models)
+
+    @property
+    def vision_device(self) -> torch.device:
+        """Where pixels go in (the vision tower)."""
+        return next(self.vision_encoder.parameters()).device
 
     @property
     def latent_device(self) -> torch.device:
