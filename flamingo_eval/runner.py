@@ -22,10 +22,12 @@ from flamingo_eval.config import Config, to_dict
 from flamingo_eval.display import Reporter
 from flamingo_eval.errors import UserError
 from flamingo_eval.metrics.base import MetricInput, MetricResult
+from flamingo_eval.metrics.stats import trial_summary
 from flamingo_eval.prompts.builder import PromptTooLong, build_prompt
 from flamingo_eval.prompts.samplers import keyed_rng, query_set
 from flamingo_eval.provenance import provenance, run_id
 from flamingo_eval.registry import METRICS, SAMPLERS
+from flamingo_eval.results.rescore import shots_ci as rescore_ci
 from flamingo_eval.results.store import RunStore
 from flamingo_eval.task import (
     Task,
@@ -39,7 +41,7 @@ from flamingo_eval.task import (
 from flamingo_eval.types import EvalModel, GenerateRequest, InterleavedPrompt, RankRequest, Sample
 
 __all__ = ["Reporter", "Task", "data_missing", "evaluate", "eval_subset", "make_adapter", "prepare", "run_seeds",
-           "summarize", "trial_prompt_sets", "trial_prompts"]
+           "trial_prompt_sets", "trial_prompts"]
 
 
 def prompt_hash(p: InterleavedPrompt) -> str:
@@ -278,21 +280,6 @@ def only_new(sink: Callable[..., None], todo: Sequence[Sample]) -> Callable[...,
     return write
 
 
-def summarize(values: list[float | None]) -> dict[str, float | None]:
-    """Mean, population std (ddof 0) and sample std (ddof 1) over trial values.
-
-    One trial: ``std`` is 0.0 (the spread of one value) and ``std_ddof1`` is None (undefined). Any
-    unscored trial (submission files, scored by the server): all three are None.
-    """
-    import statistics
-
-    scored = [v for v in values if v is not None]
-    if not scored or len(scored) < len(values):
-        return {"mean": None, "std": None, "std_ddof1": None}
-    return {"mean": statistics.fmean(scored), "std": statistics.pstdev(scored),
-            "std_ddof1": statistics.stdev(scored) if len(scored) > 1 else None}
-
-
 def score_items(metric: Any, items: list[MetricInput]) -> MetricResult:
     if not items:
         raise UserError("no samples left to score (all skipped?)")
@@ -347,7 +334,9 @@ def evaluate(cfg: Config, model: EvalModel, out_dir: Path, reporter: Reporter, c
             if store.dist.is_main:
                 entry["trials"].append(store.previous_trial(shots, trial, seed)
                                        or score_trial(ttask, store, shots, trial, seed, order, t0))
-                entry.update(summarize([t["value"] for t in entry["trials"]]))
+                entry.update(trial_summary([t["value"] for t in entry["trials"]]))
+                if trial == len(seeds) - 1:
+                    entry.update(shots_ci(task, store, shots, seeds, entry["trials"]))
                 n_new += store.evaluated_here(shots, trial, len(ttask.eval_samples))
                 record["throughput"] = throughput(n_new, time.perf_counter() - t_all)
                 store.write_record(record)
@@ -355,6 +344,17 @@ def evaluate(cfg: Config, model: EvalModel, out_dir: Path, reporter: Reporter, c
         store.finish(record)
     reporter.finish()
     return record
+
+
+def shots_ci(task: Task, store: RunStore, shots: int, seeds: list[int], trials: list[dict[str, Any]]
+             ) -> dict[str, Any]:
+    """``ci95`` / ``ci95_resamples`` of a finished shots setting: the bootstrap over samples x trials of
+    ``metrics.stats.trials_ci`` with ``run.bootstrap`` resamples, on the items each trial scored (null
+    for unscored trials, i.e. submission files, and for ``run.bootstrap: 0``)."""
+    if any(t["value"] is None for t in trials):
+        return {"ci95": None, "ci95_resamples": None}
+    items = [store.collect(task.for_trial(seed), shots, t).items for t, seed in enumerate(seeds)]
+    return rescore_ci(task.metric, items, task.cfg.run.bootstrap)
 
 
 def score_trial(task: Task, store: RunStore, shots: int, trial: int, seed: int, order: list[tuple[int, int]],

@@ -777,13 +777,16 @@ def _record_with(edit):
     (_record_with(lambda t: t.replace('"value": 29.0', '"value": 1e999', 1).encode()),
      "expected a finite number, got inf"),
     (_record_with(lambda t: t.replace('"value": 29.0', '"value": 29.0, "ci95": [NaN, 31.0]', 1).encode()),
-     "field 'results[0].trials[0].ci95': expected [low, high] (finite numbers) or null"),
+     "field 'results[0].trials[0].ci95': expected [low, high] (finite numbers, low <= high) or null"),
+    (_record_with(lambda t: json.dumps({**json.loads(t), "results": [
+        {**json.loads(t)["results"][0], "ci95": [31.0, 30.0]}]}).encode()),
+     "field 'results[0].ci95': expected [low, high] (finite numbers, low <= high) or null"),
     (_record_with(lambda t: t.replace('"run_id": "', '"run_id": "\xe9', 1).encode("latin-1")), ":3: not UTF-8 text"),
     (_record_with(lambda t: ("[" * 100_000 + "]" * 100_000).encode()), "JSON nested too deeply"),
     (_record_with(lambda t: b""), "not valid JSON"),
     (_record_with(lambda t: t.replace('"results": [', '"results": null, "x": [', 1).encode()),
      "field 'results': expected list, got null"),
-], ids=["nan", "huge-int", "inf", "nan-ci", "not-utf8", "deep-nesting", "empty", "null-results"])
+], ids=["nan", "huge-int", "inf", "nan-ci", "reversed-ci", "not-utf8", "deep-nesting", "empty", "null-results"])
 def test_malformed_record_is_one_line_for_leaderboard_and_compare(corrupt, needle, base_run, capsys):
     corrupt(base_run)
     for args in (["leaderboard", "--results", str(base_run.parent), "--output", "-"],

@@ -11,8 +11,8 @@ import pytest
 
 from flamingo_eval.commands import compare as cmd
 from flamingo_eval.errors import UserError
+from flamingo_eval.metrics.stats import sign_flip_pvalue
 from flamingo_eval.results import compare_runs, format_comparison, paired_test, write_json_atomic
-from flamingo_eval.results.compare import sign_flip_pvalue
 
 N = 300
 SEEDS = (0, 1)
