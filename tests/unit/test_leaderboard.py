@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import argparse
 import io
 import json
+import math
 import shutil
 import subprocess
 from pathlib import Path
