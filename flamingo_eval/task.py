@@ -16,10 +16,11 @@ import flamingo_eval.benchmarks  # noqa: F401  (registers adapters)
 import flamingo_eval.metrics  # noqa: F401  (registers metrics)
 import flamingo_eval.prompts  # noqa: F401  (registers samplers, extractors)
 from flamingo_eval.benchmarks.base import Adapter
+from flamingo_eval.card_args import build_metric
 from flamingo_eval.config import BenchmarkCard, Config, to_dict
 from flamingo_eval.errors import UserError
 from flamingo_eval.prompts.samplers import SamplerContext, keyed_rng
-from flamingo_eval.registry import ADAPTERS, EXTRACTORS, METRICS, SAMPLERS
+from flamingo_eval.registry import ADAPTERS, EXTRACTORS, SAMPLERS
 from flamingo_eval.types import Sample
 
 __all__ = ["Task", "data_missing", "demo_pool_size", "eval_subset", "make_adapter", "prepare", "run_seeds"]
@@ -79,6 +80,7 @@ def eval_subset(samples: list[Sample], limit: int | None, subset: str, seed: int
 def prepare(cfg: Config) -> Task:
     """Read the data and resolve the run; raises :class:`UserError` for anything that cannot run."""
     card = cfg.benchmarks
+    metric = build_metric(card)  # its value checks (e.g. an unknown VQA variant) before any data is read
     missing = data_missing(card, cfg.run.data_root)
     if missing:
         name, path = missing[0]
@@ -107,7 +109,7 @@ def prepare(cfg: Config) -> Task:
                              options={**to_dict(cfg)["run"], "device": cfg.model.device})
     return Task(cfg=cfg, eval_samples=eval_samples, demo_samples=demo_samples,
                 candidates=getattr(adapter, "candidates", None),
-                metric=METRICS.get(card.metric.name)(**card.metric.args),
+                metric=metric,
                 extractor=EXTRACTORS.get(template.extractor), template=template, sampler_context=context,
                 submission_key=submission_key, submission_ids=submission_ids, trial_samples=trial_samples)
 

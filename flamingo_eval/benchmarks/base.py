@@ -17,8 +17,9 @@ import json
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from flamingo_eval.errors import UserError
 from flamingo_eval.types import Sample
@@ -41,8 +42,21 @@ def _named_load(load: Callable[[Any, str], list[Sample]]) -> Callable[[Any, str]
     return wrapper
 
 
+@dataclass
+class NoArgs:
+    """``Adapter.Args`` of an adapter that takes no ``adapter_args``."""
+
+
 class Adapter(ABC):
-    """Base adapter. Subclasses implement ``files`` and ``load``."""
+    """Base adapter. Subclasses implement ``files`` and ``load``.
+
+    ``Args`` is the schema of the card's ``adapter_args``: a dataclass whose fields are the keys the
+    adapter reads, typed, with their defaults (``NoArgs``: none). ``config.validate`` checks the card
+    against it at start-up, so a misspelt or mistyped key fails before any data or weights load. None
+    (the default) skips the check, for adapters that have not declared a schema yet.
+    """
+
+    Args: ClassVar[type | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Wrap the subclass's ``load`` so no malformed file ends in a traceback (module docstring)."""

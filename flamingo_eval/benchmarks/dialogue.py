@@ -14,6 +14,7 @@ val2014 images mixed) is indexed by the number at the end of each file name unde
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,15 @@ def _pick(table: list[str], index: Any, path: Path, where: str, name: str) -> st
 @ADAPTERS.register("visdial")
 class VisDialAdapter(Adapter):
     """VisDial v1.0 dialogs -> one ranked sample per round."""
+
+    @dataclass
+    class Args:
+        """``adapter_args`` of ``visdial``."""
+
+        history_format: str = HISTORY_FORMAT
+        """How one past round is written into the dialogue history."""
+        image_patterns: dict[str, str] = field(default_factory=dict)
+        """Split -> image file name pattern (``{image_id}``); splits without one index the image folder."""
 
     def files(self, split: str) -> dict[str, Path]:
         keys = [f"{split}_dialogs", f"{split}_images", f"{split}_dense"]

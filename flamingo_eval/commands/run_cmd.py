@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from flamingo_eval.config import ON_BAD_SAMPLE, SAMPLER_NAMES, SUBSETS
+from flamingo_eval.config import ON_BAD_SAMPLE, SUBSETS
 
 HELP = """Run a few-shot evaluation and write a run directory (record.json + predictions.jsonl).
 
@@ -49,8 +49,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--model", default="mini", help="model config name (default: mini)")
     p.add_argument("--data-root", help="directory holding the benchmark data (see `data check`)")
     p.add_argument("--output", help="run directory (default: runs/<benchmark>-<model>-<time>)")
-    p.add_argument("--sampler", choices=SAMPLER_NAMES,
-                   help="demo selection (default random; rices: CLIP-nearest train images)")
+    p.add_argument("--sampler", metavar="NAME",
+                   help="demo selection, a registered sampler (default random; rices: CLIP-nearest train images); "
+                        "an unknown name fails at start-up listing the others")
     p.add_argument("--on-bad-sample", choices=ON_BAD_SAMPLE, help="bad image: stop (default) or skip and count")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=None,
                    help="continue a compatible partial run in --output (default on; --no-resume refuses one)")

@@ -18,6 +18,7 @@ from flamingo_eval.models.flamingo import Flamingo, FlamingoConfig
 from flamingo_eval.registry import DECODERS, VISION
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+"""``model.precision`` -> dtype; the keys are ``config.PRECISIONS`` (a test holds them equal)."""
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False) -> Any:
@@ -151,13 +152,9 @@ def build_model(cfg: ModelCfg, batch_size: int | None = None) -> FlamingoEvalMod
 
         load_flamingo_checkpoint(model, Path(cfg.checkpoint).expanduser(), lm_vocab=lm_vocab,
                                  new_head_rows=cfg.new_head_rows)
-    if cfg.precision not in DTYPES:
-        raise UserError(f"model.precision must be one of {sorted(DTYPES)}, got '{cfg.precision}'")
-    dtype = DTYPES[cfg.precision]
+    dtype = DTYPES[cfg.precision]  # config.validate checked the name (config.PRECISIONS)
     device = resolve_device(cfg.device)
     model = model.to(device=device, dtype=dtype)
-    if cfg.engine not in ("fast", "reference"):
-        raise UserError(f"model.engine must be fast or reference, got '{cfg.engine}'")
     from flamingo_eval.models.reference import ReferenceEvalModel
 
     return (ReferenceEvalModel if cfg.engine == "reference" else FlamingoEvalModel)(

@@ -20,7 +20,6 @@ ids are left out) and the counts go into the result.
 
 from __future__ import annotations
 
-import inspect
 import json
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection
@@ -257,18 +256,10 @@ def refuse(check: IdCheck, path: Path, n_lines: int, has_record: bool) -> UserEr
 
 
 def build_metric(card: Any) -> Any:
-    """The card's metric, with a one-line error for arguments the metric does not take."""
-    import flamingo_eval.metrics  # noqa: F401  (registers the metrics)
-    from flamingo_eval.registry import METRICS
+    """The card's metric (``card_args.build_metric``: one line naming a bad argument)."""
+    from flamingo_eval.card_args import build_metric as build
 
-    factory = METRICS.get(card.metric.name)
-    args = dict(card.metric.args)
-    try:
-        inspect.signature(factory).bind(**args)
-    except TypeError:
-        takes = ", ".join(inspect.signature(factory).parameters) or "no arguments"
-        raise UserError(f"benchmarks.metric.args {args}: metric '{card.metric.name}' takes {takes}") from None
-    return factory(**args)
+    return build(card)
 
 
 def rescore(card: Any, metric: Any, lines: list[dict[str, Any]], path: Path,
