@@ -8,12 +8,10 @@ most one batch and a re-run resumes (see ``results/store.py``).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,7 @@ from flamingo_eval.prompts.builder import PromptTooLong, build_prompt
 from flamingo_eval.prompts.samplers import keyed_rng, query_set
 from flamingo_eval.provenance import provenance, run_id
 from flamingo_eval.registry import METRICS, SAMPLERS
+from flamingo_eval.results.lines import TrialOutput, prediction
 from flamingo_eval.results.rescore import shots_ci as rescore_ci
 from flamingo_eval.results.store import RunStore
 from flamingo_eval.task import (
@@ -42,15 +41,6 @@ from flamingo_eval.types import EvalModel, GenerateRequest, InterleavedPrompt, R
 
 __all__ = ["Reporter", "Task", "data_missing", "evaluate", "eval_subset", "make_adapter", "prepare", "run_seeds",
            "trial_prompt_sets", "trial_prompts"]
-
-
-def prompt_hash(p: InterleavedPrompt) -> str:
-    """The prompt text and its images' file names (not their folders: the same run on another machine,
-    or a data root mounted elsewhere, gives the same hash)."""
-    h = hashlib.sha256(p.text.encode())
-    for m in p.media:
-        h.update(b"\0" + Path(m).name.encode())
-    return "sha256:" + h.hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -184,30 +174,10 @@ def call_ensembled(task: Task, model: EvalModel, samples: Sequence[Sample],
     return merged, merged_errors
 
 
-@dataclass
-class TrialOutput:
-    lines: list[dict[str, Any]] = field(default_factory=list)
-    items: list[MetricInput] = field(default_factory=list)
-    skipped: list[dict[str, Any]] = field(default_factory=list)
-    dropped: int = 0
-
-
 def to_prediction(task: Task, s: Sample, p: InterleavedPrompt, out: Any) -> tuple[dict[str, Any], MetricInput]:
-    if isinstance(out, str):
-        raw, answer, scores = out, task.extractor(out), None
-    else:
-        scores = tuple(float(x) for x in out)
-        cands = tuple(s.fields.get("candidates", ()) or task.candidates or ())
-        best = max(range(len(scores)), key=lambda i: (scores[i], -i))
-        raw, answer = json.dumps([round(x, 6) for x in scores]), cands[best]
-    extra = {k: v for k, v in s.fields.items() if k == "gt_relevance"}
-    item = MetricInput(sample_id=s.id, answer=answer, references=s.references, label=s.label, scores=scores,
-                       extra=extra)
-    line = {"sample_id": s.id, "demo_ids": list(p.demo_ids), "prompt_hash": prompt_hash(p), "raw_output": raw,
-            "answer": answer, "score": None, "references": list(s.references), "label": s.label,
-            "scores": list(scores) if scores is not None else None, "extra": extra,
-            "dropped_demos": p.dropped_demos}
-    return line, item
+    """The line and metric input of one evaluated sample (``results/lines.py`` owns the line)."""
+    return prediction(s, p, out, extractor=task.extractor, candidates=task.candidates,
+                      metric_fields=task.metric_fields)
 
 
 def batch_size(cfg: Config) -> int:

@@ -53,6 +53,8 @@ class Task:
     """Set when the eval split has no annotations: each trial writes a submission file instead of a score."""
     submission_ids: tuple[Any, ...] = ()
     """Every id the submission must answer (the whole eval split, before --limit)."""
+    metric_fields: tuple[str, ...] = ()
+    """Sample fields the metric reads (``Adapter.metric_fields``), carried in the prediction line's ``extra``."""
     trial_samples: dict[int, list[Sample]] = field(default_factory=dict)
     """``run.subset=random_per_trial``: each trial seed's own eval subset (else empty: ``eval_samples``)."""
 
@@ -111,7 +113,8 @@ def prepare(cfg: Config) -> Task:
                 candidates=getattr(adapter, "candidates", None),
                 metric=metric,
                 extractor=EXTRACTORS.get(template.extractor), template=template, sampler_context=context,
-                submission_key=submission_key, submission_ids=submission_ids, trial_samples=trial_samples)
+                submission_key=submission_key, submission_ids=submission_ids,
+                metric_fields=tuple(adapter.metric_fields), trial_samples=trial_samples)
 
 
 def demo_pool_size(cfg: Config, n_demo_split: int) -> int:

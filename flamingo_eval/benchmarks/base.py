@@ -57,6 +57,9 @@ class Adapter(ABC):
     """
 
     Args: ClassVar[type | None] = None
+    metric_fields: ClassVar[tuple[str, ...]] = ()
+    """Names of ``Sample.fields`` the benchmark's metric reads; the runner copies them into the prediction
+    line's ``extra`` and the metric input (e.g. VisDial's ``gt_relevance`` for NDCG)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Wrap the subclass's ``load`` so no malformed file ends in a traceback (module docstring)."""

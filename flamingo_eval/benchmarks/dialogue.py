@@ -57,6 +57,8 @@ def _pick(table: list[str], index: Any, path: Path, where: str, name: str) -> st
 class VisDialAdapter(Adapter):
     """VisDial v1.0 dialogs -> one ranked sample per round."""
 
+    metric_fields = ("gt_relevance",)  # dense relevance of the 100 options: NDCG (metrics/ranking.py)
+
     @dataclass
     class Args:
         """``adapter_args`` of ``visdial``."""

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 import flamingo_eval.models.decoders  # noqa: F401  (registers LM families)
 import flamingo_eval.models.vision  # noqa: F401  (registers vision encoders)
-from flamingo_eval.config import ModelCfg
 from flamingo_eval.errors import UserError
 from flamingo_eval.models.decoders.base import Decoder
 from flamingo_eval.models.eval_model import FlamingoEvalModel
 from flamingo_eval.models.flamingo import Flamingo, FlamingoConfig
 from flamingo_eval.registry import DECODERS, VISION
+
+if TYPE_CHECKING:  # annotations only: config imports this module lazily, so no import cycle
+    from flamingo_eval.config import ModelCfg
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 """``model.precision`` -> dtype; the keys are ``config.PRECISIONS`` (a test holds them equal)."""

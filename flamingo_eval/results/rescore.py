@@ -169,7 +169,7 @@ def _expected_counts(rec: dict[str, Any]) -> dict[Key, tuple[int | None, set[str
 def _split_ids(card: Any, data_root: str | None, run: dict[str, Any] | None, seeds: set[int]
                ) -> tuple[dict[int, list[str]] | None, str]:
     """(seed -> the eval ids the run used, or None when the data is not here; where the data is)."""
-    from flamingo_eval.runner import eval_subset, make_adapter
+    from flamingo_eval.task import eval_subset, make_adapter
 
     adapter = make_adapter(card, data_root)
     where = f"the {card.eval_split} split of {card.id} under {adapter.data_root}"

@@ -36,6 +36,7 @@ from typing import Any
 from flamingo_eval import faults
 from flamingo_eval.distributed import Dist
 from flamingo_eval.errors import UserError
+from flamingo_eval.results.lines import TrialOutput, metric_input
 from flamingo_eval.results.records import PREDICTIONS_FILE, RECORD_FILE, write_json_atomic
 from flamingo_eval.results.rundir import (
     PARTIAL_DIR,
@@ -246,18 +247,15 @@ class RunStore:
                 return dict(trials[trial])
         return None
 
-    def collect(self, task: Any, shots: int, trial: int) -> Any:
-        """Every rank's entries for (shots, trial) as one ``TrialOutput`` in eval-split order."""
-        from flamingo_eval.runner import TrialOutput, to_prediction
-        from flamingo_eval.types import InterleavedPrompt
-
+    def collect(self, task: Any, shots: int, trial: int) -> TrialOutput:
+        """Every rank's lines for (shots, trial) as one ``TrialOutput`` in eval-split order; the metric
+        inputs are rebuilt from the lines themselves (``results/lines.py``), nothing from the runner."""
         found = self.entries(shots, trial)
         missing = [s.id for s in task.eval_samples if s.id not in found]
         if missing:
             raise UserError(f"{self.out_dir}: {len(missing)} samples of {shots}-shot trial {trial} have no "
                             f"prediction (first: {missing[0]}); a rank stopped early? re-run to resume")
         res = TrialOutput()
-        stub = InterleavedPrompt(text="", media=())
         for s in task.eval_samples:
             e = found[s.id]
             if "skip" in e:
@@ -265,8 +263,7 @@ class RunStore:
                 res.dropped += int(e["skip"].get("dropped_demos", 0))
                 continue
             line = e["p"]
-            out = line["raw_output"] if line.get("scores") is None else line["scores"]
-            res.items.append(to_prediction(task, s, stub, out)[1])
+            res.items.append(metric_input(line))
             res.lines.append(line)
             res.dropped += int(line.get("dropped_demos") or 0)
         return res
