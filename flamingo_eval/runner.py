@@ -24,9 +24,10 @@ from flamingo_eval.metrics.stats import trial_summary
 from flamingo_eval.prompts.builder import PromptTooLong, build_prompt
 from flamingo_eval.prompts.samplers import keyed_rng, query_set
 from flamingo_eval.provenance import provenance, run_id
-from flamingo_eval.registry import METRICS, SAMPLERS
+from flamingo_eval.registry import SAMPLERS
 from flamingo_eval.results.lines import TrialOutput, prediction
 from flamingo_eval.results.rescore import shots_ci as rescore_ci
+from flamingo_eval.results.run_record import RunRecord, ShotsResult, new_run_record
 from flamingo_eval.results.store import RunStore
 from flamingo_eval.task import (
     Task,
@@ -278,8 +279,8 @@ def evaluate(cfg: Config, model: EvalModel, out_dir: Path, reporter: Reporter, c
         reporter.log(f"{out_dir} already holds this complete run; nothing to do (--overwrite to redo it)")
         return store.complete
     seeds = run_seeds(cfg.run)
-    record = store.start_record(new_record(cfg, model, seeds, command))
-    record["execution"]["threads"] = threads
+    record = store.start_record(new_record(cfg, model, task.metric, command))
+    record.execution["threads"] = threads
     order = [(k, t) for k in cfg.run.shots for t in range(len(seeds))]
     reporter.phase(f"selecting demos: sampler {cfg.run.sampler}, pool of "
                    f"{demo_pool_size(cfg, len(task.demo_samples))} '{cfg.benchmarks.demo_split}' examples")
@@ -288,9 +289,8 @@ def evaluate(cfg: Config, model: EvalModel, out_dir: Path, reporter: Reporter, c
     reporter.start(len(distributed.shard(task.eval_samples, store.dist)) * len(order),
                    f"{cfg.benchmarks.id} · {model.model_id}")
     for shots in cfg.run.shots:
-        entry: dict[str, Any] = {"shots": shots, "sampler": cfg.run.sampler, "n": len(task.eval_samples),
-                                 "seeds": seeds, "trials": []}
-        record["results"].append(entry)
+        entry = ShotsResult(shots=shots, sampler=cfg.run.sampler, n=len(task.eval_samples), seeds=seeds)
+        record.results.append(entry)
         for trial, seed in enumerate(seeds):
             t0 = time.perf_counter()
             ttask = task.for_trial(seed)
@@ -302,18 +302,20 @@ def evaluate(cfg: Config, model: EvalModel, out_dir: Path, reporter: Reporter, c
                           only_new(store.sink(shots, trial, seed), todo), reporter)
             store.dist.barrier()  # every rank's part file is complete before rank 0 merges
             if store.dist.is_main:
-                entry["trials"].append(store.previous_trial(shots, trial, seed)
-                                       or score_trial(ttask, store, shots, trial, seed, order, t0))
-                entry.update(trial_summary([t["value"] for t in entry["trials"]]))
+                entry.trials.append(store.previous_trial(shots, trial, seed)
+                                    or score_trial(ttask, store, shots, trial, seed, order, t0))
+                stats = trial_summary([t["value"] for t in entry.trials])
                 if trial == len(seeds) - 1:
-                    entry.update(shots_ci(task, store, shots, seeds, entry["trials"]))
+                    stats.update(shots_ci(task, store, shots, seeds, entry.trials))
+                for key, value in stats.items():
+                    setattr(entry, key, value)
                 n_new += store.evaluated_here(shots, trial, len(ttask.eval_samples))
-                record["throughput"] = throughput(n_new, time.perf_counter() - t_all)
+                record.throughput = throughput(n_new, time.perf_counter() - t_all)
                 store.write_record(record)
     if store.dist.is_main:
         store.finish(record)
     reporter.finish()
-    return record
+    return record.to_json()
 
 
 def shots_ci(task: Task, store: RunStore, shots: int, seeds: list[int], trials: list[dict[str, Any]]
@@ -373,21 +375,18 @@ def throughput(n: int, seconds: float) -> dict[str, float]:
     return {"samples": n, "seconds": seconds, "samples_per_s": n / seconds if seconds > 0 else 0.0}
 
 
-def new_record(cfg: Config, model: EvalModel, seeds: list[int], command: str) -> dict[str, Any]:
+def new_record(cfg: Config, model: EvalModel, metric: Any, command: str) -> RunRecord:
+    """The record of a run about to start (no results yet)."""
     card = cfg.benchmarks
-    return {
-        "schema_version": 1,
-        "run_id": run_id(card.id, model.model_id),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
-        "benchmark": {"id": card.id, "version": card.version, "task": card.task, "split": card.eval_split,
-                      "demo_split": card.demo_split, "metric": card.metric.name,
-                      "metric_args": dict(card.metric.args),
-                      "corpus_level": bool(getattr(METRICS.get(card.metric.name)(**card.metric.args),
-                                                   "corpus_level", False))},
-        "model": {"id": model.model_id, "name": model.model_id, "fingerprint": model.fingerprint(),
-                  "precision": cfg.model.precision},
-        "config": to_dict(cfg),
-        "provenance": provenance(command, device=getattr(model, "device", None)),
-        "results": [],
-        "throughput": throughput(0, 0.0),
-    }
+    return new_run_record(
+        run_id=run_id(card.id, model.model_id),
+        created=time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
+        benchmark={"id": card.id, "version": card.version, "task": card.task, "split": card.eval_split,
+                   "demo_split": card.demo_split, "metric": card.metric.name,
+                   "metric_args": dict(card.metric.args), "corpus_level": bool(getattr(metric, "corpus_level", False))},
+        model={"id": model.model_id, "name": model.model_id, "fingerprint": model.fingerprint(),
+               "precision": cfg.model.precision},
+        config=to_dict(cfg),
+        provenance=provenance(command, device=getattr(model, "device", None)),
+        throughput=throughput(0, 0.0),
+    )

@@ -38,6 +38,7 @@ from flamingo_eval.distributed import Dist
 from flamingo_eval.errors import UserError
 from flamingo_eval.results.lines import TrialOutput, metric_input
 from flamingo_eval.results.records import PREDICTIONS_FILE, RECORD_FILE, write_json_atomic
+from flamingo_eval.results.run_record import RunRecord
 from flamingo_eval.results.rundir import (
     PARTIAL_DIR,
     STATE_FILE,
@@ -283,24 +284,25 @@ class RunStore:
             write_text_atomic(self.out_dir / PREDICTIONS_FILE,
                               "".join(p.read_text(encoding="utf-8") for p in parts if p.exists()))
 
-    def start_record(self, record: dict[str, Any]) -> dict[str, Any]:
+    def start_record(self, record: RunRecord) -> RunRecord:
         """Stamp ``record`` with the config hash; a resumed run keeps its original id and creation time."""
         prev = self.previous or {}
         for key in ("run_id", "created"):
             if key in prev:
-                record[key] = prev[key]
+                setattr(record, key, prev[key])
         resumes = int((read_json(self.partial / STATE_FILE) or {}).get("resumes", 0))
-        record["config_hash"] = self.chash
-        record["status"] = "running"
-        record["execution"] = {"world_size": self.dist.world_size, "resumes": resumes}
+        record.config_hash = self.chash
+        record.status = "running"
+        record.execution = {"world_size": self.dist.world_size, "resumes": resumes}
         return record
 
-    def write_record(self, record: dict[str, Any]) -> None:
-        write_json_atomic(self.out_dir / RECORD_FILE, record)
+    def write_record(self, record: RunRecord) -> None:
+        """Rewrite record.json atomically (``RunRecord.to_json``: the one serialisation)."""
+        write_json_atomic(self.out_dir / RECORD_FILE, record.to_json())
 
-    def finish(self, record: dict[str, Any]) -> None:
+    def finish(self, record: RunRecord) -> None:
         """Mark the record complete, then drop the partial state and stale temporary files (rank 0)."""
-        record["status"] = "complete"
+        record.status = "complete"
         self.write_record(record)
         faults.crash_point("final")
         tidy_complete(self.out_dir)
