@@ -198,6 +198,7 @@ class Config:
 
 
 def available(group: str) -> list[str]:
+    """The config names of ``group`` (``benchmarks``, ``prompts`` or ``model``), sorted."""
     base = PACKAGE_DIR / "conf" if group == "model" else cards_root()
     return sorted(p.stem for p in (base / group).glob("*.yaml"))
 
@@ -313,7 +314,8 @@ def _check_values(cfg: Config) -> None:
     if not r.shots:
         raise UserError("run.shots (--shots) is empty; give at least one shot count, e.g. --shots 0 4")
     if not math.isfinite(b.generation.length_penalty):
-        raise UserError(f"benchmarks.generation.length_penalty must be a finite number, got {b.generation.length_penalty}")
+        raise UserError("benchmarks.generation.length_penalty must be a finite number, "
+                        f"got {b.generation.length_penalty}")
     for key, value, allowed in (("run.subset", r.subset, SUBSETS),
                                 ("run.on_bad_sample", r.on_bad_sample, ON_BAD_SAMPLE),
                                 (f"benchmark {b.id}: mode", b.mode, ("generate", "rank")),
@@ -335,4 +337,5 @@ def _one_line(e: Exception) -> str:
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:
+    """``cfg`` as plain JSON-ready data (what a record's ``config`` holds)."""
     return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]

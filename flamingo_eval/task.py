@@ -27,11 +27,13 @@ __all__ = ["Task", "data_missing", "demo_pool_size", "eval_subset", "make_adapte
 
 
 def make_adapter(card: BenchmarkCard, data_root: str | None) -> Adapter:
+    """The card's adapter over its data directory under ``data_root``."""
     root = Path(data_root or ".").expanduser() / card.data_dir
     return ADAPTERS.get(card.adapter)(card, root)
 
 
 def data_missing(card: BenchmarkCard, data_root: str | None) -> list[tuple[str, Path]]:
+    """(name, path) of every file the card's demo and eval splits need that is missing."""
     adapter = make_adapter(card, data_root)
     splits = dict.fromkeys([card.demo_split, card.eval_split])
     return [m for s in splits for m in adapter.missing(s)]

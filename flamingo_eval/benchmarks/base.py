@@ -100,6 +100,7 @@ class Adapter(ABC):
 
 
 def check_unique(samples: list[Sample], source: str) -> list[Sample]:
+    """``samples`` unchanged, or one UserError naming ``source`` and the first repeated sample id."""
     seen: set[str] = set()
     for s in samples:
         if s.id in seen:
@@ -122,7 +123,8 @@ def read_json(path: Path) -> Any:
         what = "an empty file" if e.pos == 0 and not e.doc.strip() else f"not valid JSON ({e})"
         raise UserError(f"{path}: {what}; re-download the official file") from None
     except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); re-download the official file") from None
+        raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); "
+                        "re-download the official file") from None
     except RecursionError:
         raise UserError(f"{path}: JSON nested too deeply to read; this is not the official file") from None
     except ValueError as e:  # an integer with more digits than Python converts

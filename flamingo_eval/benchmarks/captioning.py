@@ -101,6 +101,7 @@ class CaptionsAdapter(Adapter):
         for i, img in enumerate(need_list(data, "images", path, "the file")):
             image_id = need_id(img, "id", path, f"image {i}")
             refs = tuple(captions.get(image_id, ()))
-            samples.append(Sample(id=str(image_id), media=(str(images / need_str(img, "file_name", path, f"image {i}")),),
+            image = images / need_str(img, "file_name", path, f"image {i}")
+            samples.append(Sample(id=str(image_id), media=(str(image),),
                                   fields={"image_id": image_id}, references=refs))
         return samples

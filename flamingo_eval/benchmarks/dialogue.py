@@ -85,7 +85,8 @@ class VisDialAdapter(Adapter):
             relevance = need_list(r, "gt_relevance", path, what)
             if not all(is_number(x) for x in relevance):
                 raise UserError(f"{path}: {what}: gt_relevance must be a list of numbers")
-            out[(need_int(r, "image_id", path, what), need_int(r, "round_id", path, what))] = [float(x) for x in relevance]
+            key = (need_int(r, "image_id", path, what), need_int(r, "round_id", path, what))
+            out[key] = [float(x) for x in relevance]
         return out
 
     def image_lookup(self, split: str) -> Any:

@@ -77,6 +77,7 @@ def _lm_paths(cfg: ModelCfg) -> tuple[str | None, str]:
 
 
 def build_decoder(cfg: ModelCfg, weights: str | None) -> Decoder:
+    """The language model of ``cfg`` as a decoder, weights from ``weights`` (None: random init)."""
     if weights is not None:
         from flamingo_eval.models.checkpoints import resolve_hf_dir
         from flamingo_eval.models.hf_lm import load_hf_decoder

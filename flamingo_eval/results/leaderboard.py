@@ -338,7 +338,8 @@ def _render_csv(lb: Leaderboard, ci: bool, factor: float, decimals: int) -> str:
             for m in lb.models:
                 row = cells.get((m, (b, s)))
                 v = None if row is None else (int(bool(row[f])) if f == "unfinished" else row[f])
-                vals.append(v if v is None or f in ("n_trials", "unfinished") or math.isnan(v) else round(v * factor, 6))
+                keep = v is None or f in ("n_trials", "unfinished") or math.isnan(v)
+                vals.append(v if keep or v is None else round(v * factor, 6))
             data[f"{b} {s} {f}"] = pd.array(vals, dtype="Int64") if f in ("n_trials", "unfinished") else vals
     return pd.DataFrame(data).to_csv(index=False, lineterminator="\n")
 

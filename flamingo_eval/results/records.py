@@ -212,7 +212,8 @@ def read_text(path: Path, what: str = "file") -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
-        raise UserError(f"{path}:{line}: not UTF-8 text (byte {data[e.start]:#04x}); re-save the file as UTF-8") from None
+        raise UserError(f"{path}:{line}: not UTF-8 text (byte {data[e.start]:#04x}); "
+                        "re-save the file as UTF-8") from None
 
 
 def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:

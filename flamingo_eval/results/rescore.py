@@ -190,8 +190,8 @@ def _run_section(rec: dict[str, Any]) -> dict[str, Any] | None:
     run = cfg.get("run") if isinstance(cfg, dict) else None
     if not isinstance(run, dict):
         return None
-    for key, kinds in (("limit", (int, type(None))), ("subset", (str,)), ("seed", (int,)), ("data_root", (str, type(None))),
-                      ("bootstrap", (int,))):
+    for key, kinds in (("limit", (int, type(None))), ("subset", (str,)), ("seed", (int,)),
+                       ("data_root", (str, type(None))), ("bootstrap", (int,))):
         if key in run and (not isinstance(run[key], kinds) or isinstance(run[key], bool)):
             raise UserError(f"{rec['_path']}: field 'config.run.{key}': unexpected {type(run[key]).__name__} "
                             f"{run[key]!r:.40}")

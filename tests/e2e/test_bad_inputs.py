@@ -511,7 +511,8 @@ def test_score_refuses_an_inexact_file_or_reports_the_counts(edit, message, coun
     values = {(r["shots"], t["seed"]): (t["value"], t["n"]) for r in out["results"] for t in r["trials"]}
     assert values[(4, 1)] == (39.0, 200)  # untouched trials score as in the record
     if edit is _missing:  # what is there is scored: the 150 remaining samples of 0-shot seed 0
-        kept = [ln["score"] for ln in base_lines() if ln["shots"] == 0 and ln["seed"] == 0][50:]  # file order = id order
+        # file order = id order
+        kept = [ln["score"] for ln in base_lines() if ln["shots"] == 0 and ln["seed"] == 0][50:]
         assert values[(0, 0)] == (pytest.approx(sum(kept) / 150), 150)
 
 
@@ -600,7 +601,8 @@ def limited_copy(run: Path, limit: int, *, created: str, status: str = "complete
         r["n"] = limit
         for t in r["trials"]:
             t["n"] = limit
-            t["value"] = float(np.mean([ln["score"] for ln in lines if (ln["shots"], ln["seed"]) == (r["shots"], t["seed"])]))
+            key = (r["shots"], t["seed"])
+            t["value"] = float(np.mean([ln["score"] for ln in lines if (ln["shots"], ln["seed"]) == key]))
         r["mean"] = float(np.mean([t["value"] for t in r["trials"]]))
     rec["config"]["run"]["limit"] = limit
     rec.update(run_id=f"{rec['run_id']}-limit{limit}", created=created, status=status)
