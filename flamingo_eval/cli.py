@@ -26,6 +26,7 @@ EPILOG = """examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``flamingo-eval`` argument parser with every subcommand registered."""
     parser = argparse.ArgumentParser(
         prog="flamingo-eval", description=__doc__.splitlines()[0] if __doc__ else None, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (2 for a ``UserError``, printed as one line)."""
     from flamingo_eval.display import error
     from flamingo_eval.errors import UserError
 

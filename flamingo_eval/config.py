@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,12 @@ from omegaconf.errors import OmegaConfBaseException
 from flamingo_eval.errors import UserError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-SAMPLER_NAMES = ("random", "fixed", "rices", "class_balanced")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+"""``model.precision`` values: ``auto`` (bf16 on CUDA, fp32 elsewhere) or a dtype name (``models/build.py``)."""
+ENGINES = ("fast", "reference")
+"""``model.engine`` values: the batched engine, or the plain OpenFlamingo-style loop."""
+DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+"""``model.device``: auto (cuda when available), cpu, mps, cuda or cuda:N."""
 SUBSETS = ("first", "random", "random_per_trial")
 ON_BAD_SAMPLE = ("error", "skip")
 
@@ -177,6 +183,7 @@ class RunCfg:
     query_set_size: int | None = None
     on_bad_sample: str = "error"
     bootstrap: int = 1000
+    """Resamples of each shots setting's ``ci95`` (bootstrap over samples x trials, metrics/stats.py); 0 = none."""
     resume: bool = True
     """Continue a compatible partial run found in ``output`` (run-only: not part of the config hash)."""
     overwrite: bool = False
@@ -202,6 +209,7 @@ class Config:
 
 
 def available(group: str) -> list[str]:
+    """The config names of ``group`` (``benchmarks``, ``prompts`` or ``model``), sorted."""
     base = PACKAGE_DIR / "conf" if group == "model" else cards_root()
     return sorted(p.stem for p in (base / group).glob("*.yaml"))
 
@@ -245,6 +253,9 @@ def validate(data: dict[str, Any]) -> Config:
         raise UserError(f"config error: {_one_line(e)}") from None
     _check_values(cfg)
     _expand_home(cfg)
+    from flamingo_eval.card_args import check_card  # registries: imported only when a config is validated
+
+    check_card(cfg)
     return cfg
 
 
@@ -314,12 +325,17 @@ def _check_values(cfg: Config) -> None:
     if not r.shots:
         raise UserError("run.shots (--shots) is empty; give at least one shot count, e.g. --shots 0 4")
     if not math.isfinite(b.generation.length_penalty):
-        raise UserError(f"benchmarks.generation.length_penalty must be a finite number, got {b.generation.length_penalty}")
-    for key, value, allowed in (("run.sampler", r.sampler, SAMPLER_NAMES), ("run.subset", r.subset, SUBSETS),
+        raise UserError("benchmarks.generation.length_penalty must be a finite number, "
+                        f"got {b.generation.length_penalty}")
+    for key, value, allowed in (("run.subset", r.subset, SUBSETS),
                                 ("run.on_bad_sample", r.on_bad_sample, ON_BAD_SAMPLE),
-                                (f"benchmark {b.id}: mode", b.mode, ("generate", "rank"))):
+                                (f"benchmark {b.id}: mode", b.mode, ("generate", "rank")),
+                                ("model.precision", cfg.model.precision, PRECISIONS),
+                                ("model.engine", cfg.model.engine, ENGINES)):
         if value not in allowed:
             raise UserError(f"{key} must be one of {', '.join(allowed)}, got '{value}'")
+    if not DEVICE.match(cfg.model.device):
+        raise UserError(f"model.device must be auto, cpu, mps, cuda or cuda:N, got '{cfg.model.device}'")
     if b.prompt not in cfg.prompts.templates:
         raise UserError(f"prompt family '{cfg.prompts.name}' has no template '{b.prompt}' needed by {b.id}; "
                         f"it has: {', '.join(sorted(cfg.prompts.templates))}")
@@ -332,4 +348,5 @@ def _one_line(e: Exception) -> str:
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:
+    """``cfg`` as plain JSON-ready data (what a record's ``config`` holds)."""
     return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]

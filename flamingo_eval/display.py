@@ -33,6 +33,7 @@ class Reporter:
 
 
 def fancy() -> bool:
+    """True when stdout is a terminal outside CI: live progress, else plain lines."""
     return sys.stdout.isatty() and os.environ.get("CI", "").lower() not in ("1", "true", "yes")
 
 
@@ -112,6 +113,7 @@ class RichReporter(Reporter):
 
 
 def reporter() -> Reporter:
+    """The progress reporter for this terminal (fancy or plain)."""
     return RichReporter() if fancy() else PlainReporter()
 
 
@@ -173,10 +175,12 @@ def run_warnings(record: dict[str, Any]) -> list[str]:
 
 
 def error(message: str) -> None:
+    """Print one error line to stderr."""
     print(f"error: {message}", file=sys.stderr, flush=True)
 
 
 def plain_table(head: tuple[str, ...], rows: Sequence[Sequence[str]], title: str = "") -> None:
+    """Print ``rows`` under ``head`` as an aligned plain-text table (with an optional title)."""
     if fancy():
         from rich.console import Console
         from rich.table import Table

@@ -91,7 +91,8 @@ def from_env(env: dict[str, str] | None = None) -> Dist:
     except ValueError:
         from flamingo_eval.errors import UserError
 
-        raise UserError("RANK / WORLD_SIZE / LOCAL_RANK / LOCAL_WORLD_SIZE must be integers (set by torchrun)") from None
+        raise UserError("RANK / WORLD_SIZE / LOCAL_RANK / LOCAL_WORLD_SIZE must be integers "
+                        "(set by torchrun)") from None
     if world < 1 or not 0 <= rank < world or not 0 <= local < max(local_world, 1):
         from flamingo_eval.errors import UserError
 

@@ -73,4 +73,5 @@ def provenance(command: str = "", device: Any = None) -> dict[str, Any]:
 
 
 def run_id(benchmark: str, model: str) -> str:
+    """A unique run id: ``<benchmark>-<model>-<UTC time>-<hex>``."""
     return f"{benchmark}-{model}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{secrets.token_hex(3)}"

@@ -8,12 +8,10 @@ most one batch and a re-run resumes (see ``results/store.py``).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +20,14 @@ from flamingo_eval.config import Config, to_dict
 from flamingo_eval.display import Reporter
 from flamingo_eval.errors import UserError
 from flamingo_eval.metrics.base import MetricInput, MetricResult
+from flamingo_eval.metrics.stats import trial_summary
 from flamingo_eval.prompts.builder import PromptTooLong, build_prompt
 from flamingo_eval.prompts.samplers import keyed_rng, query_set
 from flamingo_eval.provenance import provenance, run_id
-from flamingo_eval.registry import METRICS, SAMPLERS
+from flamingo_eval.registry import SAMPLERS
+from flamingo_eval.results.lines import TrialOutput, prediction
+from flamingo_eval.results.rescore import shots_ci as rescore_ci
+from flamingo_eval.results.run_record import RunRecord, ShotsResult, new_run_record
 from flamingo_eval.results.store import RunStore
 from flamingo_eval.task import (
     Task,
@@ -40,16 +42,7 @@ from flamingo_eval.timing import PhaseTimer
 from flamingo_eval.types import EvalModel, GenerateRequest, InterleavedPrompt, RankRequest, Sample
 
 __all__ = ["Reporter", "Task", "data_missing", "evaluate", "eval_subset", "make_adapter", "prepare", "run_seeds",
-           "summarize", "trial_prompt_sets", "trial_prompts"]
-
-
-def prompt_hash(p: InterleavedPrompt) -> str:
-    """The prompt text and its images' file names (not their folders: the same run on another machine,
-    or a data root mounted elsewhere, gives the same hash)."""
-    h = hashlib.sha256(p.text.encode())
-    for m in p.media:
-        h.update(b"\0" + Path(m).name.encode())
-    return "sha256:" + h.hexdigest()[:16]
+           "trial_prompt_sets", "trial_prompts"]
 
 
 @dataclass(frozen=True)
@@ -183,30 +176,10 @@ def call_ensembled(task: Task, model: EvalModel, samples: Sequence[Sample],
     return merged, merged_errors
 
 
-@dataclass
-class TrialOutput:
-    lines: list[dict[str, Any]] = field(default_factory=list)
-    items: list[MetricInput] = field(default_factory=list)
-    skipped: list[dict[str, Any]] = field(default_factory=list)
-    dropped: int = 0
-
-
 def to_prediction(task: Task, s: Sample, p: InterleavedPrompt, out: Any) -> tuple[dict[str, Any], MetricInput]:
-    if isinstance(out, str):
-        raw, answer, scores = out, task.extractor(out), None
-    else:
-        scores = tuple(float(x) for x in out)
-        cands = tuple(s.fields.get("candidates", ()) or task.candidates or ())
-        best = max(range(len(scores)), key=lambda i: (scores[i], -i))
-        raw, answer = json.dumps([round(x, 6) for x in scores]), cands[best]
-    extra = {k: v for k, v in s.fields.items() if k == "gt_relevance"}
-    item = MetricInput(sample_id=s.id, answer=answer, references=s.references, label=s.label, scores=scores,
-                       extra=extra)
-    line = {"sample_id": s.id, "demo_ids": list(p.demo_ids), "prompt_hash": prompt_hash(p), "raw_output": raw,
-            "answer": answer, "score": None, "references": list(s.references), "label": s.label,
-            "scores": list(scores) if scores is not None else None, "extra": extra,
-            "dropped_demos": p.dropped_demos}
-    return line, item
+    """The line and metric input of one evaluated sample (``results/lines.py`` owns the line)."""
+    return prediction(s, p, out, extractor=task.extractor, candidates=task.candidates,
+                      metric_fields=task.metric_fields)
 
 
 def batch_size(cfg: Config) -> int:
@@ -280,21 +253,6 @@ def only_new(sink: Callable[..., None], todo: Sequence[Sample]) -> Callable[...,
     return write
 
 
-def summarize(values: list[float | None]) -> dict[str, float | None]:
-    """Mean, population std (ddof 0) and sample std (ddof 1) over trial values.
-
-    One trial: ``std`` is 0.0 (the spread of one value) and ``std_ddof1`` is None (undefined). Any
-    unscored trial (submission files, scored by the server): all three are None.
-    """
-    import statistics
-
-    scored = [v for v in values if v is not None]
-    if not scored or len(scored) < len(values):
-        return {"mean": None, "std": None, "std_ddof1": None}
-    return {"mean": statistics.fmean(scored), "std": statistics.pstdev(scored),
-            "std_ddof1": statistics.stdev(scored) if len(scored) > 1 else None}
-
-
 def score_items(metric: Any, items: list[MetricInput]) -> MetricResult:
     if not items:
         raise UserError("no samples left to score (all skipped?)")
@@ -328,8 +286,8 @@ def evaluate(cfg: Config, model: EvalModel, out_dir: Path, reporter: Reporter, c
         reporter.log(f"{out_dir} already holds this complete run; nothing to do (--overwrite to redo it)")
         return store.complete
     seeds = run_seeds(cfg.run)
-    record = store.start_record(new_record(cfg, model, seeds, command))
-    record["execution"]["threads"] = threads
+    record = store.start_record(new_record(cfg, model, task.metric, command))
+    record.execution["threads"] = threads
     order = [(k, t) for k in cfg.run.shots for t in range(len(seeds))]
     reporter.phase(f"selecting demos: sampler {cfg.run.sampler}, pool of "
                    f"{demo_pool_size(cfg, len(task.demo_samples))} '{cfg.benchmarks.demo_split}' examples")
@@ -338,9 +296,8 @@ def evaluate(cfg: Config, model: EvalModel, out_dir: Path, reporter: Reporter, c
     reporter.start(len(distributed.shard(task.eval_samples, store.dist)) * len(order),
                    f"{cfg.benchmarks.id} · {model.model_id}")
     for shots in cfg.run.shots:
-        entry: dict[str, Any] = {"shots": shots, "sampler": cfg.run.sampler, "n": len(task.eval_samples),
-                                 "seeds": seeds, "trials": []}
-        record["results"].append(entry)
+        entry = ShotsResult(shots=shots, sampler=cfg.run.sampler, n=len(task.eval_samples), seeds=seeds)
+        record.results.append(entry)
         for trial, seed in enumerate(seeds):
             t0 = time.perf_counter()
             ttask = task.for_trial(seed)
@@ -353,18 +310,33 @@ def evaluate(cfg: Config, model: EvalModel, out_dir: Path, reporter: Reporter, c
             store.dist.barrier()  # every rank's part file is complete before rank 0 merges
             if store.dist.is_main:
                 with timer.phase("scoring"):
-                    entry["trials"].append(store.previous_trial(shots, trial, seed)
-                                           or score_trial(ttask, store, shots, trial, seed, order, t0))
-                entry.update(summarize([t["value"] for t in entry["trials"]]))
+                    entry.trials.append(store.previous_trial(shots, trial, seed)
+                                        or score_trial(ttask, store, shots, trial, seed, order, t0))
+                    stats = trial_summary([t["value"] for t in entry.trials])
+                    if trial == len(seeds) - 1:
+                        stats.update(shots_ci(task, store, shots, seeds, entry.trials))
+                for key, value in stats.items():
+                    setattr(entry, key, value)
                 n_new += store.evaluated_here(shots, trial, len(ttask.eval_samples))
-                record["throughput"] = throughput(n_new, time.perf_counter() - t_all)
-                record["throughput"]["phases"] = {**timer.since({}), **(
+                record.throughput = throughput(n_new, time.perf_counter() - t_all)
+                record.throughput["phases"] = {**timer.since({}), **(
                     model_timer.since(model_start) if model_timer is not None else {})}
                 store.write_record(record)
     if store.dist.is_main:
         store.finish(record)
     reporter.finish()
-    return record
+    return record.to_json()
+
+
+def shots_ci(task: Task, store: RunStore, shots: int, seeds: list[int], trials: list[dict[str, Any]]
+             ) -> dict[str, Any]:
+    """``ci95`` / ``ci95_resamples`` of a finished shots setting: the bootstrap over samples x trials of
+    ``metrics.stats.trials_ci`` with ``run.bootstrap`` resamples, on the items each trial scored (null
+    for unscored trials, i.e. submission files, and for ``run.bootstrap: 0``)."""
+    if any(t["value"] is None for t in trials):
+        return {"ci95": None, "ci95_resamples": None}
+    items = [store.collect(task.for_trial(seed), shots, t).items for t, seed in enumerate(seeds)]
+    return rescore_ci(task.metric, items, task.cfg.run.bootstrap)
 
 
 def score_trial(task: Task, store: RunStore, shots: int, trial: int, seed: int, order: list[tuple[int, int]],
@@ -407,28 +379,24 @@ def submit_trial(task: Task, out: TrialOutput, out_dir: Path, shots: int, trial:
                         extras={"submission_answers": float(len(entries)), "submission_complete": complete})
 
 
-def throughput(n: int, seconds: float) -> dict[str, float]:
+def throughput(n: int, seconds: float) -> dict[str, Any]:
     """Samples evaluated by THIS process (or torchrun job) and its own evaluation wall time: samples a
     killed earlier process already evaluated are not counted, so a resumed run reports a real rate."""
     return {"samples": n, "seconds": seconds, "samples_per_s": n / seconds if seconds > 0 else 0.0}
 
 
-def new_record(cfg: Config, model: EvalModel, seeds: list[int], command: str) -> dict[str, Any]:
+def new_record(cfg: Config, model: EvalModel, metric: Any, command: str) -> RunRecord:
+    """The record of a run about to start (no results yet)."""
     card = cfg.benchmarks
-    return {
-        "schema_version": 1,
-        "run_id": run_id(card.id, model.model_id),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
-        "benchmark": {"id": card.id, "version": card.version, "task": card.task, "split": card.eval_split,
-                      "demo_split": card.demo_split, "metric": card.metric.name,
-                      "metric_args": dict(card.metric.args),
-                      "corpus_level": bool(getattr(METRICS.get(card.metric.name)(**card.metric.args),
-                                                   "corpus_level", False))},
-        "model": {"id": model.model_id, "name": model.model_id, "fingerprint": model.fingerprint(),
-                  "precision": str(getattr(model, "precision", cfg.model.precision)),
-                  "placement": getattr(model, "placement", None)},
-        "config": to_dict(cfg),
-        "provenance": provenance(command, device=getattr(model, "device", None)),
-        "results": [],
-        "throughput": throughput(0, 0.0),
-    }
+    return new_run_record(
+        run_id=run_id(card.id, model.model_id),
+        created=time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
+        benchmark={"id": card.id, "version": card.version, "task": card.task, "split": card.eval_split,
+                   "demo_split": card.demo_split, "metric": card.metric.name,
+                   "metric_args": dict(card.metric.args), "corpus_level": bool(getattr(metric, "corpus_level", False))},
+        model={"id": model.model_id, "name": model.model_id, "fingerprint": model.fingerprint(),
+               "precision": cfg.model.precision},
+        config=to_dict(cfg),
+        provenance=provenance(command, device=getattr(model, "device", None)),
+        throughput=throughput(0, 0.0),
+    )

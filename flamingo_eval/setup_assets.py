@@ -10,6 +10,7 @@ import sys
 
 
 def main() -> int:
+    """Prepare the offline assets (SmolLM2 converted once to HF format), print where; 0."""
     from flamingo_eval.models.assets import smollm2_dir
 
     print(f"SmolLM2 (HF format): {smollm2_dir()}")

@@ -16,21 +16,24 @@ import flamingo_eval.benchmarks  # noqa: F401  (registers adapters)
 import flamingo_eval.metrics  # noqa: F401  (registers metrics)
 import flamingo_eval.prompts  # noqa: F401  (registers samplers, extractors)
 from flamingo_eval.benchmarks.base import Adapter
+from flamingo_eval.card_args import build_metric
 from flamingo_eval.config import BenchmarkCard, Config, to_dict
 from flamingo_eval.errors import UserError
 from flamingo_eval.prompts.samplers import SamplerContext, keyed_rng
-from flamingo_eval.registry import ADAPTERS, EXTRACTORS, METRICS, SAMPLERS
+from flamingo_eval.registry import ADAPTERS, EXTRACTORS, SAMPLERS
 from flamingo_eval.types import Sample
 
 __all__ = ["Task", "data_missing", "demo_pool_size", "eval_subset", "make_adapter", "prepare", "run_seeds"]
 
 
 def make_adapter(card: BenchmarkCard, data_root: str | None) -> Adapter:
+    """The card's adapter over its data directory under ``data_root``."""
     root = Path(data_root or ".").expanduser() / card.data_dir
     return ADAPTERS.get(card.adapter)(card, root)
 
 
 def data_missing(card: BenchmarkCard, data_root: str | None) -> list[tuple[str, Path]]:
+    """(name, path) of every file the card's demo and eval splits need that is missing."""
     adapter = make_adapter(card, data_root)
     splits = dict.fromkeys([card.demo_split, card.eval_split])
     return [m for s in splits for m in adapter.missing(s)]
@@ -52,6 +55,8 @@ class Task:
     """Set when the eval split has no annotations: each trial writes a submission file instead of a score."""
     submission_ids: tuple[Any, ...] = ()
     """Every id the submission must answer (the whole eval split, before --limit)."""
+    metric_fields: tuple[str, ...] = ()
+    """Sample fields the metric reads (``Adapter.metric_fields``), carried in the prediction line's ``extra``."""
     trial_samples: dict[int, list[Sample]] = field(default_factory=dict)
     """``run.subset=random_per_trial``: each trial seed's own eval subset (else empty: ``eval_samples``)."""
 
@@ -79,6 +84,7 @@ def eval_subset(samples: list[Sample], limit: int | None, subset: str, seed: int
 def prepare(cfg: Config) -> Task:
     """Read the data and resolve the run; raises :class:`UserError` for anything that cannot run."""
     card = cfg.benchmarks
+    metric = build_metric(card)  # its value checks (e.g. an unknown VQA variant) before any data is read
     missing = data_missing(card, cfg.run.data_root)
     if missing:
         name, path = missing[0]
@@ -107,9 +113,10 @@ def prepare(cfg: Config) -> Task:
                              options={**to_dict(cfg)["run"], "device": cfg.model.device})
     return Task(cfg=cfg, eval_samples=eval_samples, demo_samples=demo_samples,
                 candidates=getattr(adapter, "candidates", None),
-                metric=METRICS.get(card.metric.name)(**card.metric.args),
+                metric=metric,
                 extractor=EXTRACTORS.get(template.extractor), template=template, sampler_context=context,
-                submission_key=submission_key, submission_ids=submission_ids, trial_samples=trial_samples)
+                submission_key=submission_key, submission_ids=submission_ids,
+                metric_fields=tuple(adapter.metric_fields), trial_samples=trial_samples)
 
 
 def demo_pool_size(cfg: Config, n_demo_split: int) -> int:

@@ -76,23 +76,6 @@ class RankRequest:
     """True: mean per-token log-prob; False: summed log-prob."""
 
 
-@dataclass(frozen=True)
-class Prediction:
-    """What the runner writes for one sample (one line of predictions.jsonl)."""
-
-    sample_id: str
-    demo_ids: tuple[str, ...]
-    prompt_hash: str
-    raw_output: str
-    """Generated text, or the JSON-encoded candidate scores for rank tasks."""
-    answer: str
-    """Extracted answer (after the template's extractor)."""
-    score: float | None
-    """Per-sample score on a 0-100 scale; None for corpus-only metrics (CIDEr, ROC-AUC)."""
-    extra: Mapping[str, Any] = field(default_factory=dict)
-    """Task-specific extras (candidate scores, dropped demos, ...)."""
-
-
 @runtime_checkable
 class EvalModel(Protocol):
     """What the runner needs from a model.

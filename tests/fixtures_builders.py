@@ -113,7 +113,7 @@ def make_okvqa(root: Path, n_train: int = 10, n_val: int = 5) -> Path:
             raw = ["racing"] * 5 + ["bikes"] * 5
             annotations.append({"question_id": qid, "image_id": image_id, "question_type": "other",
                                 "answer_type": "other", "confidence": 3, "answers": [
-                                    {"answer_id": j + 1, "raw_answer": r, "answer": r.rstrip("s").replace("racing", "race"),
+                                    {"answer_id": j + 1, "raw_answer": r, "answer": r.rstrip("s").replace("racing", "race"),  # noqa: E501
                                      "answer_confidence": "yes"} for j, r in enumerate(raw)]})
         _write(d / f"OpenEnded_mscoco_{split}_questions.json", {"questions": questions})
         _write(d / f"mscoco_{split}_annotations.json", {"annotations": annotations})
@@ -189,7 +189,7 @@ def make_visdial(root: Path, n_train: int = 4, n_val: int = 3, rounds: int = 2) 
         for i in range(n):
             image_id = offset + i
             if split == "train":
-                photo(d / "train2014" / ("train2014" if i % 2 else "val2014") / f"COCO_{'train2014' if i % 2 else 'val2014'}_{image_id:012d}.jpg", i)
+                photo(d / "train2014" / ("train2014" if i % 2 else "val2014") / f"COCO_{'train2014' if i % 2 else 'val2014'}_{image_id:012d}.jpg", i)  # noqa: E501
             else:
                 photo(d / "VisualDialog_val2018" / f"VisualDialog_val2018_{image_id:012d}.jpg", i + 3)
             turns = []
@@ -201,7 +201,7 @@ def make_visdial(root: Path, n_train: int = 4, n_val: int = 3, rounds: int = 2) 
                               "gt_index": options.index(gt)})
             dialogs.append({"image_id": image_id, "caption": "a photo of something", "dialog": turns})
         _write(d / f"visdial_1.0_{split}.json", {"version": "1.0", "split": split,
-                                                 "data": {"questions": questions, "answers": answers, "dialogs": dialogs}})
+                                                 "data": {"questions": questions, "answers": answers, "dialogs": dialogs}})  # noqa: E501
     dense = [{"image_id": 100 + i, "round_id": 2, "gt_relevance": [1.0 if k < 3 else 0.0 for k in range(100)]}
              for i in range(n_val)]
     _write(d / "visdial_1.0_val_dense_annotations.json", dense)

@@ -9,8 +9,9 @@ Rows: (a) 32-shot VQA, beam 3, 5 new tokens, random demos per query from a 128-i
 its time is extrapolated linearly in the number of classes; predictions are compared on that subset);
 (c) shots 0/4/8/16/32 scaling (beam 3); (d) an IDEFICS-shaped model, 32-shot VQA beam 3, against
 transformers' own ``IdeficsForVisionText2Text.generate`` on the same weights (``tools/bench_idefics.py``).
-"steady": the same requests with the demo images already in the latent cache (what every query after the first few of a long run sees: the demo pool is encoded once per
-run) while each query's own image is still encoded. For each: samples/s of both paths, the speed-up, engine time over a
+"steady": the same requests with the demo images already in the latent cache (what every query after the
+first few of a long run sees: the demo pool is encoded once per run) while each query's own image is still
+encoded. For each: samples/s of both paths, the speed-up, engine time over a
 bare forward of the same tokens, peak memory (RSS above the phase's start), vision encodes vs distinct
 images, and whether predictions are identical.
 
@@ -173,7 +174,7 @@ def bare_forward_seconds(m: FlamingoEvalModel, texts: list[str], extra_tokens: i
 
 
 # ---------------------------------------------------------------------------------------------- rows
-def median_timed(fn: Callable[[], Any], repeats: int, setup: Callable[[], Any] = lambda: None) -> tuple[Any, float, float]:
+def median_timed(fn: Callable[[], Any], repeats: int, setup: Callable[[], Any] = lambda: None) -> tuple[Any, float, float]:  # noqa: E501
     """(output, median seconds, peak MiB of the first run) over ``repeats`` runs, ``setup`` untimed before each."""
     runs = []
     for _ in range(repeats):
@@ -258,7 +259,7 @@ def main() -> None:
     ap.add_argument("--skip-scaling", action="store_true")
     ap.add_argument("--skip-idefics", action="store_true", help="skip row (d): IDEFICS vs transformers' generate")
     ap.add_argument("--repeats", type=int, default=None,
-                    help="engine timings are the median of this many runs (default 3, quick 1); the reference runs once")
+                    help="engine timings are the median of this many runs (default 3, quick 1); the reference runs once")  # noqa: E501
     args = ap.parse_args()
     n = args.queries or (2 if args.quick else 4)
     ref_classes = args.ref_classes if args.ref_classes is not None else (20 if args.quick else 50)
@@ -295,7 +296,7 @@ def main() -> None:
 
 
 def print_table(rows: dict[str, dict[str, Any]]) -> None:
-    head = (f"{'row':30} {'engine/s':>9} {'steady/s':>8} {'ref/s':>9} {'speedup':>8} {'steady':>6} {'eng/bareLM':>10} {'eng-vis/bareFl':>14} "
+    head = (f"{'row':30} {'engine/s':>9} {'steady/s':>8} {'ref/s':>9} {'speedup':>8} {'steady':>6} {'eng/bareLM':>10} {'eng-vis/bareFl':>14} "  # noqa: E501
             f"{'peak MiB eng/ref':>17} {'encodes eng/ref (distinct)':>32} {'identical':>9}")
     print(head)
     print("-" * len(head))
@@ -311,7 +312,7 @@ def print_table(rows: dict[str, dict[str, Any]]) -> None:
         enc = f"{r['encodes']}/{r.get('ref_encodes', '-')} ({r['distinct_images']})"
         if "warm_encodes" in r:
             enc += f" st.{r['warm_encodes']}"
-        print(f"{name:30} {fast_sps:9.3f} {warm_sps:8.3f} {ref_sps:9.4f} {speed:7.1f}x {warm_speed:5.1f}x {ratio:10.2f} {ratio_fl:14.2f} {mem:>17} "
+        print(f"{name:30} {fast_sps:9.3f} {warm_sps:8.3f} {ref_sps:9.4f} {speed:7.1f}x {warm_speed:5.1f}x {ratio:10.2f} {ratio_fl:14.2f} {mem:>17} "  # noqa: E501
               f"{enc:>32} {str(r.get('identical', '-')):>9}")
 
 

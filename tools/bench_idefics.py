@@ -145,11 +145,13 @@ def row(queries: int = 4, repeats: int = 1) -> dict[str, Any]:
 
 
 def print_row(r: dict[str, Any]) -> None:
-    print(f"IDEFICS-shaped ({r['params_m']}M params), 32-shot VQA beam 3, {r['n']} queries, torch threads {r['threads']}")
+    print(f"IDEFICS-shaped ({r['params_m']}M params), 32-shot VQA beam 3, {r['n']} queries, "
+          f"torch threads {r['threads']}")
     print(f"{'':24} {'samples/s':>10} {'seconds':>9} {'peak MiB':>9} {'vision encodes':>15}")
     print(f"{'flamingo-eval engine':24} {r['fast_sps']:10.3f} {r['fast_s']:9.1f} {r['fast_mib']:9.0f} "
           f"{r['encodes']:>8} of {r['distinct_images']}")
-    print(f"{'transformers generate':24} {r['ref_sps']:10.4f} {r['ref_s']:9.1f} {r['ref_mib']:9.0f} {r['ref_encodes']:>15}")
+    print(f"{'transformers generate':24} {r['ref_sps']:10.4f} {r['ref_s']:9.1f} {r['ref_mib']:9.0f} "
+          f"{r['ref_encodes']:>15}")
     print(f"speed-up {r['speedup']:.1f}x; identical predictions: {r['identical']}")
 
 

@@ -68,7 +68,8 @@ class Spec:
     image_px: int = 224
 
 
-MPT = {"model_type": "mpt", "expansion_ratio": 4, "max_seq_len": 2048, "attn_config": {"alibi": True, "alibi_bias_max": 8},
+MPT = {"model_type": "mpt", "expansion_ratio": 4, "max_seq_len": 2048,
+       "attn_config": {"alibi": True, "alibi_bias_max": 8},
        "no_bias": True, "initializer_range": 0.02}
 FULL = Spec(vision={"name": "open_clip", "options": {"model_name": "ViT-L-14", "pretrained": None}},
             lm={**MPT, "d_model": 2048, "n_heads": 16, "n_layers": 24})
@@ -435,7 +436,8 @@ def markdown(data: dict[str, Any]) -> str:
         ph = r.get("phases", {})
         lines.append(f"| {name} | {r['queries']} | {r['samples_per_s']} | {r.get('speedup_vs_reference', '-')} | "
                      f"{ph.get('vision', '-')} | {ph.get('prefill', '-')} | {ph.get('decode', '-')} | "
-                     f"{r.get('prefill_mfu', '-')} | {r.get('vision_mfu', '-')} | {r.get('decode_tokens_per_s', '-')} | "
+                     f"{r.get('prefill_mfu', '-')} | {r.get('vision_mfu', '-')} | "
+                     f"{r.get('decode_tokens_per_s', '-')} | "
                      f"{r.get('peak_gpu_gib', '-')} | {r['vision_encodes']} |")
     if bench.get("reference_agreement"):
         lines += ["", f"Engine vs reference: {bench['reference_agreement']}."]

@@ -48,10 +48,12 @@ BASE = {"hidden_size": 16, "intermediate_size": 32, "num_attention_heads": 2, "r
         "vision_config": {"embed_dim": 16, "image_size": 32, "patch_size": 8, "num_hidden_layers": 2,
                           "num_attention_heads": 2, "intermediate_size": 32, "hidden_act": "gelu"}}
 VARIANTS: dict[str, dict[str, Any]] = {
-    "resampler-qk-i1": {"num_hidden_layers": 2, "cross_layer_interval": 1, "qk_layer_norms": True, "use_resampler": True,
+    "resampler-qk-i1": {"num_hidden_layers": 2, "cross_layer_interval": 1, "qk_layer_norms": True,
+                        "use_resampler": True,
                         "alpha_type": "float", "perceiver": {"qk_layer_norms_perceiver": True}},
     "resampler-i2-vector": {"num_hidden_layers": 4, "cross_layer_interval": 2, "qk_layer_norms": False,
-                            "use_resampler": True, "alpha_type": "vector", "perceiver": {"qk_layer_norms_perceiver": False}},
+                            "use_resampler": True, "alpha_type": "vector",
+                            "perceiver": {"qk_layer_norms_perceiver": False}},
     "vision-qk-i2": {"num_hidden_layers": 4, "cross_layer_interval": 2, "qk_layer_norms": True, "use_resampler": False,
                      "alpha_type": "float", "perceiver": {}},
     "vision-i1-vector": {"num_hidden_layers": 2, "cross_layer_interval": 1, "qk_layer_norms": False,
@@ -165,7 +167,8 @@ def record(model: Any, tok: Any, proc: Any) -> tuple[dict[str, Any], dict[str, t
     for label, beams in (("greedy", 1), ("beam3", 3)):
         with torch.no_grad():
             out = model.generate(**batch, max_new_tokens=MAX_NEW, num_beams=beams, length_penalty=0.0, do_sample=False,
-                                 bad_words_ids=[[ids[IMAGE]], [ids[FAKE]]], eos_token_id=tok.eos_token_id, pad_token_id=0)
+                                 bad_words_ids=[[ids[IMAGE]], [ids[FAKE]]], eos_token_id=tok.eos_token_id,
+                                 pad_token_id=0)
         rows = []
         for seq in out[:, batch["input_ids"].shape[1]:].tolist():
             stop = seq.index(tok.eos_token_id) if tok.eos_token_id in seq else len(seq)

@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "tests" / "fixtures" / "parity"
 VIT_NAME = "parity-vit-tiny"
 VIT_CFG = {"embed_dim": 16,
-           "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "patch_size": 8, "head_width": 16, "mlp_ratio": 2},
+           "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "patch_size": 8, "head_width": 16, "mlp_ratio": 2},  # noqa: E501
            "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 2, "layers": 1}}
 BRIDGE = {"perceiver_depth": 2, "perceiver_heads": 2, "perceiver_dim_head": 16, "num_latents": 8,
           "perceiver_ff_mult": 2, "xattn_heads": 2, "xattn_dim_head": 16, "xattn_ff_mult": 2}
@@ -149,7 +149,7 @@ def mosaic_dir(hf_dir: Path, out: Path, spec: dict[str, Any]) -> None:
     from safetensors.torch import load_file, save_file
 
     state = load_file(str(hf_dir / "model.safetensors"))
-    ren = {".norm_1.": ".ln_1.", ".norm_2.": ".ln_2.", ".ffn.up_proj.": ".mlp.mlp_up.", ".ffn.down_proj.": ".mlp.mlp_down.",
+    ren = {".norm_1.": ".ln_1.", ".norm_2.": ".ln_2.", ".ffn.up_proj.": ".mlp.mlp_up.", ".ffn.down_proj.": ".mlp.mlp_down.",  # noqa: E501
            "transformer.norm_f.": "transformer.ln_f."}
     new = {}
     for k, v in state.items():
@@ -181,7 +181,7 @@ def build_openflamingo(lm_dir: Path, vision_dir: Path, n: int) -> tuple[Any, Any
         VIT_NAME, str(vision_dir / "open_clip.safetensors"), str(lm_dir), str(lm_dir), cross_attn_every_n_layers=n)
     vis, lang = model.vis_dim, model.lang_encoder
     dim = model.lang_dim
-    model.perceiver = PerceiverResampler(dim=vis, depth=BRIDGE["perceiver_depth"], dim_head=BRIDGE["perceiver_dim_head"],
+    model.perceiver = PerceiverResampler(dim=vis, depth=BRIDGE["perceiver_depth"], dim_head=BRIDGE["perceiver_dim_head"],  # noqa: E501
                                          heads=BRIDGE["perceiver_heads"], num_latents=BRIDGE["num_latents"],
                                          ff_mult=BRIDGE["perceiver_ff_mult"])
     lang.gated_cross_attn_layers = torch.nn.ModuleList([

@@ -17,8 +17,9 @@ import json
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from flamingo_eval.errors import UserError
 from flamingo_eval.types import Sample
@@ -41,8 +42,24 @@ def _named_load(load: Callable[[Any, str], list[Sample]]) -> Callable[[Any, str]
     return wrapper
 
 
+@dataclass
+class NoArgs:
+    """``Adapter.Args`` of an adapter that takes no ``adapter_args``."""
+
+
 class Adapter(ABC):
-    """Base adapter. Subclasses implement ``files`` and ``load``."""
+    """Base adapter. Subclasses implement ``files`` and ``load``.
+
+    ``Args`` is the schema of the card's ``adapter_args``: a dataclass whose fields are the keys the
+    adapter reads, typed, with their defaults (``NoArgs``: none). ``config.validate`` checks the card
+    against it at start-up, so a misspelt or mistyped key fails before any data or weights load. None
+    (the default) skips the check, for adapters that have not declared a schema yet.
+    """
+
+    Args: ClassVar[type | None] = None
+    metric_fields: ClassVar[tuple[str, ...]] = ()
+    """Names of ``Sample.fields`` the benchmark's metric reads; the runner copies them into the prediction
+    line's ``extra`` and the metric input (e.g. VisDial's ``gt_relevance`` for NDCG)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Wrap the subclass's ``load`` so no malformed file ends in a traceback (module docstring)."""
@@ -83,6 +100,7 @@ class Adapter(ABC):
 
 
 def check_unique(samples: list[Sample], source: str) -> list[Sample]:
+    """``samples`` unchanged, or one UserError naming ``source`` and the first repeated sample id."""
     seen: set[str] = set()
     for s in samples:
         if s.id in seen:
@@ -105,7 +123,8 @@ def read_json(path: Path) -> Any:
         what = "an empty file" if e.pos == 0 and not e.doc.strip() else f"not valid JSON ({e})"
         raise UserError(f"{path}: {what}; re-download the official file") from None
     except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); re-download the official file") from None
+        raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); "
+                        "re-download the official file") from None
     except RecursionError:
         raise UserError(f"{path}: JSON nested too deeply to read; this is not the official file") from None
     except ValueError as e:  # an integer with more digits than Python converts

@@ -16,6 +16,7 @@ image in file order (the first is the demo caption, as in OpenFlamingo).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +28,23 @@ from flamingo_eval.types import Sample
 FORMATS = ("karpathy", "coco")
 
 
+@dataclass
+class CaptionsArgs:
+    """``adapter_args`` of ``captions``."""
+
+    formats: dict[str, str] = field(default_factory=dict)
+    """Split -> annotation format, ``karpathy`` (default) or ``coco``."""
+    splits: dict[str, list[str]] = field(default_factory=dict)
+    """Split -> the Karpathy ``split`` values it keeps (default: its own name)."""
+    id_field: str = "cocoid"
+    """Karpathy image field used as the sample id."""
+
+
 @ADAPTERS.register("captions")
 class CaptionsAdapter(Adapter):
     """Image captioning: one sample per image, every reference caption kept."""
+
+    Args = CaptionsArgs
 
     def split_format(self, split: str) -> str:
         fmt = str(self.card.adapter_args.get("formats", {}).get(split, "karpathy"))
@@ -86,6 +101,7 @@ class CaptionsAdapter(Adapter):
         for i, img in enumerate(need_list(data, "images", path, "the file")):
             image_id = need_id(img, "id", path, f"image {i}")
             refs = tuple(captions.get(image_id, ()))
-            samples.append(Sample(id=str(image_id), media=(str(images / need_str(img, "file_name", path, f"image {i}")),),
+            image = images / need_str(img, "file_name", path, f"image {i}")
+            samples.append(Sample(id=str(image_id), media=(str(image),),
                                   fields={"image_id": image_id}, references=refs))
         return samples

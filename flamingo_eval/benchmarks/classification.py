@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import functools
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
-from flamingo_eval.benchmarks.base import Adapter, check_unique
+from flamingo_eval.benchmarks.base import Adapter, NoArgs, check_unique
 from flamingo_eval.errors import UserError
 from flamingo_eval.registry import ADAPTERS
 from flamingo_eval.types import Sample
@@ -35,6 +36,13 @@ def imagenet_classnames() -> tuple[str, ...]:
 @ADAPTERS.register("imagenet_folder")
 class ImageNetFolderAdapter(Adapter):
     """ImageNet-style class folders ranked over the full list of class names."""
+
+    @dataclass
+    class Args:
+        """``adapter_args`` of ``imagenet_folder``."""
+
+        images_per_class: int | None = None
+        """Keep the first N files of each class in the eval split (Flamingo: 10); null = all."""
 
     @functools.cached_property
     def candidates(self) -> tuple[str, ...]:
@@ -65,6 +73,8 @@ class ImageNetFolderAdapter(Adapter):
 @ADAPTERS.register("hateful_memes")
 class HatefulMemesAdapter(Adapter):
     """Hateful Memes jsonl; images at ``<images>/<img>`` where ``img`` is e.g. ``img/42953.png``."""
+
+    Args = NoArgs
 
     candidates = ("no", "yes")
 

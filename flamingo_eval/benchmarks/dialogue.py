@@ -14,6 +14,7 @@ val2014 images mixed) is indexed by the number at the end of each file name unde
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,17 @@ def _pick(table: list[str], index: Any, path: Path, where: str, name: str) -> st
 class VisDialAdapter(Adapter):
     """VisDial v1.0 dialogs -> one ranked sample per round."""
 
+    metric_fields = ("gt_relevance",)  # dense relevance of the 100 options: NDCG (metrics/ranking.py)
+
+    @dataclass
+    class Args:
+        """``adapter_args`` of ``visdial``."""
+
+        history_format: str = HISTORY_FORMAT
+        """How one past round is written into the dialogue history."""
+        image_patterns: dict[str, str] = field(default_factory=dict)
+        """Split -> image file name pattern (``{image_id}``); splits without one index the image folder."""
+
     def files(self, split: str) -> dict[str, Path]:
         keys = [f"{split}_dialogs", f"{split}_images", f"{split}_dense"]
         return {k: self.path(k) for k in keys if k in self.card.files}
@@ -73,7 +85,8 @@ class VisDialAdapter(Adapter):
             relevance = need_list(r, "gt_relevance", path, what)
             if not all(is_number(x) for x in relevance):
                 raise UserError(f"{path}: {what}: gt_relevance must be a list of numbers")
-            out[(need_int(r, "image_id", path, what), need_int(r, "round_id", path, what))] = [float(x) for x in relevance]
+            key = (need_int(r, "image_id", path, what), need_int(r, "round_id", path, what))
+            out[key] = [float(x) for x in relevance]
         return out
 
     def image_lookup(self, split: str) -> Any:

@@ -10,11 +10,15 @@ Each sample keeps its submission key in ``fields`` (``question_id`` as in the fi
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from omegaconf import MISSING
+
 from flamingo_eval.benchmarks.base import (
     Adapter,
+    NoArgs,
     check_annotated,
     check_unique,
     need_field,
@@ -45,9 +49,29 @@ def _answers(obj: Any, source: Path, what: str, optional: bool = False) -> tuple
     return tuple(out)
 
 
+@dataclass
+class VqaArgs:
+    """``adapter_args`` of ``vqa``: image file name pattern and the split names it is formatted with."""
+
+    image_pattern: str = MISSING
+    """e.g. ``COCO_{split_name}_{image_id:012d}.jpg``."""
+    split_names: dict[str, str] = field(default_factory=dict)
+    """Our split name -> the name in image file names (default: the split name itself)."""
+
+
+@dataclass
+class EasyVqaArgs:
+    """``adapter_args`` of ``easyvqa``."""
+
+    root: str = "package"
+    """``package`` = the installed easy_vqa data, or a directory with the same layout."""
+
+
 @ADAPTERS.register("vqa")
 class VQAAdapter(Adapter):
     """Official VQA format: ``{questions: [...]}`` + ``{annotations: [...]}`` + an image directory."""
+
+    Args = VqaArgs
 
     def files(self, split: str) -> dict[str, Path]:
         keys = [f"{split}_questions", f"{split}_annotations", f"{split}_images"]
@@ -102,6 +126,8 @@ class TextVQAAdapter(Adapter):
     Images are ``<split>_images/<image_id>.jpg`` (the val questions use the train image folder).
     """
 
+    Args = NoArgs
+
     def files(self, split: str) -> dict[str, Path]:
         keys = [f"{split}_questions", f"{split}_images"]
         return {k: self.path(k) for k in keys if k in self.card.files}
@@ -128,6 +154,8 @@ class VizWizAdapter(Adapter):
     The test file has no ``answers``: its samples have empty references.
     """
 
+    Args = NoArgs
+
     def files(self, split: str) -> dict[str, Path]:
         keys = [f"{split}_questions", f"{split}_images"]
         return {k: self.path(k) for k in keys if k in self.card.files}
@@ -150,6 +178,8 @@ class VizWizAdapter(Adapter):
 @ADAPTERS.register("easyvqa")
 class EasyVQAAdapter(Adapter):
     """easy-vqa: ``<split>/questions.json`` = [[question, answer, image_id], ...], ``<split>/images/<id>.png``."""
+
+    Args = EasyVqaArgs
 
     def __init__(self, card: Any, data_root: Path) -> None:
         root = card.adapter_args.get("root", "package")

@@ -7,6 +7,7 @@ from typing import Any
 
 
 def add_parser(sub: Any) -> None:
+    """Register the ``data`` subcommand on an ``argparse`` subparsers object."""
     p = sub.add_parser("data", help="inspect benchmark data on disk")
     dsub = p.add_subparsers(dest="data_command", metavar="ACTION")
     c = dsub.add_parser("check", help="list the files a benchmark needs and which are missing")
@@ -16,6 +17,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """List each benchmark file and whether it is present; 0 when nothing is missing."""
     from flamingo_eval.commands.list_cmd import load_card
     from flamingo_eval.config import available
     from flamingo_eval.errors import UserError

@@ -7,12 +7,14 @@ from typing import Any
 
 
 def add_parser(sub: Any) -> None:
+    """Register the ``list`` subcommand on an ``argparse`` subparsers object."""
     p = sub.add_parser("list", help="list benchmarks (and models)")
     p.add_argument("--data-root", help="where to look for benchmark data")
     p.set_defaults(func=run)
 
 
 def load_card(name: str) -> Any:
+    """The benchmark card ``name`` read and validated alone (no whole run config composed)."""
     from omegaconf import OmegaConf
 
     from flamingo_eval.config import BenchmarkCard, cards_root
@@ -26,6 +28,7 @@ def load_card(name: str) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print the benchmarks, prompt families and model configs; 0."""
     from flamingo_eval.config import available
     from flamingo_eval.display import plain_table
     from flamingo_eval.errors import UserError

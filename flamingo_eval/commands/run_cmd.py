@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from flamingo_eval.config import ON_BAD_SAMPLE, SAMPLER_NAMES, SUBSETS
+from flamingo_eval.config import ON_BAD_SAMPLE, SUBSETS
 
 HELP = """Run a few-shot evaluation and write a run directory (record.json + predictions.jsonl).
 
@@ -31,6 +31,7 @@ int_or_override.__name__ = "int"  # argparse names the type in its error: "inval
 
 
 def add_parser(sub: Any) -> None:
+    """Register the ``run`` subcommand on an ``argparse`` subparsers object."""
     p = sub.add_parser("run", help="evaluate a model on a benchmark", description=HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("benchmark", help="benchmark id (see `flamingo-eval list`)")
@@ -49,8 +50,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--model", default="mini", help="model config name (default: mini)")
     p.add_argument("--data-root", help="directory holding the benchmark data (see `data check`)")
     p.add_argument("--output", help="run directory (default: runs/<benchmark>-<model>-<time>)")
-    p.add_argument("--sampler", choices=SAMPLER_NAMES,
-                   help="demo selection (default random; rices: CLIP-nearest train images)")
+    p.add_argument("--sampler", metavar="NAME",
+                   help="demo selection, a registered sampler (default random; rices: CLIP-nearest train images); "
+                        "an unknown name fails at start-up listing the others")
     p.add_argument("--on-bad-sample", choices=ON_BAD_SAMPLE, help="bad image: stop (default) or skip and count")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=None,
                    help="continue a compatible partial run in --output (default on; --no-resume refuses one)")
@@ -60,11 +62,13 @@ def add_parser(sub: Any) -> None:
 
 
 FLAGS = {"shots": "shots", "trials": "trials", "seeds": "seeds", "seed": "seed", "limit": "limit", "subset": "subset",
-         "batch_size": "batch_size", "threads": "threads", "data_root": "data_root", "output": "output", "sampler": "sampler",
+         "batch_size": "batch_size", "threads": "threads", "data_root": "data_root", "output": "output",
+         "sampler": "sampler",
          "on_bad_sample": "on_bad_sample", "resume": "resume", "overwrite": "overwrite"}
 
 
 def load_config(args: argparse.Namespace) -> Any:
+    """Compose and validate the run config from the CLI flags and overrides (no torch imported)."""
     from flamingo_eval.config import compose_config, to_dict, validate
     from flamingo_eval.errors import UserError
 
@@ -101,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
     threads = distributed.apply_threads(cfg.run.threads)
     dist = distributed.init(cfg.model.device)  # torchrun: one process per GPU; else a single process
     try:
-        out = Path(dist.broadcast(cfg.run.output or f"runs/{card.id}-{cfg.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"))
+        default = f"runs/{card.id}-{cfg.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        out = Path(dist.broadcast(cfg.run.output or default))
         from flamingo_eval.results.lock import exclusive_output
 
         with exclusive_output(out, dist):  # a second run on this --output is refused here

@@ -9,12 +9,7 @@ from flamingo_eval.metrics.captioning import Cider, caption_scores
 from flamingo_eval.metrics.classification import AccuracyTopK, RocAuc, p_yes, roc_auc
 from flamingo_eval.metrics.okvqa_stem import OkvqaStemmer, VerbLemmatizer
 from flamingo_eval.metrics.ranking import VisDial, gt_rank, ndcg, retrieval_summary
-from flamingo_eval.metrics.stats import (
-    bootstrap_ci,
-    paired_bootstrap,
-    paired_bootstrap_corpus,
-    trial_summary,
-)
+from flamingo_eval.metrics.stats import paired_test, trial_summary, trials_ci
 from flamingo_eval.metrics.vqa import ExactMatch, VqaAccuracy, normalize_answer, vqa_score
 
 __all__ = [
@@ -29,16 +24,15 @@ __all__ = [
     "VerbLemmatizer",
     "VisDial",
     "VqaAccuracy",
-    "bootstrap_ci",
     "caption_scores",
     "gt_rank",
     "ndcg",
     "normalize_answer",
     "p_yes",
-    "paired_bootstrap",
-    "paired_bootstrap_corpus",
+    "paired_test",
     "retrieval_summary",
     "roc_auc",
     "trial_summary",
+    "trials_ci",
     "vqa_score",
 ]

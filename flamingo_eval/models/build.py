@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 import flamingo_eval.models.decoders  # noqa: F401  (registers LM families)
 import flamingo_eval.models.vision  # noqa: F401  (registers vision encoders)
-from flamingo_eval.config import ModelCfg
 from flamingo_eval.errors import UserError
 from flamingo_eval.models.decoders.base import Decoder
 from flamingo_eval.models.eval_model import FlamingoEvalModel
 from flamingo_eval.models.flamingo import Flamingo, FlamingoConfig
 from flamingo_eval.registry import ARCHITECTURES, DECODERS, VISION
 
+if TYPE_CHECKING:  # annotations only: config imports this module lazily, so no import cycle
+    from flamingo_eval.config import ModelCfg
+
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+"""``model.precision`` -> dtype; with ``auto`` these are ``config.PRECISIONS`` (a test holds them equal)."""
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False) -> Any:
@@ -74,6 +77,7 @@ def _lm_paths(cfg: ModelCfg) -> tuple[str | None, str]:
 
 
 def build_decoder(cfg: ModelCfg, weights: str | None) -> Decoder:
+    """The language model of ``cfg`` as a decoder, weights from ``weights`` (None: random init)."""
     if weights is not None:
         from flamingo_eval.models.checkpoints import resolve_hf_dir
         from flamingo_eval.models.hf_lm import load_hf_decoder
@@ -158,8 +162,6 @@ def build_model(cfg: ModelCfg, batch_size: int | None = None) -> FlamingoEvalMod
         load_flamingo_checkpoint(model, Path(cfg.checkpoint).expanduser(), lm_vocab=lm_vocab,
                                  new_head_rows=cfg.new_head_rows)
     device, dtype = place(model, cfg)
-    if cfg.engine not in ("fast", "reference"):
-        raise UserError(f"model.engine must be fast or reference, got '{cfg.engine}'")
     from flamingo_eval.models.reference import ReferenceEvalModel
 
     return (ReferenceEvalModel if cfg.engine == "reference" else FlamingoEvalModel)(

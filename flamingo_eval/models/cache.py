@@ -52,9 +52,6 @@ class KVCache:
                 out.k[i], out.v[i] = k[row : row + 1, :, start:], v[row : row + 1, :, start:]
         return out
 
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.k + self.v if t is not None)
-
     def select(self, index: Tensor) -> None:
         """Keep batch rows ``index`` (reorders, drops or repeats rows; used for beams).
 

@@ -105,7 +105,8 @@ def map_key(key: str, model: Flamingo) -> tuple[str, bool] | None:
         return key, False
     if key.startswith("vision_encoder."):
         rest = key[len("vision_encoder."):]
-        return ("vision_encoder.visual." if hasattr(model.vision_encoder, "visual") else "vision_encoder.") + rest, False
+        prefix = "vision_encoder.visual." if hasattr(model.vision_encoder, "visual") else "vision_encoder."
+        return prefix + rest, False
     m = _ALIAS_KEY.match(key)
     if m:
         kind, idx, rest = m.groups()

@@ -26,11 +26,13 @@ import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flamingo_eval.config import ModelCfg
 from flamingo_eval.errors import UserError
 from flamingo_eval.models.weight_files import check_file, check_weights_file, pickled_strings
+
+if TYPE_CHECKING:  # annotations only: config imports this module lazily, so no import cycle
+    from flamingo_eval.config import ModelCfg
 
 __all__ = ["CHECKPOINT_NAMES", "checkpoint_fixes", "cross_attn_layers", "find_weights", "resolve_model"]
 

@@ -13,6 +13,7 @@ from flamingo_eval.prompts.samplers import (
     query_set,
 )
 
-__all__ = ["PromptTooLong", "build_prompt", "fill", "extract_caption", "extract_identity", "extract_vqa", "ClassBalancedSampler",
+__all__ = ["PromptTooLong", "build_prompt", "fill", "extract_caption", "extract_identity", "extract_vqa",
+           "ClassBalancedSampler",
            "ClipImageFeatures", "FixedSampler", "RandomSampler", "RicesSampler", "SamplerContext", "keyed_rng",
            "prefix_shuffle", "query_set"]

@@ -22,6 +22,7 @@ from flamingo_eval.types import IMAGE_TOKEN, InterleavedPrompt, Sample
 
 
 def fill(template: str, sample: Sample, with_answer: bool) -> str:
+    """``template`` with the sample's fields (and its answer when ``with_answer``) filled in."""
     values: dict[str, Any] = dict(sample.fields)
     if with_answer:
         values["answer"] = sample.references[0] if sample.references else ""

@@ -22,6 +22,7 @@ def extract_caption(text: str) -> str:
 
 @EXTRACTORS.register("identity")
 def extract_identity(text: str) -> str:
+    """The generated text stripped of surrounding whitespace."""
     return text.strip()
 
 

@@ -36,11 +36,13 @@ CACHE_FORMAT = 1
 
 
 def default_cache_dir() -> Path:
+    """Where RICES features are cached by default (``~/.cache/flamingo_eval/rices``)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "flamingo_eval" / "rices"
 
 
 def ids_digest(ids: Sequence[str]) -> str:
+    """A short hash of the sample ids a feature cache was computed for (its key)."""
     return hashlib.sha256("\0".join(ids).encode()).hexdigest()[:16]
 
 
@@ -183,6 +185,7 @@ def nearest(pool_feats: np.ndarray, query: np.ndarray, k: int) -> list[int]:
 
 
 def rices_encoder(options: Any) -> ClipImageFeatures:
+    """The open_clip image encoder RICES compares with, from the run options."""
     pretrained = options.get("rices_pretrained", "openai")
     return ClipImageFeatures(model_name=str(options.get("rices_model", "ViT-L-14")),
                              pretrained=None if pretrained in (None, "", "none") else str(pretrained),

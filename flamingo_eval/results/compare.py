@@ -17,7 +17,6 @@ per-trial sign-flip test, which cannot reach significance with few trials (said 
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,10 +26,11 @@ from typing import Any
 import numpy as np
 
 from flamingo_eval.errors import UserError
+from flamingo_eval.metrics import stats
 from flamingo_eval.metrics.stats import paired_ids
+from flamingo_eval.results.lines import metric_input
 from flamingo_eval.results.records import RECORD_FILE, find_records, load_predictions, load_record
 
-_CHUNK = 2_000_000  # resampled elements per vectorised chunk (~16 MB of float64)
 _TestResult = tuple[float, float, float, float, str]
 """(delta, ci_lo, ci_hi, p, verdict)."""
 
@@ -75,37 +75,6 @@ class Comparison:
         return any(c.verdict == "REGRESSION" for c in self.cells)
 
 
-def _chunks(n_resamples: int, n: int) -> list[int]:
-    size = max(1, _CHUNK // max(n, 1))
-    return [min(size, n_resamples - i) for i in range(0, n_resamples, size)]
-
-
-def bootstrap_means(d: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:
-    """Means of ``n_resamples`` with-replacement resamples of ``d`` (vectorised, chunked)."""
-    rng = np.random.default_rng(seed)
-    out = [d[rng.integers(0, len(d), size=(c, len(d)))].mean(axis=1) for c in _chunks(n_resamples, len(d))]
-    return np.concatenate(out)
-
-
-def sign_flip_pvalue(x: np.ndarray, n_resamples: int, seed: int) -> float:
-    """One-sided p-value for H1: mean(x) < 0 by randomly flipping the sign of each element.
-
-    Exact (all 2**n sign patterns) when that is no more than ``n_resamples``; otherwise Monte Carlo
-    with the (count + 1) / (n_resamples + 1) correction, so p is never 0.
-    """
-    n, observed = len(x), float(np.mean(x))
-    tol = 1e-9 * max(1.0, float(np.max(np.abs(x))))
-    if 2**n <= n_resamples:
-        signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))
-        return float(np.mean(signs @ x / n <= observed + tol))
-    rng = np.random.default_rng(seed)
-    hits = 0
-    for c in _chunks(n_resamples, n):
-        signs = rng.integers(0, 2, size=(c, n)) * 2.0 - 1.0
-        hits += int(np.sum(signs @ x / n <= observed + tol))
-    return (hits + 1) / (n_resamples + 1)
-
-
 def _verdict(delta: float, p_drop: float, p_gain: float, max_drop: float, alpha: float) -> str:
     if delta < -max_drop and p_drop < alpha:
         return "REGRESSION"
@@ -115,17 +84,13 @@ def _verdict(delta: float, p_drop: float, p_gain: float, max_drop: float, alpha:
 
 
 def paired_test(d: np.ndarray, max_drop: float, alpha: float, n_resamples: int, seed: int) -> _TestResult:
-    """Paired test on per-sample differences ``d`` (candidate - baseline).
+    """Paired test on per-sample differences ``d`` (candidate - baseline), statistics from ``metrics.stats``.
 
     Returns:
         (delta, ci_lo, ci_hi, p, verdict) -- see the module docstring.
     """
-    delta = float(d.mean())
-    boot = bootstrap_means(d, n_resamples, seed)
-    lo, hi = np.quantile(boot, [alpha, 1 - alpha])
-    p_drop = sign_flip_pvalue(d + max_drop, n_resamples, seed + 1)
-    p_gain = sign_flip_pvalue(-(d - max_drop), n_resamples, seed + 2)
-    return delta, float(lo), float(hi), p_drop, _verdict(delta, p_drop, p_gain, max_drop, alpha)
+    delta, lo, hi, p_drop, p_gain = stats.paired_test(d, max_drop, alpha, n_resamples, seed)
+    return delta, lo, hi, p_drop, _verdict(delta, p_drop, p_gain, max_drop, alpha)
 
 
 def _records_for(path: str | Path) -> list[dict[str, Any]]:
@@ -189,7 +154,6 @@ def _corpus_metric(record: dict[str, Any]) -> Callable[[list[dict[str, Any]]], f
     """A function scoring prediction lines with the record's metric, or None if it is not available."""
     try:
         import flamingo_eval.metrics  # noqa: F401  (registers the metrics, when the package has them)
-        from flamingo_eval.metrics.base import MetricInput
         from flamingo_eval.registry import METRICS
 
         b = record["benchmark"]
@@ -198,11 +162,7 @@ def _corpus_metric(record: dict[str, Any]) -> Callable[[list[dict[str, Any]]], f
         return None
 
     def score(lines: list[dict[str, Any]]) -> float:
-        items = [MetricInput(sample_id=x["sample_id"], answer=x.get("answer") or "",
-                             references=tuple(x.get("references") or ()), label=x.get("label"),
-                             scores=None if x.get("scores") is None else tuple(x["scores"]),
-                             extra=x.get("extra") or {}) for x in lines]
-        return float(metric(items).value)
+        return float(metric([metric_input(x) for x in lines]).value)
 
     return score
 
@@ -225,13 +185,10 @@ def _corpus_cell(score: Callable, ids: list[str], bi: dict, ci: dict, seeds: lis
 
     base_value, cand_value = values_at(np.arange(len(ids)))
     observed = cand_value - base_value
-    rng = np.random.default_rng(seed)
-    boot = np.array([delta_at(rng.integers(0, len(ids), len(ids))) for _ in range(min(n_resamples, 1000))])
-    lo, hi = np.quantile(boot, [alpha, 1 - alpha])
-    # Basic-bootstrap test: under the boundary null the statistic is distributed as boot - observed - D.
-    p_drop = (1 + np.sum(boot - observed - max_drop <= observed)) / (len(boot) + 1)
-    p_gain = (1 + np.sum(boot - observed + max_drop >= observed)) / (len(boot) + 1)
-    res = (observed, float(lo), float(hi), float(p_drop), _verdict(observed, p_drop, p_gain, max_drop, alpha))
+    boot = stats.bootstrap_values(delta_at, len(ids), min(n_resamples, 1000), seed)
+    lo, hi = stats.interval(boot, 1.0 - 2.0 * alpha)
+    p_drop, p_gain = stats.basic_bootstrap_pvalues(boot, observed, max_drop)
+    res = (observed, lo, hi, p_drop, _verdict(observed, p_drop, p_gain, max_drop, alpha))
     return res, base_value, cand_value
 
 

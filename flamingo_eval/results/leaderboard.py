@@ -12,8 +12,9 @@ Rules (documented in docs/results.md):
   ``mini [run.limit=40]`` -- a smoke run never replaces trials of a full run.
 * A cell holding trials of an unfinished run (``status: running``) is marked ``*`` and listed in a note.
 * A cell shows mean ± std over trials (population std, ddof=0, as OpenFlamingo reports; ``ddof=1`` on
-  request) or, with ``ci=True``, mean [95% CI]: a Student-t interval over trials when there are >= 2,
-  else the single trial's recorded bootstrap CI.
+  request) or, with ``ci=True``, mean [95% CI]: the record's ``ci95`` (percentile bootstrap over samples
+  x trials, ``metrics.stats.trials_ci``); a cell pooling trials of several runs has none (noted).
+All statistics come from ``flamingo_eval.metrics.stats``.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from flamingo_eval.errors import UserError
+from flamingo_eval.metrics.stats import trial_std, trial_summary
 from flamingo_eval.results.configs import comparable_config, config_key, config_labels
 
 FORMATS = ("md", "latex", "csv", "html")
@@ -107,16 +108,6 @@ def _shots_label(shots: int, sampler: str) -> str:
     return f"{shots}-shot" if sampler == "random" else f"{shots}-shot ({sampler})"
 
 
-def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """Student-t confidence interval of the mean of ``values`` (needs >= 2 values)."""
-    from scipy import stats  # lazy: only --ci needs it
-
-    n = len(values)
-    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * float(np.std(values, ddof=1)) / math.sqrt(n)
-    m = float(np.mean(values))
-    return m - half, m + half
-
-
 def _merge_trials(entries: list[tuple[dict[str, Any], dict[str, Any]]]) -> tuple[dict[int, Any], list[str]]:
     """Pool trials by seed over (record, result) pairs; newer records override older ones."""
     trials: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
@@ -131,11 +122,25 @@ def _merge_trials(entries: list[tuple[dict[str, Any], dict[str, Any]]]) -> tuple
     return trials, overridden
 
 
+def _recorded_ci(entries: list, trials: dict[int, Any], where: str, notes: list[str]) -> tuple[float, float]:
+    """The record's ``ci95`` when the cell's trials are exactly one result's trials, else NaNs (with a note
+    when trials of several runs were merged: their interval was never computed)."""
+    nan = (float("nan"), float("nan"))
+    for _rec, res in entries:
+        if sorted(id(t) for _, t in trials.values()) == sorted(id(t) for t in res["trials"]
+                                                                if t.get("value") is not None):
+            ci = res.get("ci95")
+            return (float(ci[0]), float(ci[1])) if ci else nan
+    notes.append(f"{where}: no 95% CI shown: its trials are not one run's result; score their pooled "
+                 "predictions (`flamingo-eval score`) for one.")
+    return nan
+
+
 def _cell(key: tuple, entries: list, ddof: int, notes: list[str]) -> dict[str, Any]:
     model, bench, shots, sampler = key[0], key[1], key[4], key[5]
     trials, overridden = _merge_trials(entries)
     seeds = sorted(trials)
-    values = np.array([float(trials[s][1]["value"]) for s in seeds])
+    values = [float(trials[s][1]["value"]) for s in seeds]
     runs = sorted({rec["run_id"] for rec, _ in trials.values()})
     where = f"{model} / {bench} {_shots_label(shots, sampler)}"
     if overridden:
@@ -144,16 +149,12 @@ def _cell(key: tuple, entries: list, ddof: int, notes: list[str]) -> dict[str, A
     if len(runs) > 1:
         notes.append(f"{where}: trials merged from {len(runs)} runs ({', '.join(runs)}); seeds {seeds}.")
     unfinished = sorted({rec["run_id"] for rec, _ in trials.values() if rec.get("status") == "running"})
-    std = float(np.std(values, ddof=ddof)) if len(values) > 1 else float("nan")
-    if len(values) > 1:
-        lo, hi = t_interval(values)
-    else:
-        ci = trials[seeds[0]][1].get("ci95")
-        lo, hi = (float(ci[0]), float(ci[1])) if ci else (float("nan"), float("nan"))
+    lo, hi = _recorded_ci(entries, trials, where, notes)
     return {
         "model": model, "benchmark": bench, "shots": shots, "sampler": sampler,
         "column": (bench, _shots_label(shots, sampler)), "metric": key[6],
-        "n_trials": len(values), "seeds": seeds, "mean": float(values.mean()), "std": std,
+        "n_trials": len(values), "seeds": seeds, "mean": trial_summary(values)["mean"],
+        "std": trial_std(values, ddof),
         "ci_lo": lo, "ci_hi": hi, "runs": runs, "unfinished": unfinished,
     }
 
@@ -235,7 +236,8 @@ def _star(row: dict[str, Any]) -> str:
 
 
 def _legend(lb: Leaderboard, ci: bool, scale: str, missing: str) -> list[str]:
-    spread = ("mean [95% CI]: Student-t over trials; single-trial cells show the trial's bootstrap CI"
+    spread = ("mean [95% CI]: the run's percentile bootstrap over samples x trials (record ci95); "
+              "cells without [ ] have no recorded interval"
               if ci else f"mean ± std over trials (ddof={lb.ddof}); cells without ± have one trial")
     metrics = sorted({(row["benchmark"], row["metric"]) for row in lb.cells.to_dict("records")})
     unit = "0-100" if scale == "percent" else "0-1"
@@ -336,7 +338,8 @@ def _render_csv(lb: Leaderboard, ci: bool, factor: float, decimals: int) -> str:
             for m in lb.models:
                 row = cells.get((m, (b, s)))
                 v = None if row is None else (int(bool(row[f])) if f == "unfinished" else row[f])
-                vals.append(v if v is None or f in ("n_trials", "unfinished") or math.isnan(v) else round(v * factor, 6))
+                keep = v is None or f in ("n_trials", "unfinished") or math.isnan(v)
+                vals.append(v if keep or v is None else round(v * factor, 6))
             data[f"{b} {s} {f}"] = pd.array(vals, dtype="Int64") if f in ("n_trials", "unfinished") else vals
     return pd.DataFrame(data).to_csv(index=False, lineterminator="\n")
 

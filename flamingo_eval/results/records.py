@@ -65,12 +65,17 @@ def _validate_trial(t: Any, where: str, path: Path | str) -> None:
         raise _fail(path, where, f"expected object, got {_type_name(t)}")
     _need(t, "seed", int, where, path)
     _need(t, "value", (*_NUMBER, type(None)), where, path)  # null: unscored (submission file only)
-    ci = t.get("ci95")
+    _check_ci(t, where, path)  # trials carried no interval before results[].ci95 existed; tolerated
+
+
+def _check_ci(obj: dict[str, Any], where: str, path: Path | str) -> None:
+    ci = obj.get("ci95")
     if ci is not None and (
         not isinstance(ci, list) or len(ci) != 2
         or not all(isinstance(x, _NUMBER) and not isinstance(x, bool) and _finite(x) for x in ci)
+        or ci[0] > ci[1]
     ):
-        raise _fail(path, f"{where}.ci95", "expected [low, high] (finite numbers) or null")
+        raise _fail(path, f"{where}.ci95", "expected [low, high] (finite numbers, low <= high) or null")
 
 
 def _validate_result(r: Any, where: str, path: Path | str) -> None:
@@ -90,6 +95,7 @@ def _validate_result(r: Any, where: str, path: Path | str) -> None:
         raise _fail(path, f"{where}.trials", f"duplicate trial seeds {sorted(seeds)}")
     unscored = any(t["value"] is None for t in trials)
     _need(r, "mean", (*_NUMBER, type(None)) if unscored else _NUMBER, where, path)
+    _check_ci(r, where, path)
 
 
 def validate_record(d: Any, path: Path | str = "<record>") -> dict[str, Any]:
@@ -206,7 +212,8 @@ def read_text(path: Path, what: str = "file") -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
-        raise UserError(f"{path}:{line}: not UTF-8 text (byte {data[e.start]:#04x}); re-save the file as UTF-8") from None
+        raise UserError(f"{path}:{line}: not UTF-8 text (byte {data[e.start]:#04x}); "
+                        "re-save the file as UTF-8") from None
 
 
 def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:

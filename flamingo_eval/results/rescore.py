@@ -20,10 +20,9 @@ ids are left out) and the counts go into the result.
 
 from __future__ import annotations
 
-import inspect
 import json
 from collections import Counter, defaultdict
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,8 @@ from typing import Any
 from flamingo_eval.errors import UserError
 from flamingo_eval.results.records import PREDICTIONS_FILE, RECORD_FILE, load_record, read_jsonl
 
+DEFAULT_BOOTSTRAP = 1000
+"""Bootstrap resamples when no record says ``config.run.bootstrap`` (the config's default)."""
 Key = tuple[int, int]
 """(shots, seed): one trial of one shots setting."""
 
@@ -168,7 +169,7 @@ def _expected_counts(rec: dict[str, Any]) -> dict[Key, tuple[int | None, set[str
 def _split_ids(card: Any, data_root: str | None, run: dict[str, Any] | None, seeds: set[int]
                ) -> tuple[dict[int, list[str]] | None, str]:
     """(seed -> the eval ids the run used, or None when the data is not here; where the data is)."""
-    from flamingo_eval.runner import eval_subset, make_adapter
+    from flamingo_eval.task import eval_subset, make_adapter
 
     adapter = make_adapter(card, data_root)
     where = f"the {card.eval_split} split of {card.id} under {adapter.data_root}"
@@ -189,7 +190,8 @@ def _run_section(rec: dict[str, Any]) -> dict[str, Any] | None:
     run = cfg.get("run") if isinstance(cfg, dict) else None
     if not isinstance(run, dict):
         return None
-    for key, kinds in (("limit", (int, type(None))), ("subset", (str,)), ("seed", (int,)), ("data_root", (str, type(None)))):
+    for key, kinds in (("limit", (int, type(None))), ("subset", (str,)), ("seed", (int,)),
+                       ("data_root", (str, type(None))), ("bootstrap", (int,))):
         if key in run and (not isinstance(run[key], kinds) or isinstance(run[key], bool)):
             raise UserError(f"{rec['_path']}: field 'config.run.{key}': unexpected {type(run[key]).__name__} "
                             f"{run[key]!r:.40}")
@@ -254,30 +256,23 @@ def refuse(check: IdCheck, path: Path, n_lines: int, has_record: bool) -> UserEr
 
 
 def build_metric(card: Any) -> Any:
-    """The card's metric, with a one-line error for arguments the metric does not take."""
-    import flamingo_eval.metrics  # noqa: F401  (registers the metrics)
-    from flamingo_eval.registry import METRICS
+    """The card's metric (``card_args.build_metric``: one line naming a bad argument)."""
+    from flamingo_eval.card_args import build_metric as build
 
-    factory = METRICS.get(card.metric.name)
-    args = dict(card.metric.args)
-    try:
-        inspect.signature(factory).bind(**args)
-    except TypeError:
-        takes = ", ".join(inspect.signature(factory).parameters) or "no arguments"
-        raise UserError(f"benchmarks.metric.args {args}: metric '{card.metric.name}' takes {takes}") from None
-    return factory(**args)
+    return build(card)
 
 
 def rescore(card: Any, metric: Any, lines: list[dict[str, Any]], path: Path,
-            leave_out: Collection[tuple[int, int, str]] = ()) -> list[dict[str, Any]]:
+            leave_out: Collection[tuple[int, int, str]] = (), bootstrap: int = 0) -> list[dict[str, Any]]:
     """Score ``lines`` per (shots, trial); the last line of a repeated key wins; ``leave_out`` keys are skipped.
 
     Returns:
         One entry per shots: ``shots``, ``trials`` (trial, seed, value, n, extras), ``mean``, ``std``,
-        ``std_ddof1`` (None for one trial), ``n`` (trials).
+        ``std_ddof1`` (None for one trial), ``n`` (trials), ``ci95`` and ``ci95_resamples`` (the run's
+        bootstrap over samples x trials with ``bootstrap`` resamples, as the runner records it; null for 0).
     """
-    from flamingo_eval.metrics.base import MetricInput
     from flamingo_eval.metrics.stats import trial_summary
+    from flamingo_eval.results.lines import metric_input
 
     latest: dict[tuple[int, int, str], dict[str, Any]] = {}
     for ln in lines:
@@ -290,28 +285,44 @@ def rescore(card: Any, metric: Any, lines: list[dict[str, Any]], path: Path,
             groups[(ln["shots"], ln["trial"])].append(ln)
     results = []
     for shots in sorted({s for s, _ in groups}):
-        trials = []
+        trials, trial_items = [], []
         for (s, trial), rows in sorted(groups.items()):
             if s != shots:
                 continue
-            items = [MetricInput(sample_id=r["sample_id"], answer=r["answer"], references=tuple(r["references"]),
-                                 label=r.get("label"), scores=None if r.get("scores") is None else tuple(r["scores"]),
-                                 extra=r.get("extra") or {}) for r in rows]
-            try:
-                res = metric(items)
-            except UserError as e:
-                raise UserError(f"{path}: {shots}-shot trial {trial}: {e}") from None
-            except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError) as e:
-                raise UserError(f"{path}: {shots}-shot trial {trial}: cannot score with '{card.metric.name}' "
-                                f"({type(e).__name__}: {e}); are these predictions of {card.id}?") from None
+            items = [metric_input(r) for r in rows]
+            res = _guarded(card, path, f"{shots}-shot trial {trial}", metric, items)
             trials.append({"trial": trial, "seed": rows[0]["seed"], "value": res.value, "n": len(items),
                            "extras": dict(res.extras)})
-        results.append({"shots": shots, "trials": trials, **trial_summary([t["value"] for t in trials])})
+            trial_items.append(items)
+        ci = _guarded(card, path, f"{shots}-shot", shots_ci, metric, trial_items, bootstrap)
+        results.append({"shots": shots, "trials": trials, **trial_summary([t["value"] for t in trials]),
+                        "n": len(trials), **ci})
     return results
 
 
+def shots_ci(metric: Any, trial_items: list[list[Any]], bootstrap: int) -> dict[str, Any]:
+    """The ``ci95`` / ``ci95_resamples`` fields of one shots setting (both None when not computed)."""
+    from flamingo_eval.metrics.stats import trials_ci
+
+    ci = trials_ci(metric, trial_items, bootstrap)
+    return {"ci95": None if ci is None else list(ci[0]), "ci95_resamples": None if ci is None else ci[1]}
+
+
+def _guarded(card: Any, path: Path, where: str, score: Callable[..., Any], *args: Any) -> Any:
+    """``score(*args)`` (a metric call) with failures as one line naming the file and ``where``."""
+    where = f"{path}: {where}"
+    try:
+        return score(*args)
+    except UserError as e:
+        raise UserError(f"{where}: {e}") from None
+    except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError) as e:
+        raise UserError(f"{where}: cannot score with '{card.metric.name}' "
+                        f"({type(e).__name__}: {e}); are these predictions of {card.id}?") from None
+
+
 def score_file(card: Any, predictions: str | Path, *, record: str | Path | None = None,
-               data_root: str | None = None, allow_partial: bool = False) -> dict[str, Any]:
+               data_root: str | None = None, allow_partial: bool = False,
+               bootstrap: int | None = None) -> dict[str, Any]:
     """Check and score one predictions file with ``card``'s metric (see the module docstring).
 
     Returns:
@@ -338,7 +349,10 @@ def score_file(card: Any, predictions: str | Path, *, record: str | Path | None 
     if rec is not None and dict(rec["benchmark"].get("metric_args") or {}) != dict(card.metric.args):
         notes.append(f"metric args {dict(card.metric.args)} differ from the run's "
                      f"{rec['benchmark'].get('metric_args')}")
-    results = rescore(card, metric, lines, path, check.unknown_keys)
+    if bootstrap is None:  # the run's own setting, so the interval is the record's
+        run_conf = (_run_section(rec) if rec is not None else None) or {}
+        bootstrap = max(0, int(run_conf.get("bootstrap", DEFAULT_BOOTSTRAP)))
+    results = rescore(card, metric, lines, path, check.unknown_keys, bootstrap)
     if not results:
         raise UserError(f"{path}: nothing left to score ({check.summary()})")
     return {

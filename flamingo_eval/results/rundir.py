@@ -52,6 +52,7 @@ def inside(out_dir: Path, name: str) -> Path:
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object at ``path``, or None when it is missing or unreadable."""
     try:
         d = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

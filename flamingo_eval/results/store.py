@@ -36,7 +36,9 @@ from typing import Any
 from flamingo_eval import faults
 from flamingo_eval.distributed import Dist
 from flamingo_eval.errors import UserError
+from flamingo_eval.results.lines import TrialOutput, metric_input
 from flamingo_eval.results.records import PREDICTIONS_FILE, RECORD_FILE, write_json_atomic
+from flamingo_eval.results.run_record import RunRecord
 from flamingo_eval.results.rundir import (
     PARTIAL_DIR,
     STATE_FILE,
@@ -246,18 +248,15 @@ class RunStore:
                 return dict(trials[trial])
         return None
 
-    def collect(self, task: Any, shots: int, trial: int) -> Any:
-        """Every rank's entries for (shots, trial) as one ``TrialOutput`` in eval-split order."""
-        from flamingo_eval.runner import TrialOutput, to_prediction
-        from flamingo_eval.types import InterleavedPrompt
-
+    def collect(self, task: Any, shots: int, trial: int) -> TrialOutput:
+        """Every rank's lines for (shots, trial) as one ``TrialOutput`` in eval-split order; the metric
+        inputs are rebuilt from the lines themselves (``results/lines.py``), nothing from the runner."""
         found = self.entries(shots, trial)
         missing = [s.id for s in task.eval_samples if s.id not in found]
         if missing:
             raise UserError(f"{self.out_dir}: {len(missing)} samples of {shots}-shot trial {trial} have no "
                             f"prediction (first: {missing[0]}); a rank stopped early? re-run to resume")
         res = TrialOutput()
-        stub = InterleavedPrompt(text="", media=())
         for s in task.eval_samples:
             e = found[s.id]
             if "skip" in e:
@@ -265,8 +264,7 @@ class RunStore:
                 res.dropped += int(e["skip"].get("dropped_demos", 0))
                 continue
             line = e["p"]
-            out = line["raw_output"] if line.get("scores") is None else line["scores"]
-            res.items.append(to_prediction(task, s, stub, out)[1])
+            res.items.append(metric_input(line))
             res.lines.append(line)
             res.dropped += int(line.get("dropped_demos") or 0)
         return res
@@ -286,24 +284,25 @@ class RunStore:
             write_text_atomic(self.out_dir / PREDICTIONS_FILE,
                               "".join(p.read_text(encoding="utf-8") for p in parts if p.exists()))
 
-    def start_record(self, record: dict[str, Any]) -> dict[str, Any]:
+    def start_record(self, record: RunRecord) -> RunRecord:
         """Stamp ``record`` with the config hash; a resumed run keeps its original id and creation time."""
         prev = self.previous or {}
         for key in ("run_id", "created"):
             if key in prev:
-                record[key] = prev[key]
+                setattr(record, key, prev[key])
         resumes = int((read_json(self.partial / STATE_FILE) or {}).get("resumes", 0))
-        record["config_hash"] = self.chash
-        record["status"] = "running"
-        record["execution"] = {"world_size": self.dist.world_size, "resumes": resumes}
+        record.config_hash = self.chash
+        record.status = "running"
+        record.execution = {"world_size": self.dist.world_size, "resumes": resumes}
         return record
 
-    def write_record(self, record: dict[str, Any]) -> None:
-        write_json_atomic(self.out_dir / RECORD_FILE, record)
+    def write_record(self, record: RunRecord) -> None:
+        """Rewrite record.json atomically (``RunRecord.to_json``: the one serialisation)."""
+        write_json_atomic(self.out_dir / RECORD_FILE, record.to_json())
 
-    def finish(self, record: dict[str, Any]) -> None:
+    def finish(self, record: RunRecord) -> None:
         """Mark the record complete, then drop the partial state and stale temporary files (rank 0)."""
-        record["status"] = "complete"
+        record.status = "complete"
         self.write_record(record)
         faults.crash_point("final")
         tidy_complete(self.out_dir)

@@ -511,7 +511,8 @@ def test_score_refuses_an_inexact_file_or_reports_the_counts(edit, message, coun
     values = {(r["shots"], t["seed"]): (t["value"], t["n"]) for r in out["results"] for t in r["trials"]}
     assert values[(4, 1)] == (39.0, 200)  # untouched trials score as in the record
     if edit is _missing:  # what is there is scored: the 150 remaining samples of 0-shot seed 0
-        kept = [ln["score"] for ln in base_lines() if ln["shots"] == 0 and ln["seed"] == 0][50:]  # file order = id order
+        # file order = id order
+        kept = [ln["score"] for ln in base_lines() if ln["shots"] == 0 and ln["seed"] == 0][50:]
         assert values[(0, 0)] == (pytest.approx(sum(kept) / 150), 150)
 
 
@@ -600,7 +601,8 @@ def limited_copy(run: Path, limit: int, *, created: str, status: str = "complete
         r["n"] = limit
         for t in r["trials"]:
             t["n"] = limit
-            t["value"] = float(np.mean([ln["score"] for ln in lines if (ln["shots"], ln["seed"]) == (r["shots"], t["seed"])]))
+            key = (r["shots"], t["seed"])
+            t["value"] = float(np.mean([ln["score"] for ln in lines if (ln["shots"], ln["seed"]) == key]))
         r["mean"] = float(np.mean([t["value"] for t in r["trials"]]))
     rec["config"]["run"]["limit"] = limit
     rec.update(run_id=f"{rec['run_id']}-limit{limit}", created=created, status=status)
@@ -777,13 +779,16 @@ def _record_with(edit):
     (_record_with(lambda t: t.replace('"value": 29.0', '"value": 1e999', 1).encode()),
      "expected a finite number, got inf"),
     (_record_with(lambda t: t.replace('"value": 29.0', '"value": 29.0, "ci95": [NaN, 31.0]', 1).encode()),
-     "field 'results[0].trials[0].ci95': expected [low, high] (finite numbers) or null"),
+     "field 'results[0].trials[0].ci95': expected [low, high] (finite numbers, low <= high) or null"),
+    (_record_with(lambda t: json.dumps({**json.loads(t), "results": [
+        {**json.loads(t)["results"][0], "ci95": [31.0, 30.0]}]}).encode()),
+     "field 'results[0].ci95': expected [low, high] (finite numbers, low <= high) or null"),
     (_record_with(lambda t: t.replace('"run_id": "', '"run_id": "\xe9', 1).encode("latin-1")), ":3: not UTF-8 text"),
     (_record_with(lambda t: ("[" * 100_000 + "]" * 100_000).encode()), "JSON nested too deeply"),
     (_record_with(lambda t: b""), "not valid JSON"),
     (_record_with(lambda t: t.replace('"results": [', '"results": null, "x": [', 1).encode()),
      "field 'results': expected list, got null"),
-], ids=["nan", "huge-int", "inf", "nan-ci", "not-utf8", "deep-nesting", "empty", "null-results"])
+], ids=["nan", "huge-int", "inf", "nan-ci", "reversed-ci", "not-utf8", "deep-nesting", "empty", "null-results"])
 def test_malformed_record_is_one_line_for_leaderboard_and_compare(corrupt, needle, base_run, capsys):
     corrupt(base_run)
     for args in (["leaderboard", "--results", str(base_run.parent), "--output", "-"],

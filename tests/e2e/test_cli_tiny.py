@@ -38,6 +38,8 @@ def test_run_writes_record_and_predictions(easyvqa_run, capsys):
         assert r["seeds"] == [0, 1] and len(r["trials"]) == 2 and r["n"] == 12
         assert {"mean", "std", "std_ddof1"} <= set(r)
         assert all(0 <= t["value"] <= 100 for t in r["trials"])
+        lo, hi = r["ci95"]  # the bootstrap over samples x trials, run.bootstrap (1000) resamples
+        assert lo <= r["mean"] <= hi and r["ci95_resamples"] == 1000
     assert rec["throughput"]["samples_per_s"] > 0
     lines = [json.loads(ln) for ln in (easyvqa_run / "predictions.jsonl").read_text().splitlines()]
     assert len(lines) == 2 * 2 * 12
@@ -46,6 +48,17 @@ def test_run_writes_record_and_predictions(easyvqa_run, capsys):
     two_shot = [ln for ln in lines if ln["shots"] == 2]
     assert all(len(ln["demo_ids"]) == 2 for ln in two_shot)
     assert all(len(ln["demo_ids"]) == 2 for ln in lines if ln["shots"] == 0)  # 0-shot: two text-only demos
+
+
+def test_score_reproduces_the_records_numbers(easyvqa_run, capsys):
+    """``score`` and the runner share metrics/stats.py: the same trial values, mean, std and ci95, bit for bit."""
+    assert run_cli("score", "easyvqa", "--predictions", str(easyvqa_run)) == 0
+    out = json.loads(capsys.readouterr().out)
+    rec = json.loads((easyvqa_run / "record.json").read_text())
+    for mine, theirs in zip(out["results"], rec["results"], strict=True):
+        assert [t["value"] for t in mine["trials"]] == [t["value"] for t in theirs["trials"]]
+        for key in ("mean", "std", "std_ddof1", "ci95", "ci95_resamples"):
+            assert mine[key] == theirs[key], key
 
 
 def test_rerunning_a_complete_run_loads_no_model(easyvqa_run, capsys, monkeypatch):

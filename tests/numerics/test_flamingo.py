@@ -40,7 +40,8 @@ def test_segment_attention_equals_masked_reference(seed):
 
 def test_segment_attention_single_image_fast_path():
     g = torch.Generator().manual_seed(0)
-    q, k, v = torch.randn(2, 2, 3, 8, generator=g), torch.randn(2, 3, 2, 4, 8, generator=g), torch.randn(2, 3, 2, 4, 8, generator=g)
+    q = torch.randn(2, 2, 3, 8, generator=g)
+    k, v = torch.randn(2, 3, 2, 4, 8, generator=g), torch.randn(2, 3, 2, 4, 8, generator=g)
     idx = torch.full((2, 3), 3)
     assert torch.allclose(segment_attention(q, k, v, idx), masked_cross_attention_reference(q, k, v, idx), atol=1e-5)
 

@@ -140,7 +140,8 @@ def test_missing_and_extra_keys_are_all_named(tmp_path: Path) -> None:
     variant = next(v for v in VARIANTS if "resampler" in v)
     drop = {"model.gated_cross_attn_layers.1.alpha_dense", "model.perceiver_resampler.latents",
             "lm_head.additional_fc.weight"}
-    add = {"model.gated_cross_attn_layers.7.alpha_dense": torch.zeros(1), "model.vision_model.extra.weight": torch.ones(2)}
+    add = {"model.gated_cross_attn_layers.7.alpha_dense": torch.zeros(1),
+           "model.vision_model.extra.weight": torch.ones(2)}
     _rewrite_shards(ROOT / variant, tmp_path / "bad", drop, add)
     with pytest.raises(UserError) as err:
         load_idefics(tmp_path / "bad")

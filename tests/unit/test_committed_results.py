@@ -33,3 +33,17 @@ def test_baseline_passes_the_gate_against_itself():
 def test_leaderboard_md_is_regenerated_from_the_committed_records():
     text = render_leaderboard(build_leaderboard(load_records(RESULTS)), "md")
     assert (RESULTS / "LEADERBOARD.md").read_text() == text, "stale results/LEADERBOARD.md: run `make leaderboard`"
+
+
+def test_baseline_record_is_reproduced_by_rescoring_its_predictions():
+    """The committed predictions re-scored with today's code give the record's numbers, ci95 included (the
+    record was only extended with ci95 / ci95_resamples when they were added: values bit for bit)."""
+    from flamingo_eval.commands.list_cmd import load_card
+    from flamingo_eval.results.rescore import score_file
+
+    rec = load_record(BASELINE)
+    out = score_file(load_card("easyvqa"), BASELINE)
+    for mine, theirs in zip(out["results"], rec["results"], strict=True):
+        assert [t["value"] for t in mine["trials"]] == [t["value"] for t in theirs["trials"]]
+        for key in ("mean", "std", "std_ddof1", "ci95", "ci95_resamples"):
+            assert mine[key] == theirs[key], key

@@ -11,8 +11,8 @@ import pytest
 
 from flamingo_eval.commands import compare as cmd
 from flamingo_eval.errors import UserError
+from flamingo_eval.metrics.stats import sign_flip_pvalue
 from flamingo_eval.results import compare_runs, format_comparison, paired_test, write_json_atomic
-from flamingo_eval.results.compare import sign_flip_pvalue
 
 N = 300
 SEEDS = (0, 1)
@@ -233,7 +233,8 @@ def test_different_limits_on_the_committed_baseline(tmp_path: Path) -> None:
     lines = [ln for ln in lines if int(ln["sample_id"].removeprefix("test-")) < 40]
     for r in rec["results"]:
         for t in r["trials"]:
-            t["value"] = float(np.mean([ln["score"] for ln in lines if (ln["shots"], ln["seed"]) == (r["shots"], t["seed"])]))
+            key = (r["shots"], t["seed"])
+            t["value"] = float(np.mean([ln["score"] for ln in lines if (ln["shots"], ln["seed"]) == key]))
     cand = tmp_path / "limit40"
     write_json_atomic(cand / "record.json", rec)
     (cand / "predictions.jsonl").write_text("".join(json.dumps(ln) + "\n" for ln in lines))

@@ -47,7 +47,8 @@ def test_dropping_a_causal_mask_keeps_the_result(t, s):
 
 def test_segment_layout_is_computed_once_per_forward():
     g = torch.Generator().manual_seed(0)
-    q, k, v = torch.randn(2, 2, 9, 8, generator=g), torch.randn(2, 3, 2, 4, 8, generator=g), torch.randn(2, 3, 2, 4, 8, generator=g)
+    q = torch.randn(2, 2, 9, 8, generator=g)
+    k, v = torch.randn(2, 3, 2, 4, 8, generator=g), torch.randn(2, 3, 2, 4, 8, generator=g)
     idx = torch.tensor([[0, 1, 1, 2, 2, 2, 3, 3, 3], [1, 1, 1, 1, 2, 2, 2, 2, 2]])
     memo: dict = {}
     first = segment_attention(q, k, v, idx, memo)

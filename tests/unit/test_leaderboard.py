@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import shutil
 import subprocess
 from pathlib import Path
@@ -36,9 +37,10 @@ def write_record(root: Path, run: str, model: str, bench: str, results: dict[int
         entries.append({
             "shots": shots, "sampler": "random", "n": 100, "seeds": list(trials),
             "trials": [{"seed": s, "value": v, "extras": {}, "n": 100, "skipped": 0, "dropped_demos": 0,
-                        "ci95": [v - 5, v + 5], "seconds": 1.0} for s, v in trials.items()],
+                        "seconds": 1.0} for s, v in trials.items()],
             "mean": float(np.mean(vals)), "std": float(np.std(vals)),
-            "std_ddof1": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0, "ci95": None,
+            "std_ddof1": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0,
+            "ci95": [float(np.mean(vals)) - 3.0, float(np.mean(vals)) + 4.5], "ci95_resamples": 1000,
         })
     rec = {"schema_version": 1, "run_id": run, "created": created,
            "benchmark": {"id": bench, "version": version, "task": "vqa", "split": "test", "demo_split": "train",
@@ -90,8 +92,11 @@ def test_means_and_stds_match_hand_computation(results_dir: Path) -> None:
 def test_ci_and_unit_scale(results_dir: Path) -> None:
     lb = build_leaderboard(load_records(results_dir))
     md = render_leaderboard(lb, "md", ci=True, scale="unit")
-    # Student t, df=2: 62 ± 4.303 * 2 / sqrt(3) = [57.03, 66.97]
-    assert "**0.620** [0.570, 0.670]" in md
+    # the record's ci95 (the run's bootstrap), never recomputed from the trial values: 62 -> [59, 66.5]
+    assert "**0.620** [0.590, 0.665]" in md
+    assert "| beta | **0.560** [0.530, 0.605] | 0.600 [0.570, 0.645] | **0.340** [0.310, 0.385] | — |" in md
+    tex = render_leaderboard(lb, "latex", ci=True)
+    assert r"\textbf{62.0}\,{\scriptsize [59.0, 66.5]}" in tex
     with pytest.raises(UserError):
         render_leaderboard(lb, "md", scale="permille")
 
@@ -105,6 +110,8 @@ def test_merge_by_seed_newest_wins_and_is_noted(tmp_path: Path) -> None:
     assert cell["seeds"] == [0, 1, 2] and cell["mean"] == pytest.approx(30.0)  # (10 + 30 + 50) / 3
     notes = " ".join(lb.notes)
     assert "supersedes seed 1 of run old" in notes and "merged from 2 runs" in notes
+    assert math.isnan(cell["ci_lo"]) and "m / easyvqa 4-shot: no 95% CI shown" in notes  # never invented
+    assert "| m | 30.0 |" in render_leaderboard(lb, "md", ci=True)
 
 
 def test_same_name_different_checkpoints_are_separate_rows(tmp_path: Path) -> None:

@@ -65,7 +65,8 @@ def test_tilde_is_expanded_in_path_fields(monkeypatch, tmp_path):
     cfg = compose_config("easyvqa", "tiny", ["run.data_root=~/data", "model.latent_cache_dir=~/lat",
                                              "run.rices_cache_dir=~/r", "benchmarks.files.test_images=~/imgs"])
     assert cfg.run.data_root == str(tmp_path / "data") and cfg.model.latent_cache_dir == str(tmp_path / "lat")
-    assert cfg.run.rices_cache_dir == str(tmp_path / "r") and cfg.benchmarks.files["test_images"] == str(tmp_path / "imgs")
+    assert cfg.run.rices_cache_dir == str(tmp_path / "r")
+    assert cfg.benchmarks.files["test_images"] == str(tmp_path / "imgs")
     assert cfg.benchmarks.generation.stop == ["<|endofchunk|>"]  # non-path strings are untouched
 
 

@@ -18,7 +18,7 @@ def build_idefics(cfg: ModelCfg, batch_size: int | None = None) -> FlamingoEvalM
     Vision tower, perceiver, cross-attention and LM all come from that directory; ``model.lm.tokenizer``
     may point at another tokenizer directory. ``model.engine: reference`` gives the plain loop.
     """
-    from flamingo_eval.models.build import DTYPES, resolve_device, weights_fingerprint
+    from flamingo_eval.models.build import resolve_device, resolve_precision, weights_fingerprint
     from flamingo_eval.models.idefics.loading import load_idefics, load_idefics_tokenizer, resolve_idefics_dir
     from flamingo_eval.models.reference import ReferenceEvalModel
 
@@ -31,13 +31,12 @@ def build_idefics(cfg: ModelCfg, batch_size: int | None = None) -> FlamingoEvalM
                         "on one device (model.device=cuda) and scale out with torchrun")
     if not cfg.lm.path:
         raise UserError(f"model {cfg.name}: set model.lm.path=DIR (an IDEFICS Hugging Face model directory)")
-    if cfg.precision not in DTYPES:
-        raise UserError(f"model.precision must be one of {sorted(DTYPES)}, got '{cfg.precision}'")
     if cfg.engine not in ("fast", "reference"):
         raise UserError(f"model.engine must be fast or reference, got '{cfg.engine}'")
     root = resolve_idefics_dir(str(cfg.lm.path), cfg.name)
     tok = load_idefics_tokenizer(cfg.lm.tokenizer or root)
-    dtype, device = DTYPES[cfg.precision], resolve_device(cfg.device)
+    device = resolve_device(cfg.device)
+    dtype = resolve_precision(cfg.precision, "cuda" if str(device).startswith("cuda") else str(device))
     model, _ = load_idefics(root, dtype=dtype, device=device, tokenizer=tok)
     cls = ReferenceEvalModel if cfg.engine == "reference" else FlamingoEvalModel
     return cls(model, tok, model.vision_encoder.preprocess, model_id=cfg.name,

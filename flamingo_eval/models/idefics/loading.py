@@ -218,7 +218,8 @@ def load_idefics(root: str | Path, dtype: torch.dtype = torch.float32, device: s
         part = _shapes(shard)
         twice = sorted(set(part) & set(shapes))
         if twice:
-            raise UserError(f"{root}: keys stored in more than one shard ({shard.name} and another): {', '.join(twice)}")
+            raise UserError(f"{root}: keys stored in more than one shard ({shard.name} and another): "
+                            f"{', '.join(twice)}")
         shapes.update(part)
     plan = _account(model, shapes, cfg.cross_layer_interval, str(root), report)
     loaded: dict[str, Tensor] = {}

@@ -82,7 +82,8 @@ class IdeficsConfig:
         perc = conf.get("perceiver_config") or {}
         cfg = cls(**kw, vision=IdeficsVisionConfig.from_hf(conf.get("vision_config") or {}),
                   perceiver=PerceiverConfig(**{k: perc[k] for k in PerceiverConfig.__dataclass_fields__ if k in perc}))
-        for name, ok in (("hidden_act", cfg.hidden_act == "silu"), ("alpha_type", cfg.alpha_type in ("float", "vector")),
+        for name, ok in (("hidden_act", cfg.hidden_act == "silu"),
+                         ("alpha_type", cfg.alpha_type in ("float", "vector")),
                          ("cross_layer_interval", cfg.num_hidden_layers % max(1, cfg.cross_layer_interval) == 0
                           and cfg.cross_layer_interval >= 1)):
             if not ok:
@@ -359,7 +360,8 @@ class Idefics(Flamingo):
         last_img = (pos * is_img).cummax(-1).values  # (B, T): position of the latest image, 0 = none here
         eod = F.pad((pos * (input_ids == self.eos_token_id))[:, :-1], (1, 0))  # a </s> blocks what FOLLOWS it
         last_eod = eod.cummax(-1).values
-        carried = media.no_image if media.no_image is not None else torch.zeros_like(media.images_seen, dtype=torch.bool)
+        carried = (media.no_image if media.no_image is not None
+                   else torch.zeros_like(media.images_seen, dtype=torch.bool))
         blocked = (last_eod > last_img) | (carried[:, None] & (last_img == 0))  # (B, T)
         media.images_seen = count[:, -1]
         media.no_image = blocked[:, -1] | (input_ids[:, -1] == self.eos_token_id)

@@ -32,7 +32,8 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 """IDEFICS's image processor normalisation (OpenAI CLIP's statistics)."""
 
 ACTIVATIONS = {"gelu": lambda x: F.gelu(x), "quick_gelu": lambda x: x * torch.sigmoid(1.702 * x),
-               "gelu_new": lambda x: F.gelu(x, approximate="tanh"), "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh")}
+               "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+               "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh")}
 
 
 @dataclass
