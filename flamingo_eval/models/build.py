@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,13 +13,14 @@ from flamingo_eval.errors import UserError
 from flamingo_eval.models.decoders.base import Decoder
 from flamingo_eval.models.eval_model import FlamingoEvalModel
 from flamingo_eval.models.flamingo import Flamingo, FlamingoConfig
+from flamingo_eval.models.runtime import DTYPES, resolve_device, resolve_precision, weights_fingerprint
 from flamingo_eval.registry import ARCHITECTURES, DECODERS, VISION
 
 if TYPE_CHECKING:  # annotations only: config imports this module lazily, so no import cycle
     from flamingo_eval.config import ModelCfg
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-"""``model.precision`` -> dtype; with ``auto`` these are ``config.PRECISIONS`` (a test holds them equal)."""
+__all__ = ["DTYPES", "build_decoder", "build_model", "load_tokenizer", "place", "resolve_device",
+           "resolve_precision", "special_ids", "weights_fingerprint"]
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False) -> Any:
@@ -188,28 +188,3 @@ def place(model: Flamingo, cfg: ModelCfg) -> tuple[str, torch.dtype]:
     dtype = resolve_precision(cfg.precision, torch.device(device).type)
     model.to(device=device, dtype=dtype)
     return device, dtype
-
-
-def resolve_precision(precision: str, device_type: str) -> torch.dtype:
-    """``model.precision`` as a dtype: ``auto`` is bf16 on CUDA (its tensor cores), fp32 elsewhere."""
-    if precision == "auto":
-        return torch.bfloat16 if device_type == "cuda" else torch.float32
-    if precision not in DTYPES:
-        raise UserError(f"model.precision must be auto or one of {sorted(DTYPES)}, got '{precision}'")
-    return DTYPES[precision]
-
-
-def weights_fingerprint(model: torch.nn.Module) -> str:
-    """sha256 over parameter names, shapes and bytes (a run record names exactly these weights)."""
-    h = hashlib.sha256()
-    for name, p in model.state_dict().items():
-        h.update(f"{name}:{tuple(p.shape)}:{p.dtype}".encode())
-        h.update(p.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return "sha256:" + h.hexdigest()
-
-
-def resolve_device(name: str) -> str:
-    """``model.device`` as torch understands it: ``auto`` is cuda when available, else cpu."""
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name

@@ -88,7 +88,7 @@ class ClipImageFeatures:
                     raise
                 raise UserError(f"open_clip weights {self.model_name}/{self.pretrained} for RICES are not in the "
                                 f"local cache and cannot be downloaded ({type(err).__name__})") from None
-        from flamingo_eval.models.build import resolve_device
+        from flamingo_eval.models.runtime import resolve_device
 
         self._model, self._preprocess = model.to(resolve_device(self.device)).eval(), preprocess
 
@@ -97,7 +97,7 @@ class ClipImageFeatures:
         import torch
 
         from flamingo_eval.media import load_image
-        from flamingo_eval.models.build import resolve_device
+        from flamingo_eval.models.runtime import resolve_device
         from flamingo_eval.models.vision import encode_fixed_batches
 
         if self._model is None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from flamingo_eval.config import ModelCfg
+from typing import TYPE_CHECKING
+
 from flamingo_eval.errors import UserError
 from flamingo_eval.models.eval_model import FlamingoEvalModel
 from flamingo_eval.registry import ARCHITECTURES
+
+if TYPE_CHECKING:  # annotations only (config imports the model builders lazily)
+    from flamingo_eval.config import ModelCfg
 
 OPENFLAMINGO_ONLY = ("checkpoint",)
 """ModelCfg fields an IDEFICS directory makes meaningless (its bridge comes with the weights)."""
@@ -18,9 +22,9 @@ def build_idefics(cfg: ModelCfg, batch_size: int | None = None) -> FlamingoEvalM
     Vision tower, perceiver, cross-attention and LM all come from that directory; ``model.lm.tokenizer``
     may point at another tokenizer directory. ``model.engine: reference`` gives the plain loop.
     """
-    from flamingo_eval.models.build import resolve_device, resolve_precision, weights_fingerprint
     from flamingo_eval.models.idefics.loading import load_idefics, load_idefics_tokenizer, resolve_idefics_dir
     from flamingo_eval.models.reference import ReferenceEvalModel
+    from flamingo_eval.models.runtime import resolve_device, resolve_precision, weights_fingerprint
 
     for name in OPENFLAMINGO_ONLY:
         if getattr(cfg, name):
