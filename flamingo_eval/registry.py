@@ -1,4 +1,4 @@
-"""Name -> factory registries for adapters, samplers, models, metrics and extractors."""
+"""Name -> factory registries for adapters, samplers, models, metrics, extractors and video decoders."""
 
 from __future__ import annotations
 
@@ -46,3 +46,4 @@ METRICS: Registry = Registry("metric")
 EXTRACTORS: Registry = Registry("answer extractor")
 DECODERS: Registry = Registry("decoder family")
 VISION: Registry = Registry("vision encoder")
+VIDEO_DECODERS: Registry = Registry("video decoder")

@@ -36,18 +36,18 @@ from flamingo_eval.task import (
     prepare,
     run_seeds,
 )
-from flamingo_eval.types import EvalModel, GenerateRequest, InterleavedPrompt, RankRequest, Sample
+from flamingo_eval.types import EvalModel, GenerateRequest, InterleavedPrompt, RankRequest, Sample, media_name
 
 __all__ = ["Reporter", "Task", "data_missing", "evaluate", "eval_subset", "make_adapter", "prepare", "run_seeds",
            "summarize", "trial_prompt_sets", "trial_prompts"]
 
 
 def prompt_hash(p: InterleavedPrompt) -> str:
-    """The prompt text and its images' file names (not their folders: the same run on another machine,
-    or a data root mounted elsewhere, gives the same hash)."""
+    """The prompt text and its media's file names (not their folders: the same run on another machine,
+    or a data root mounted elsewhere, gives the same hash); a video adds its segment and frame sampling."""
     h = hashlib.sha256(p.text.encode())
     for m in p.media:
-        h.update(b"\0" + Path(m).name.encode())
+        h.update(b"\0" + media_name(m).encode())
     return "sha256:" + h.hexdigest()[:16]
 
 
@@ -350,6 +350,7 @@ def evaluate(cfg: Config, model: EvalModel, out_dir: Path, reporter: Reporter, c
                 entry.update(summarize([t["value"] for t in entry["trials"]]))
                 n_new += store.evaluated_here(shots, trial, len(ttask.eval_samples))
                 record["throughput"] = throughput(n_new, time.perf_counter() - t_all)
+                add_media_stats(record, model)
                 store.write_record(record)
     if store.dist.is_main:
         store.finish(record)
@@ -395,6 +396,14 @@ def submit_trial(task: Task, out: TrialOutput, out_dir: Path, shots: int, trial:
         complete = 0.0  # e.g. --limit: a partial file is still written, and the record says so
     return MetricResult(value=math.nan, per_sample=tuple(None for _ in out.items),
                         extras={"submission_answers": float(len(entries)), "submission_complete": complete})
+
+
+def add_media_stats(record: dict[str, Any], model: EvalModel) -> None:
+    """``record["media"]``: this process's video decoding counters (clips shorter than requested included)."""
+    stats = getattr(model, "media_stats", None)
+    got = stats() if callable(stats) else {}
+    if got:
+        record["media"] = got
 
 
 def throughput(n: int, seconds: float) -> dict[str, float]:
