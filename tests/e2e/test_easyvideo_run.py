@@ -42,7 +42,7 @@ def runs(root: Path, tmp_path_factory) -> dict[str, tuple[Path, list[dict], dict
     return out
 
 
-def test_easyvideo_engine_equals_reference_and_score_rescores(runs, capsys) -> None:
+def test_easyvideo_engine_equals_reference_and_score_rescores(root: Path, runs, capsys) -> None:
     (run, fast, rec), (_, ref, ref_rec) = runs["fast"], runs["reference"]
     assert len(fast) == 8 and [(x["sample_id"], x["demo_ids"], x["prompt_hash"]) for x in fast] == \
         [(x["sample_id"], x["demo_ids"], x["prompt_hash"]) for x in ref]
@@ -53,7 +53,8 @@ def test_easyvideo_engine_equals_reference_and_score_rescores(runs, capsys) -> N
     assert rec["media"]["frames_decoded"] == 8 * len(distinct) and rec["media"]["short_clips"] == 0
     assert ref_rec["media"]["videos_decoded"] > len(distinct)  # the reference re-decodes per slot and batch
     capsys.readouterr()
-    assert main(["score", "easyvideo", "--predictions", str(run / "predictions.jsonl")]) == 0
+    assert main(["score", "easyvideo", "--predictions", str(run / "predictions.jsonl"),
+                 f"benchmarks.adapter_args.root={root}"]) == 0
     scored = json.loads(capsys.readouterr().out)
     for mine, theirs in zip(scored["results"], rec["results"]):
         assert mine["trials"][0]["value"] == pytest.approx(theirs["trials"][0]["value"], abs=1e-9)
