@@ -199,6 +199,7 @@ def to_prediction(task: Task, s: Sample, p: InterleavedPrompt, out: Any) -> tupl
         best = max(range(len(scores)), key=lambda i: (scores[i], -i))
         raw, answer = json.dumps([round(x, 6) for x in scores]), cands[best]
     extra = {k: v for k, v in s.fields.items() if k == "gt_relevance"}
+    extra.update(s.fields.get("metric_extra") or {})  # per-sample values a metric needs (type, RareAct labels)
     item = MetricInput(sample_id=s.id, answer=answer, references=s.references, label=s.label, scores=scores,
                        extra=extra)
     line = {"sample_id": s.id, "demo_ids": list(p.demo_ids), "prompt_hash": prompt_hash(p), "raw_output": raw,

@@ -1,4 +1,4 @@
-"""Metrics: VQA accuracy, exact match, captioning (CIDEr-D & co.), classification, VisDial, statistics.
+"""Metrics: VQA accuracy, exact match, video QA (iVQA, WUPS, accuracy by type, RareAct mWAP), captioning (CIDEr-D & co.), classification, VisDial, statistics.
 
 Importing this package registers every metric in ``flamingo_eval.registry.METRICS``; all values are on a
 0-100 scale (``mean_rank`` excepted) and unrounded. See docs/metrics.md.
@@ -15,26 +15,34 @@ from flamingo_eval.metrics.stats import (
     paired_bootstrap_corpus,
     trial_summary,
 )
+from flamingo_eval.metrics.video import AccuracyByType, IvqaAccuracy, RareActMwap, ivqa_score, rareact_mwap
 from flamingo_eval.metrics.vqa import ExactMatch, VqaAccuracy, normalize_answer, vqa_score
+from flamingo_eval.metrics.wups import Wups
 
 __all__ = [
+    "AccuracyByType",
     "AccuracyTopK",
     "Cider",
     "ExactMatch",
+    "IvqaAccuracy",
     "Metric",
     "MetricInput",
     "MetricResult",
     "OkvqaStemmer",
+    "RareActMwap",
     "RocAuc",
     "VerbLemmatizer",
     "VisDial",
     "VqaAccuracy",
+    "Wups",
     "bootstrap_ci",
     "caption_scores",
     "gt_rank",
+    "ivqa_score",
     "ndcg",
     "normalize_answer",
     "p_yes",
+    "rareact_mwap",
     "paired_bootstrap",
     "paired_bootstrap_corpus",
     "retrieval_summary",
