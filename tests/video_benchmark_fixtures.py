@@ -1,7 +1,7 @@
 """Tiny official-format fixtures of the nine video benchmarks (annotation files + H.264 clips written with PyAV).
 
 Each ``make_<id>(root)`` writes ``root/<card data_dir>/`` in the layout its card reads (docs/benchmarks.md):
-a handful of demo-split and eval-split entries, clips of 32x32 pixels, 8 frames at 8 fps (1 s), each clip a
+a handful of demo-split and eval-split entries, clips of 32x32 pixels, 16 frames at 8 fps (2 s), each clip a
 different colour so their latents differ. ``BUILDERS`` maps benchmark ids to builders; all nine together
 write about 60 clips (~100 KB) in about a second.
 """
@@ -21,15 +21,15 @@ TYPES_OE = ("CW", "TN", "DB", "DC")
 STAR_TYPES = ("Interaction", "Sequence", "Prediction", "Feasibility")
 
 
-def clip(path: Path, i: int, frames: int = 8) -> Path:
-    """A 1 s clip whose colour depends on ``i`` and that brightens over time (more than one frame matters)."""
+def clip(path: Path, i: int, frames: int = 16) -> Path:
+    """A 2 s clip (8 fps) whose colour depends on ``i`` and that brightens over time (more than one frame matters)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     base = np.array([(37 * i) % 200, (91 * i + 60) % 200, (53 * i + 120) % 200], np.int64)
     out = []
     for f in range(frames):
         a = np.zeros((32, 32, 3), np.uint8)
         a[:] = np.clip(base + 6 * f, 0, 255).astype(np.uint8)
-        a[(3 * i) % 24 : (3 * i) % 24 + 8, f * 3 : f * 3 + 8] = 255  # a white square moving right
+        a[(3 * i) % 24 : (3 * i) % 24 + 8, f : f + 8] = 255  # a white square moving right
         out.append(a)
     return write_video(path, out, fps=8)
 
@@ -81,7 +81,7 @@ def make_ivqa(root: Path, n: int = 4) -> Path:
         rows = []
         for i in range(n):
             vid = f"{split}Vid{i:02d}"
-            rows.append({"video_id": vid, "start": 0, "end": 1, "question": f"what tool is used {i}?",
+            rows.append({"video_id": vid, "start": 0, "end": 2, "question": f"what tool is used {i}?",
                          **{f"answer{k + 1}": ANSWERS[(i + (k // 2)) % 6] for k in range(5)}})
             if split != "val":
                 clip(d / "videos" / f"{vid}.mp4", 20 + i + (10 if split == "test" else 0))
@@ -90,8 +90,10 @@ def make_ivqa(root: Path, n: int = 4) -> Path:
 
 
 def _nextqa_common(d: Path, videos: list[int]) -> None:
-    mapping = {str(v): f"{1000 + v // 100:04d}/{v}" for v in videos}
-    _json(d / "map_vid_vidorID.json", mapping)
+    file = d / "map_vid_vidorID.json"  # NExT-OE and NExT-QA MC share it (one NExT-QA release)
+    mapping = json.loads(file.read_text()) if file.exists() else {}
+    mapping.update({str(v): f"{1000 + v // 100:04d}/{v}" for v in videos})
+    _json(file, mapping)
     for v in videos:
         clip(d / "NExTVideo" / f"{mapping[str(v)]}.mp4", v % 97)
 
@@ -138,7 +140,7 @@ def make_star(root: Path, n: int = 4) -> Path:
         for i in range(n):
             vid = f"{split[:2].upper()}{i:03d}"
             row = {"question_id": f"{STAR_TYPES[i % 4]}_T{i + 1}_{i}", "question": f"Which object was taken {i}?",
-                   "video_id": vid, "start": 0.0, "end": 1.0,
+                   "video_id": vid, "start": 0.0, "end": 2.0,
                    "choices": [{"choice_id": k, "choice": opts[(k + i) % 4]} for k in range(4)]}
             if split != "test":
                 row["answer"] = opts[i % 4]
@@ -169,7 +171,7 @@ def make_youcook2(root: Path, n: int = 3) -> Path:
         for i in range(n):
             vid = f"yc{subset[:3]}{i}"
             db[vid] = {"subset": subset, "recipe_type": "101", "duration": 1.0, "video_url": "",
-                       "annotations": [{"id": k, "segment": [0, 1] if k == 0 else [0.5, 1],
+                       "annotations": [{"id": k, "segment": [0, 2] if k == 0 else [0.5, 2],
                                         "sentence": f"add the {('salt', 'oil', 'egg')[(i + k) % 3]} to the pan"}
                                        for k in range(2)]}
             clip(d / "raw_videos" / subset / "101" / f"{vid}.mp4", off + i)
@@ -203,7 +205,7 @@ def make_rareact(root: Path) -> Path:
     rows = []
     for i, (cid, vid, ann) in enumerate(plan):
         verb, noun = actions[cid]
-        rows.append({"id": i, "video_id": vid, "start": 0, "end": 1, "class_id": cid, "verb": verb, "noun": noun,
+        rows.append({"id": i, "video_id": vid, "start": 0, "end": 2, "class_id": cid, "verb": verb, "noun": noun,
                      "annotation": ann})
     for vid in sorted({v for _, v, _ in plan}):
         clip(d / "videos" / f"{vid}.mp4", 80 + int(vid[1:]))

@@ -80,8 +80,10 @@ class VideoAdapter(Adapter):
             cache[path] = _read_map(path)
         return cache[path], path
 
-    def video_ref(self, split: str, row: dict[str, Any], source: Path, what: str) -> VideoRef:
-        """The video of ``row`` (fields for ``video_key``; optional segment fields) as a ``VideoRef``."""
+    def video_ref(self, split: str, row: dict[str, Any], source: Path, what: str,
+                  pattern: str | None = None) -> VideoRef:
+        """The video of ``row`` (fields for ``video_key``; optional segment fields) as a ``VideoRef``;
+        ``pattern`` replaces ``adapter_args.video_pattern`` (a mirror that names each row's file)."""
         args = self.card.adapter_args
         try:
             key = str(args.get("video_key", "{video_id}")).format(**row)
@@ -99,7 +101,8 @@ class VideoAdapter(Adapter):
         if videos is None:
             raise UserError(f"benchmark card '{self.card.id}' has no files.{split}_videos (or files.videos)")
         try:
-            file = videos / str(args.get("video_pattern", "{name}.mp4")).format(**{**row, "name": name, "key": key})
+            pattern = pattern or str(args.get("video_pattern", "{name}.mp4"))
+            file = videos / pattern.format(**{**row, "name": name, "key": key})
         except (KeyError, ValueError) as e:
             raise UserError(f"{source}: {what} cannot fill adapter_args.video_pattern ({e})") from None
         start, end = (_seconds(row.get(args[f]), source, what, args[f]) if f in args else None

@@ -6,7 +6,8 @@
   ``[{videoID, enCap: [10 captions], chCap}]`` (or its parquet mirror with ``videoID, enCap``), or the YouCook2
   parquet mirror ``id, segment, sentence, video_path``. ``adapter_args.fields`` names the ``id``, ``video_id``
   and ``captions`` columns (a list of captions or one caption);
-* ``youcook2``: the official ``youcookii_annotations_trainval.json``: ``{"database": {video: {subset,
+* ``youcook2``: the official ``youcookii_annotations_trainval.json`` (or the parquet mirror: rows ``id, segment,
+  sentence, video_path``, the path relative to ``files.videos``): ``{"database": {video: {subset,
   recipe_type, annotations: [{id, segment: [start, end], sentence}]}}}``; every annotated segment of a video
   whose ``subset`` is ``adapter_args.subsets[split]`` (``training`` / ``validation``) is one sample
   ``<video>_<segment id>`` with its sentence as the reference and the segment as the clip.
@@ -49,6 +50,8 @@ class VideoCaptionAdapter(VideoAdapter):
         path = self.path(f"{split}_annotations")
         if self.card.adapter_args.get("layout", "rows") != "youcook2":
             return read_rows(path)
+        if path.suffix.lower() != ".json":  # the parquet mirror: id, segment, sentence, video_path per segment
+            return [{**r, "video_id": Path(str(r.get("video_path", ""))).stem} for r in read_rows(path)]
         data = self.json_file(path)
         base = need_field(data, "database", path, "the file")
         subset = dict(self.card.adapter_args.get("subsets", {})).get(split, split)
@@ -77,8 +80,9 @@ class VideoCaptionAdapter(VideoAdapter):
             sid = need_field(row, names["id"], path, what)
             row = {**row, "video_id": need_field(row, names["video_id"], path, what)}
             fields = {k: v for k, v in row.items() if isinstance(v, (str, int, float, bool))}
-            samples.append(Sample(id=str(sid), media=(self.video_ref(split, row, path, what),), fields=fields,
-                                  references=refs))
+            pattern = "{video_path}" if "video_path" in row else None  # the mirror names each row's file
+            samples.append(Sample(id=str(sid), media=(self.video_ref(split, row, path, what, pattern),),
+                                  fields=fields, references=refs))
         return check_unique(samples, str(path))
 
 
