@@ -1,8 +1,10 @@
 """WUPS for NExT-QA open-ended answers, as NExT-OE's ``eval_oe.py`` computes it (docs/metrics.md, "WUPS").
 
 Both the prediction and each reference are first *cleaned*: tokenised, POS-tagged, each token lower-cased
-and lemmatised with WordNet for its part of speech (the Porter stem when WordNet knows the stem but not the
-lemma; the word itself when it knows neither), then NExT-OE's stop-words are dropped. On the cleaned
+and lemmatised with WordNet for its part of speech (a token whose tag is not a noun, verb, adjective or
+adverb tag is tagged again on its own, and taken as a noun if that fails too; the Porter stem when WordNet
+knows the stem but not the lemma; the word itself when it knows neither), then NExT-OE's stop-words are
+dropped (what ``eval_oe.py`` does through pywsd's ``lemmatize_sentence``). On the cleaned
 strings:
 
 * ``wup(a, b)`` is 1 for equal words, 0 when either has no WordNet synset, else the Wu-Palmer similarity of
@@ -117,7 +119,10 @@ def clean(text: str, wn: WordNetBackend, stopwords: frozenset[str]) -> str:
     words = []
     for token, penn in wn.tag(text):
         word = token.lower()
-        lemma = wn.lemma(word, _morphy_pos(penn))
+        pos = _morphy_pos(penn)
+        if pos is None:  # a tag outside N/V/J/R: the word is tagged again on its own, noun by default
+            pos = _morphy_pos(wn.tag(word)[0][1]) if word else None
+        lemma = wn.lemma(word, pos or "n")
         if not wn.has_synsets(lemma):
             stem = wn.stem(word)
             lemma = stem if wn.has_synsets(stem) else word
@@ -205,6 +210,10 @@ class Wups:
             if t:
                 extras[f"wups_0_{t}"] = 100.0 * sum(p[0] for p in ps) / len(ps)
                 extras[f"wups_0.9_{t}"] = 100.0 * sum(p[1] for p in ps) / len(ps)
+        for group in "CTD":  # eval_oe.py's WUPS_C / WUPS_T / WUPS_D (causal, temporal, descriptive) at 0
+            ps = [p for t, v in by_type.items() if t[:1] == group and len(t) == 2 for p in v]
+            if ps:
+                extras[f"wups_0_{group}"] = 100.0 * sum(p[0] for p in ps) / len(ps)
         per_sample = tuple(100.0 * p[0] for p in pairs)
         return MetricResult(value=sum(per_sample) / n, per_sample=per_sample, extras=extras)
 

@@ -73,6 +73,7 @@ def test_wups_metric_second_reference_at_the_same_threshold(tmp_path):
     assert res.extras["wups_0_TN"] == pytest.approx(100 * 6 / 7) and "wups_0_TP" not in res.extras
     assert res.extras["wups_0.9_CW"] == pytest.approx(100 * 6 / 70)
     assert res.extras["wups_0_DB"] == 100.0 and res.extras["wups_0.9_DC"] == 0.0
+    assert res.extras["wups_0_D"] == 50.0 and res.extras["wups_0_T"] == pytest.approx(100 * 6 / 7)  # groups
 
 
 def test_wups_needs_its_stopword_list(tmp_path):
