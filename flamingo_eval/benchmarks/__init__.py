@@ -9,16 +9,23 @@ from flamingo_eval.benchmarks.classification import (
 )
 from flamingo_eval.benchmarks.dialogue import VisDialAdapter
 from flamingo_eval.benchmarks.submission import submission_entries, validate_submission, write_submission
+from flamingo_eval.benchmarks.video import EasyVideoAdapter, VideoAdapter, VideoQAAdapter
+from flamingo_eval.benchmarks.video_tasks import VideoCaptionAdapter, VideoClassAdapter
 from flamingo_eval.benchmarks.vqa import EasyVQAAdapter, TextVQAAdapter, VizWizAdapter, VQAAdapter
 
 __all__ = [
     "Adapter",
     "CaptionsAdapter",
     "EasyVQAAdapter",
+    "EasyVideoAdapter",
     "HatefulMemesAdapter",
     "ImageNetFolderAdapter",
     "TextVQAAdapter",
     "VQAAdapter",
+    "VideoAdapter",
+    "VideoCaptionAdapter",
+    "VideoClassAdapter",
+    "VideoQAAdapter",
     "VisDialAdapter",
     "VizWizAdapter",
     "check_unique",

@@ -2,9 +2,10 @@
 
 A card with ``submission_key`` names the sample field that identifies an answer on the server:
 ``question_id`` (VQAv2 on EvalAI: ``[{"question_id": int, "answer": str}]``, every question of the
-split's questions file -- all 447,793 of test2015 for the test-dev and test-std phases) or ``image``
-(VizWiz: ``[{"image": str, "answer": str}]``). The runner writes the file when the eval split has no
-references; :func:`validate_submission` checks the schema and that every question of the split is
+split's questions file -- all 447,793 of test2015 for the test-dev and test-std phases), ``image``
+(VizWiz: ``[{"image": str, "answer": str}]``) or ``sample_id`` (video QA test splits such as STAR's:
+``[{"sample_id": str, "answer": str}]``, the answer being the top-ranked option's text). The runner writes the
+file when the eval split has no references; :func:`validate_submission` checks the schema and that every question of the split is
 answered exactly once.
 """
 
@@ -18,7 +19,7 @@ from typing import Any
 from flamingo_eval.errors import UserError
 from flamingo_eval.types import Sample
 
-KEY_TYPES: dict[str, type] = {"question_id": int, "image": str}
+KEY_TYPES: dict[str, type] = {"question_id": int, "image": str, "sample_id": str}
 
 
 def submission_key(card: Any) -> str:

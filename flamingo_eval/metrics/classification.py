@@ -26,26 +26,33 @@ def _scores_and_label(metric: str, item: MetricInput) -> tuple[tuple[float, ...]
 
 
 class AccuracyTopK:
-    """The ``accuracy_topk`` metric: headline top-1 accuracy; ``extras["top{k}"]`` for each k."""
+    """The ``accuracy_topk`` metric: ``extras["top{k}"]`` for each k; headline top-1 accuracy, or with
+    ``headline: mean`` the mean of the ``top{k}`` values (Flamingo's Kinetics figure: (top-1 + top-5) / 2)."""
 
     name = "accuracy_topk"
     corpus_level = False
 
-    def __init__(self, k: Sequence[int] = (1, 5)) -> None:
+    def __init__(self, k: Sequence[int] = (1, 5), headline: str = "top1") -> None:
         """Create the metric.
 
         Args:
-            k: Cut-offs reported in ``extras`` (top-1 is always the headline).
+            k: Cut-offs reported in ``extras``.
+            headline: ``top1`` (default) or ``mean`` (the mean of the ``top{k}`` extras).
         """
         if any(int(x) < 1 for x in k):
             raise UserError(f"accuracy_topk: k must be >= 1, got {list(k)}")
+        if headline not in ("top1", "mean"):
+            raise UserError(f"accuracy_topk: headline must be top1 or mean, got '{headline}'")
         self.k = tuple(int(x) for x in k)
+        self.headline = headline
 
     def __call__(self, items: list[MetricInput]) -> MetricResult:
         ranks = [gt_rank(*_scores_and_label(self.name, item)) for item in items]
         n = max(len(ranks), 1)
         per_sample = tuple(100.0 if r == 1 else 0.0 for r in ranks)
         extras = {f"top{k}": 100.0 * sum(r <= k for r in ranks) / n for k in self.k}
+        if self.headline == "mean":  # per sample: the mean of its top-k hits, so the mean of them is the headline
+            per_sample = tuple(100.0 * sum(r <= k for k in self.k) / len(self.k) for r in ranks)
         return MetricResult(value=sum(per_sample) / n, per_sample=per_sample, extras=extras)
 
 
@@ -112,9 +119,9 @@ class RocAuc:
 
 
 @METRICS.register("accuracy_topk")
-def accuracy_topk(k: Sequence[int] = (1, 5)) -> AccuracyTopK:
-    """Factory for the ``accuracy_topk`` metric (card arg: ``k``, default [1, 5])."""
-    return AccuracyTopK(k=k)
+def accuracy_topk(k: Sequence[int] = (1, 5), headline: str = "top1") -> AccuracyTopK:
+    """Factory for the ``accuracy_topk`` metric (card args: ``k``, default [1, 5]; ``headline``)."""
+    return AccuracyTopK(k=k, headline=headline)
 
 
 @METRICS.register("roc_auc")

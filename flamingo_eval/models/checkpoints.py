@@ -8,7 +8,8 @@ checkpoint wraps the same dict as ``{"model_state_dict": {"module.<key>": ...}, 
 
 OpenFlamingo key -> our key:
 
-* ``perceiver.*`` -> ``perceiver.*``; ``vision_encoder.*`` -> ``vision_encoder.visual.*`` (open_clip tower);
+* ``perceiver.*`` -> ``perceiver.*`` (a ``perceiver.frame_embs`` gives the perceiver its per-frame embedding);
+  ``vision_encoder.*`` -> ``vision_encoder.visual.*`` (open_clip tower);
 * ``lang_encoder.<layers>.<i>.gated_cross_attn_layer.*`` -> ``xattn.<i>.*``;
 * ``lang_encoder.<layers>.<i>.decoder_layer.*`` -> ``lang.<layers>.<i>.*`` (through the family's ``hf_key_map``);
 * ``lang_encoder.<rest>`` -> ``lang.<hf_key_map(rest)>``;
@@ -164,6 +165,7 @@ def load_flamingo_checkpoint(model: Flamingo, path: Path, *, lm_vocab: int | Non
     t0 = time.perf_counter()
     state = read_checkpoint(path)
     report = CheckpointReport(path=str(path))
+    _adopt_frame_embs(model, state)
     ours = unique_state(model)
     assign: dict[str, Tensor] = {}
     unexpected, conflicts = [], []
@@ -190,6 +192,18 @@ def load_flamingo_checkpoint(model: Flamingo, path: Path, *, lm_vocab: int | Non
     report.aliases = len(state) - len(report.ignored) - len(assign)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _adopt_frame_embs(model: Flamingo, state: Mapping[str, Tensor]) -> None:
+    """A checkpoint with a learned per-frame embedding (Otter-style video models) gets one in the perceiver.
+
+    OpenFlamingo names it ``perceiver.frame_embs`` (``PerceiverResampler(max_num_frames=...)``); the released
+    OpenFlamingo checkpoints have none, and then the model adds none.
+    """
+    embs = state.get("perceiver.frame_embs")
+    if embs is not None and embs.dim() == 2 and model.perceiver.frame_embs is None:
+        model.perceiver.add_frame_embs(int(embs.shape[0]))
+        model.cfg.max_num_frames = int(embs.shape[0])
 
 
 def _check(model: Flamingo, ours: Mapping[str, Tensor], assign: Mapping[str, Tensor], unexpected: list[str],

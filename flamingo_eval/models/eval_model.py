@@ -6,8 +6,10 @@ depend on its batch neighbours; numerically, another padded shape may change log
 of the constant ``vision_batch_size`` (the last one padded), so an image's latents are the same bits
 whatever images it is encoded with. Where the speed comes from (docs/performance.md has the measurements):
 
-* vision latents are computed once per distinct image per run: a memory LRU with a byte budget keyed
-  by (model fingerprint, vision batch size, image content hash), optionally backed by an on-disk cache;
+* vision latents are computed once per distinct media item per run: a memory LRU with a byte budget keyed
+  by (model fingerprint, vision batch size, media key), optionally backed by an on-disk cache. The media key
+  of an image is its content hash; of a video, its content hash + segment + frame sampling + decoder
+  (``video/media.py``), so a demo video is decoded and encoded once per run;
 * media K/V are projected once per prompt batch; after the prompt only each row's last image is kept;
 * prompts of a batch that share a token prefix (fixed demos) prefill it once and branch;
 * the prompt is prefilled once; beams branch off the prompt cache (``BranchKVCache``), so neither the
@@ -21,7 +23,6 @@ whatever images it is encoded with. Where the speed comes from (docs/performance
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +31,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from flamingo_eval.media import content_hash, load_image
 from flamingo_eval.models.cache import BranchKVCache, KVCache
 from flamingo_eval.models.decoders.base import AttnInputs
 from flamingo_eval.models.decoding import beam_search, greedy
@@ -39,14 +39,16 @@ from flamingo_eval.models.latent_cache import LatentCache
 from flamingo_eval.models.rank_tree import tree_chunks
 from flamingo_eval.models.vision import encode_fixed_batches
 from flamingo_eval.timing import PhaseTimer, cuda_sync
-from flamingo_eval.types import GenerateRequest, InterleavedPrompt, RankRequest
+from flamingo_eval.types import GenerateRequest, InterleavedPrompt, Media, RankRequest, VideoRef, media_path
+from flamingo_eval.video.media import MediaLoader, media_key
 
 MIN_SHARED_PREFIX = 16
 """Shortest common token prefix (of a batch) worth a separate prefill."""
 MAX_TREE_NODES = 256
 """Most candidate-prefix nodes in one rank forward (their attention among themselves is N x N)."""
 VISION_BATCH_SIZE = 8
-"""Default images per vision forward (``model.vision_batch_size``): every forward has this many rows."""
+"""Default media items per vision forward (``model.vision_batch_size``): every forward has this many rows
+(an image is an item of one frame, a video an item of F frames)."""
 
 
 class FlamingoEvalModel:
@@ -77,6 +79,9 @@ class FlamingoEvalModel:
         self.vision_batch_size = vision_batch_size
         self.pad_id = int(tokenizer.pad_token_id)
         self._cand_ids: dict[tuple[str, ...], list[list[int]]] = {}
+        self.media = MediaLoader()
+        """Loads images and decodes videos; counts decoding (``media_stats``)."""
+        self._checked: set[Media] = set()  # media already loaded once by the zero-gate path
 
     # ------------------------------------------------------------------ EvalModel protocol
     @property
@@ -150,47 +155,40 @@ class FlamingoEvalModel:
         return f"{self._fingerprint}@{self.dtype}@{self.device.type}@vb{self.vision_batch_size}/{digest}"
 
     def _encode_pixels(self, pixels: Tensor) -> Tensor:
-        """(I, 3, H, W) -> (I, N, Dv) latents, in forwards of exactly ``vision_batch_size`` images.
+        """(I, F, 3, H, W) -> (I, N, Dv) latents, in forwards of exactly ``vision_batch_size`` media items.
 
-        Engine and reference path both encode through here, so an image's latents are the same bits
-        whatever its neighbours, its position or the number of images encoded with it.
+        Engine and reference path both encode through here, so an item's latents are the same bits
+        whatever its neighbours, its position or the number of items encoded with it (for a given F).
         """
-        return encode_fixed_batches(self.model.encode_images, pixels.to(self.model.vision_device, self.dtype),
+        return encode_fixed_batches(self.model.encode_media, pixels.to(self.model.vision_device, self.dtype),
                                     self.vision_batch_size)
 
-    def _pixels(self, paths: Sequence[str]) -> Tensor:
-        """Decoded, preprocessed images (I, 3, H, W) on the vision device.
+    def _media_latents(self, items: Sequence[Media]) -> list[Tensor]:
+        """Latents (N, Dv) per media item, encoded once per distinct item (``media_key``) and cached.
 
-        Images are decoded by a few threads (PIL releases the GIL); on CUDA they are stacked into pinned
-        host memory and copied without blocking the host, then cast to the model dtype on the device.
+        Items are encoded ``vision_batch_size`` at a time, grouped by frame count
+        (a video's F frames are one item of the perceiver); images are items of one frame.
         """
-        if len(paths) > 2:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
-            arrays = list(self._pool.map(lambda p: self.preprocess(load_image(p)), paths))
-        else:
-            arrays = [self.preprocess(load_image(p)) for p in paths]
-        vision = self.model.vision_device
-        if vision.type != "cuda":
-            return torch.stack(arrays).to(vision, self.dtype)
-        host = torch.empty((len(arrays), *arrays[0].shape), dtype=arrays[0].dtype, pin_memory=True)
-        torch.stack(arrays, out=host)
-        return host.to(vision, non_blocking=True).to(self.dtype)
-
-    def _image_latents(self, paths: Sequence[str]) -> list[Tensor]:
-        keys = [self._latent_key(content_hash(p)) for p in paths]
-        todo = {k: p for k, p in zip(keys, paths) if self.latents.get(k) is None}
-        items = list(todo.items())
+        digests = [media_key(m) for m in items]
+        keys = [self._latent_key(d) for d in digests]
+        todo: dict[str, tuple[str, Media]] = {}
+        for k, d, m in zip(keys, digests, items):
+            if k not in todo and self.latents.get(k) is None:
+                todo[k] = (d, m)
+        groups: dict[int, list[tuple[str, Tensor]]] = {}
         with self.timer.phase("vision"):
-            step = self.vision_batch_size
-            for s in range(0, len(items), step):
-                chunk = items[s : s + step]
+            for k, (d, m) in todo.items():
                 t0 = time.perf_counter()
-                lat = self._encode_pixels(self._pixels([p for _, p in chunk]))  # (I, N, Dv)
+                pix = self._pixels(m, d)  # (F, 3, H, W)
                 self.latents.encode_seconds += time.perf_counter() - t0
-                self.latents.encodes += len(chunk)
-                for (k, _), t in zip(chunk, lat):
-                    self.latents.put(k, t.clone())
+                group = groups.setdefault(pix.shape[0], [])
+                group.append((k, pix))
+                if len(group) >= self.vision_batch_size:
+                    self._encode_group(group)
+                    group.clear()
+            for group in groups.values():
+                if group:
+                    self._encode_group(group)
         got = []
         for k in keys:
             t = self.latents.get(k)
@@ -198,21 +196,47 @@ class FlamingoEvalModel:
             got.append(t.to(self.latent_device, self.dtype))  # already there (disk hits are loaded there)
         return got
 
+    def _image_latents(self, paths: Sequence[Media]) -> list[Tensor]:
+        """Alias of :meth:`_media_latents` (images are one-frame media)."""
+        return self._media_latents(paths)
+
+    def _pixels(self, item: Media, digest: str | None = None) -> Tensor:
+        """(F, 3, H, W) preprocessed frames of a media item (F = 1 for an image)."""
+        return torch.stack([self.preprocess(f) for f in self.media.load(item, digest)])
+
+    def _encode_group(self, group: list[tuple[str, Tensor]]) -> None:
+        """Encode items of equal frame count in one vision batch and cache their latents."""
+        t0 = time.perf_counter()
+        pixels = torch.stack([p for _, p in group])  # (I, F, 3, H, W)
+        if self.model.vision_device.type == "cuda":  # pinned host memory: the copy does not block the host
+            pixels = pixels.pin_memory().to(self.model.vision_device, non_blocking=True)
+        lat = self._encode_pixels(pixels)  # (I, N, Dv)
+        self.latents.encode_seconds += time.perf_counter() - t0
+        self.latents.encodes += pixels.shape[0] * pixels.shape[1]
+        for (k, _), t in zip(group, lat):
+            self.latents.put(k, t.clone())
+
+    def media_stats(self) -> dict[str, Any]:
+        """Video decoding counters (clips decoded, frames, seconds, clips shorter than requested); {} without video."""
+        return self.media.stats()
+
     def _media_state(self, prompts: Sequence[InterleavedPrompt]) -> MediaState:
-        uniq = sorted({path for p in prompts for path in p.media})
+        uniq = sorted({m for p in prompts for m in p.media}, key=_media_order)
         n_lat, dim = self.model.latent_shape()
         if not self.model.conditions_on_media():
-            # Every gate is exactly zero: latents cannot change any output; only check the images load.
-            for path in uniq:
-                load_image(path)
+            # Every gate is exactly zero: latents cannot change any output; only check each item loads (once).
+            for item in uniq:
+                if item not in self._checked:
+                    self.media.load(item)
+                    self._checked.add(item)
             empty = torch.zeros(len(prompts), 0, n_lat, dim, device=self.latent_device, dtype=self.dtype)
             return self.model.media_state(empty, len(prompts))
         m = max((len(p.media) for p in prompts), default=0)
         lat = torch.zeros(len(prompts), m, n_lat, dim, device=self.latent_device, dtype=self.dtype)  # (B, M, N, Dv)
-        by_path = dict(zip(uniq, self._image_latents(uniq))) if uniq else {}
+        by_item = dict(zip(uniq, self._media_latents(uniq))) if uniq else {}
         for b, p in enumerate(prompts):
-            for j, path in enumerate(p.media):
-                lat[b, j] = by_path[path]
+            for j, item in enumerate(p.media):
+                lat[b, j] = by_item[item]
         with self.timer.phase("prefill"):  # the per-layer media K/V projection is prompt work
             return self.model.media_state(lat, len(prompts))
 
@@ -428,6 +452,11 @@ def _levels(cache: KVCache) -> list[KVCache]:
         own.k, own.v = list(cache.k), list(cache.v)
         return [*cache.shared, own]
     return [cache]
+
+
+def _media_order(item: Media) -> tuple[str, str]:
+    """Sort key of media items: by file path (images keep their old order), then a video's segment/sampling."""
+    return (media_path(item), item.describe() if isinstance(item, VideoRef) else "")
 
 
 def _gen_key(r: GenerateRequest) -> tuple[Any, ...]:

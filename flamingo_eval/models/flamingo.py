@@ -4,8 +4,13 @@ Alayrac et al. 2022, "Flamingo: a Visual Language Model for Few-Shot Learning" (
 Awadalla et al. 2023, "OpenFlamingo" (arXiv 2308.01390). Parameter names follow OpenFlamingo 2.0.1 so
 its ``checkpoint.pt`` maps onto this module one to one (see models/checkpoints.py).
 
-Shape legend: B batch, T text tokens, S keys (cached + new), I distinct images, M images per row,
-V vision tokens per image, N latents, Dv vision width, D LM width, H heads, Dh head dim.
+Shape legend: B batch, T text tokens, S keys (cached + new), I distinct media items, M media per row,
+F frames per media item (1 for an image), V vision tokens per frame, N latents, Dv vision width, D LM width,
+H heads, Dh head dim.
+
+A video is one media item: its F frames go through the vision encoder as a batch, get the perceiver's
+learned per-frame embedding when it has one (``frame_embs``, OpenFlamingo's ``max_num_frames``), and the
+perceiver resamples all F*V tokens to N latents, as OpenFlamingo's ``PerceiverResampler`` does.
 
 Cross-attention rule ("only attend to the immediately preceding image"): a text token sees the latents of
 the most recent ``<image>`` at or before it; text before the first image gets no cross-attention output.
@@ -21,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from flamingo_eval.errors import UserError
 from flamingo_eval.models.cache import KVCache
 from flamingo_eval.models.decoders.base import AttnInputs, Decoder, build_attn_inputs
 
@@ -39,6 +45,9 @@ class FlamingoConfig:
     xattn_heads: int = 8
     xattn_dim_head: int = 64
     xattn_ff_mult: int = 4
+    max_num_frames: int | None = None
+    """Rows of the perceiver's learned per-frame embedding ``frame_embs``; None = no such embedding (the
+    released OpenFlamingo models). A checkpoint that carries ``perceiver.frame_embs`` sets it on load."""
 
 
 def feed_forward(dim: int, mult: int) -> nn.Sequential:
@@ -75,11 +84,14 @@ class PerceiverAttention(nn.Module):
 
 
 class PerceiverResampler(nn.Module):
-    """Maps V vision tokens of each image to N learned latents (Flamingo section 2.1)."""
+    """Maps the F*V vision tokens of each media item to N learned latents (Flamingo section 2.1)."""
 
     def __init__(self, dim: int, cfg: FlamingoConfig) -> None:
         super().__init__()
         self.latents = nn.Parameter(torch.randn(cfg.num_latents, dim))
+        self.frame_embs: nn.Parameter | None = None
+        if cfg.max_num_frames is not None:
+            self.add_frame_embs(cfg.max_num_frames)
         self.layers = nn.ModuleList(
             nn.ModuleList([PerceiverAttention(dim, cfg.perceiver_dim_head, cfg.perceiver_heads),
                            feed_forward(dim, cfg.perceiver_ff_mult)])
@@ -87,8 +99,27 @@ class PerceiverResampler(nn.Module):
         )
         self.norm = nn.LayerNorm(dim)
 
+    def add_frame_embs(self, max_num_frames: int) -> None:
+        """Give the resampler a learned per-frame embedding (max_num_frames, Dv) (a checkpoint fills it)."""
+        dim = self.latents.shape[1]
+        self.frame_embs = nn.Parameter(torch.randn(max_num_frames, dim, device=self.latents.device,
+                                                   dtype=self.latents.dtype))
+
     def forward(self, x: Tensor) -> Tensor:
-        """(I, V, Dv) -> (I, N, Dv)."""
+        """(I, F, V, Dv) frames of each item, or (I, V, Dv) for single images (F = 1) -> (I, N, Dv).
+
+        With ``frame_embs``, frame f gets ``frame_embs[f]`` added (images too: they are frame 0).
+        """
+        if x.dim() == 3:
+            x = x[:, None]  # (I, 1, V, Dv)
+        frames = x.shape[1]
+        if self.frame_embs is not None:
+            if frames > self.frame_embs.shape[0]:
+                raise UserError(f"a video of {frames} frames, but the perceiver has frame embeddings "
+                                f"(perceiver.frame_embs) for at most {self.frame_embs.shape[0]}; sample fewer "
+                                f"frames (benchmarks.frames.count={self.frame_embs.shape[0]})")
+            x = x + self.frame_embs[:frames, None]  # (I, F, V, Dv) + (F, 1, Dv)
+        x = x.flatten(1, 2)  # (I, F*V, Dv)
         latents = self.latents[None].expand(x.shape[0], -1, -1)
         for layer in self.layers:
             attn, ff = layer[0], layer[1]  # type: ignore[index]
@@ -316,8 +347,17 @@ class Flamingo(nn.Module):
 
     def encode_images(self, pixels: Tensor) -> Tensor:
         """(I, 3, H, W) -> (I, N, Dv) latents: vision tokens through the perceiver."""
-        feats = self.vision_encoder(pixels)  # (I, V, Dv)
-        return self.perceiver(feats.to(self.latent_device))
+        return self.encode_media(pixels[:, None])
+
+    def encode_media(self, pixels: Tensor) -> Tensor:
+        """(I, F, 3, H, W) frames of I media items (F = 1 for images) -> (I, N, Dv) latents.
+
+        All I*F frames go through the vision encoder as one batch.
+        """
+        items, frames = pixels.shape[:2]
+        feats = self.vision_encoder(pixels.flatten(0, 1))  # (I*F, V, Dv)
+        feats = feats.view(items, frames, *feats.shape[1:]).to(self.latent_device)  # (I, F, V, Dv)
+        return self.perceiver(feats)  # (I, N, Dv)
 
     def conditions_on_media(self) -> bool:
         """False when every cross-attention block is an exact identity (all gates zero)."""

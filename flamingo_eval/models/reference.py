@@ -5,10 +5,11 @@ engine against (``model.engine: reference``). It keeps OpenFlamingo's loop seman
 ``open_flamingo/eval/models/open_flamingo.py`` and ``src/flamingo.py``):
 
 * requests are taken in the given order, ``batch_size`` at a time, left-padded to the longest prompt;
-* no latent cache: every image slot of every row is encoded (zero images pad rows with fewer images),
-  and for beam search the images and prompt rows are repeated per beam BEFORE encoding and prefill,
-  as ``Flamingo.generate`` does before calling Hugging Face ``generate`` (the vision forwards have the
-  engine's constant ``vision_batch_size`` rows, so both paths get bit-identical latents);
+* no latent cache: every media slot of every row is decoded and encoded (zero images pad rows with fewer
+  images; a video slot is its F frames), and for beam search the media and prompt rows are repeated per
+  beam BEFORE encoding and prefill, as ``Flamingo.generate`` does before calling Hugging Face ``generate``
+  (the vision forwards have the engine's constant ``vision_batch_size`` items, so both paths get
+  bit-identical latents);
 * every forward re-projects the media K/V of all images and applies the masked O(T·M·N) cross-attention;
 * decoding uses a plain per-row KV cache that beam search reorders by copying (HF ``_reorder_cache``);
 * rank: the context is prefilled once, then each candidate is scored token by token over the cached
@@ -26,7 +27,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from flamingo_eval.media import load_image
 from flamingo_eval.models.cache import KVCache
 from flamingo_eval.models.decoding import beam_search, greedy
 from flamingo_eval.models.eval_model import FlamingoEvalModel, _gen_key
@@ -64,21 +64,37 @@ class ReferenceEvalModel(FlamingoEvalModel):
         return batches
 
     def _encode_all(self, prompts: list[InterleavedPrompt], repeat: int) -> Tensor:
-        """Every image slot of every row (zero images for padding), rows repeated ``repeat`` times, encoded."""
+        """Every media slot of every row (zero media for padding), rows repeated ``repeat`` times, encoded.
+
+        A video slot is its F frames; when the slots' frame counts differ (fps sampling, images beside
+        videos) there is no single (B, M, F, ...) tensor, so each slot is encoded on its own, once.
+        """
         m = max((len(p.media) for p in prompts), default=0)
         n_lat, dim = self.model.latent_shape()
         if m == 0:
             return torch.zeros(len(prompts) * repeat, 0, n_lat, dim, device=self.device, dtype=self.dtype)
-        pics = [[self.preprocess(load_image(path)) for path in p.media] for p in prompts]
+        pics = [[self._pixels(item) for item in p.media] for p in prompts]  # each (F, 3, H, W)
+        if len({x.shape for row in pics for x in row}) > 1:
+            return self._encode_slots(pics, m, repeat)
         shape = next(x for row in pics for x in row).shape
         pixels = torch.zeros(len(prompts), m, *shape)
         for b, row in enumerate(pics):
             for j, x in enumerate(row):
                 pixels[b, j] = x
-        pixels = pixels.repeat_interleave(repeat, 0).flatten(0, 1)  # (B*K*M, 3, H, W)
+        pixels = pixels.repeat_interleave(repeat, 0).flatten(0, 1)  # (B*K*M, F, 3, H, W)
         lat = self._encode_pixels(pixels)  # (B*K*M, N, Dv), in vision_batch_size chunks like the engine
-        self.latents.encodes += pixels.shape[0]
+        self.latents.encodes += pixels.shape[0] * pixels.shape[1]
         return lat.view(len(prompts) * repeat, m, n_lat, dim)  # (B*K, M, N, Dv)
+
+    def _encode_slots(self, pics: list[list[Tensor]], m: int, repeat: int) -> Tensor:
+        """Slots of unequal frame counts: each encoded alone (padding slots stay zero latents)."""
+        n_lat, dim = self.model.perceiver.latents.shape
+        lat = torch.zeros(len(pics), m, n_lat, dim, device=self.device, dtype=self.dtype)
+        for b, row in enumerate(pics):
+            for j, x in enumerate(row):
+                lat[b, j] = self._encode_pixels(x[None])[0]
+                self.latents.encodes += x.shape[0]
+        return lat.repeat_interleave(repeat, 0)  # (B*K, M, N, Dv)
 
     def _prefill_ref(self, prompts: list[InterleavedPrompt], repeat: int) -> tuple[Tensor, Tensor, KVCache, MediaState]:
         latents = self._encode_all(prompts, repeat)

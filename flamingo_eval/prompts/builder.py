@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from flamingo_eval.errors import UserError
-from flamingo_eval.types import IMAGE_TOKEN, InterleavedPrompt, Sample
+from flamingo_eval.types import IMAGE_TOKEN, InterleavedPrompt, Media, Sample
 
 
 def fill(template: str, sample: Sample, with_answer: bool) -> str:
@@ -45,11 +45,11 @@ def build_prompt(template: Any, demos: Sequence[Sample], query: Sample, *, text_
         PromptTooLong: ``count_tokens(query prompt) + reserve > max_tokens`` with every demo dropped.
     """
     demo_texts: list[str] = []
-    demo_media: list[tuple[str, ...]] = []
+    demo_media: list[tuple[Media, ...]] = []
     for d in demos:
         text = fill(template.demo, d, with_answer=True)
         if text_only_demos:
-            text, media = text.replace(IMAGE_TOKEN, ""), tuple[str, ...]()
+            text, media = text.replace(IMAGE_TOKEN, ""), tuple[Media, ...]()
         else:
             media = d.media[: text.count(IMAGE_TOKEN)]
         demo_texts.append(text + template.separator)

@@ -1,5 +1,7 @@
 """RICES demo selection (Yang et al. 2022; Flamingo/OpenFlamingo): the k most similar training images.
 
+Videos take part through their middle frame (``video.media.thumbnail``).
+
 Similarity is the cosine of open_clip image embeddings (ViT-L-14 ``openai`` by default, settings
 ``run.rices_model`` / ``run.rices_pretrained``). The demos of a query are its k nearest neighbours in
 the WHOLE demo split (not the per-trial query set, as in OpenFlamingo), ordered so the most similar
@@ -47,7 +49,11 @@ def ids_digest(ids: Sequence[str]) -> str:
 
 
 class ClipImageFeatures:
-    """open_clip image embeddings (unit norm) for samples' first image; the model loads on first use."""
+    """open_clip image embeddings (unit norm) for samples' first media item; the model loads on first use.
+
+    A video is represented by its middle frame (of its segment): one decode of one frame per clip, so RICES
+    on a video benchmark costs about what it costs on images.
+    """
 
     def __init__(self, model_name: str = "ViT-L-14", pretrained: str | None = "openai", device: str = "cpu",
                  batch_size: int = 32, seed: int = 0, image_size: int | None = None) -> None:
@@ -96,9 +102,9 @@ class ClipImageFeatures:
         """``(len(samples), D)`` float32 unit-norm image embeddings."""
         import torch
 
-        from flamingo_eval.media import load_image
         from flamingo_eval.models.runtime import resolve_device
         from flamingo_eval.models.vision import encode_fixed_batches
+        from flamingo_eval.video.media import thumbnail
 
         if self._model is None:
             self._load()
@@ -109,7 +115,7 @@ class ClipImageFeatures:
         rows = []
         for start in range(0, len(paths), self.batch_size):
             batch = paths[start : start + self.batch_size]
-            pixels = torch.stack([self._preprocess(load_image(p)) for p in batch]).to(resolve_device(self.device))
+            pixels = torch.stack([self._preprocess(thumbnail(p)) for p in batch]).to(resolve_device(self.device))
             with torch.inference_mode():  # the last batch is padded: a feature never depends on the pool size
                 feats = encode_fixed_batches(self._model.encode_image, pixels, self.batch_size).float()
             rows.append(torch.nn.functional.normalize(feats, dim=-1).cpu().numpy())

@@ -14,19 +14,18 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from flamingo_eval.metrics.base import MetricInput
-from flamingo_eval.types import InterleavedPrompt, Sample
+from flamingo_eval.types import InterleavedPrompt, Sample, media_name
 
 
 def prompt_hash(p: InterleavedPrompt) -> str:
-    """The prompt text and its images' file names (not their folders: the same run on another machine,
-    or a data root mounted elsewhere, gives the same hash)."""
+    """The prompt text and its media's file names (not their folders: the same run on another machine,
+    or a data root mounted elsewhere, gives the same hash); a video adds its segment and frame sampling."""
     h = hashlib.sha256(p.text.encode())
     for m in p.media:
-        h.update(b"\0" + Path(m).name.encode())
+        h.update(b"\0" + media_name(m).encode())
     return "sha256:" + h.hexdigest()[:16]
 
 
@@ -89,6 +88,7 @@ def prediction(s: Sample, p: InterleavedPrompt, out: str | Sequence[float], *, e
         best = max(range(len(scores)), key=lambda i: (scores[i], -i))  # ties: the first candidate
         raw, answer = json.dumps([round(x, 6) for x in scores]), cands[best]
     extra = {k: v for k, v in s.fields.items() if k in metric_fields}
+    extra.update(s.fields.get("metric_extra") or {})  # per-sample values a metric needs (type, RareAct labels)
     item = MetricInput(sample_id=s.id, answer=answer, references=s.references, label=s.label, scores=scores,
                        extra=extra)
     line = PredictionLine(sample_id=s.id, demo_ids=list(p.demo_ids), prompt_hash=prompt_hash(p), raw_output=raw,

@@ -59,10 +59,15 @@ class RunRecord:
     config_hash: str | None = None
     status: str = "running"
     execution: dict[str, Any] = field(default_factory=dict)
+    media: dict[str, Any] | None = None
+    """Video decoding counters of this process (clips, frames, short clips); absent for image-only runs."""
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON object of record.json (the one serialisation)."""
-        return _plain(self)  # type: ignore[no-any-return]
+        """The JSON object of record.json (the one serialisation; ``media`` only when there is some)."""
+        out: dict[str, Any] = _plain(self)
+        if out.get("media") is None:
+            out.pop("media", None)
+        return out
 
 
 def new_run_record(**fields: Any) -> RunRecord:

@@ -183,8 +183,8 @@ def test_latents_do_not_depend_on_neighbours_or_image_count(tiny_model, monkeypa
     any position, on the engine and on the reference path. Every vision forward has the same padded shape
     (checked), so exact equality is legitimate here."""
     shapes: list[int] = []
-    encode = tiny_model.model.encode_images
-    monkeypatch.setattr(tiny_model.model, "encode_images", lambda px: shapes.append(px.shape[0]) or encode(px))
+    encode = tiny_model.model.encode_media  # images and videos: (items, frames, 3, H, W), one image = 1 frame
+    monkeypatch.setattr(tiny_model.model, "encode_media", lambda px: shapes.append(px.shape[0]) or encode(px))
     x = str(IMGS[0])
     alone = _twin(tiny_model, vision_batch_size=4)._image_latents([x])[0]
     layouts = [[x, *map(str, IMGS[1:4])], [*map(str, IMGS[1:4]), x], [*map(str, IMGS[1:7]), x, *map(str, IMGS[7:12])]]

@@ -191,3 +191,17 @@ def test_demo_orders_distinct_keyed_first_is_sampler_order():
     assert orders == demo_orders(demos, 6, "b", 0, "q")
     assert len(demo_orders(POOL[:2], 6, "b", 0, "q")) == 2  # at most k! orders
     assert demo_orders([], 6, "b", 0, "q") == [[]]
+
+
+def test_videos_are_compared_by_their_middle_frame(tmp_path, encoder):
+    from flamingo_eval.types import VideoRef
+    from flamingo_eval.video import thumbnail
+    from tests.video_files import color_frames, frame_index, write_video
+
+    clip = VideoRef(str(write_video(tmp_path / "v.mp4", color_frames(6))))  # 0.75 s at 8 fps
+    middle = thumbnail(clip)
+    assert frame_index(middle) == 3  # the frame shown at 0.375 s
+    middle.save(tmp_path / "middle.png")  # lossless: the same pixels as an image file
+    video_f = encoder([Sample(id="v", media=(clip,))])
+    image_f = encoder([Sample(id="i", media=(str(tmp_path / "middle.png"),))])
+    assert np.allclose(video_f, image_f, atol=1e-6)

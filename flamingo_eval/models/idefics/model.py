@@ -330,6 +330,17 @@ class Idefics(Flamingo):
             return self.perceiver.latents.device
         return self.vision_device
 
+    def encode_images(self, pixels: Tensor) -> Tensor:
+        """(I, 3, H, W) -> (I, N, Dv): the vision tower's tokens through the resampler (or all of them)."""
+        return self.perceiver(self.vision_encoder(pixels).to(self.latent_device))
+
+    def encode_media(self, pixels: Tensor) -> Tensor:
+        """(I, 1, 3, H, W) -> (I, N, Dv). IDEFICS was trained on images only: a video is refused."""
+        if pixels.shape[1] != 1:
+            raise UserError(f"IDEFICS takes images only, got a media item of {pixels.shape[1]} frames; evaluate "
+                            "video benchmarks with an OpenFlamingo-layout model")
+        return self.encode_images(pixels[:, 0])
+
     def latent_shape(self) -> tuple[int, int]:
         if isinstance(self.perceiver, IdeficsPerceiverResampler):
             n, dim = self.perceiver.latents.shape
