@@ -350,32 +350,12 @@ def _check_values(cfg: Config) -> None:
             raise UserError(f"{key} must be one of {', '.join(allowed)}, got '{value}'")
     if not DEVICE.match(cfg.model.device):
         raise UserError(f"model.device must be auto, cpu, mps, cuda or cuda:N, got '{cfg.model.device}'")
+    from flamingo_eval.frames import frame_sampling
+
     frame_sampling(b)  # a video card's frames block is checked at start-up too
     if b.prompt not in cfg.prompts.templates:
         raise UserError(f"prompt family '{cfg.prompts.name}' has no template '{b.prompt}' needed by {b.id}; "
                         f"it has: {', '.join(sorted(cfg.prompts.templates))}")
-
-
-def frame_sampling(card: BenchmarkCard) -> Any:
-    """The card's :class:`~flamingo_eval.types.FrameSampling` (``count: 8`` when the card sets none).
-
-    Raises:
-        UserError: both or neither of count/fps, fps without max, or values out of range.
-    """
-    from flamingo_eval.types import FrameSampling
-
-    f = card.frames
-    if f.count is None and f.fps is None:
-        if f.max is not None:
-            raise UserError(f"benchmark {card.id}: frames.max needs frames.fps (or use frames.count)")
-        return FrameSampling()
-    if f.count is not None and f.max is not None:
-        raise UserError(f"benchmark {card.id}: frames.max goes with frames.fps; with frames.count drop it")
-    try:
-        return FrameSampling(count=f.count, fps=f.fps, max=f.max)
-    except ValueError as e:
-        raise UserError(f"benchmark {card.id}: {e} (e.g. benchmarks.frames.count=8, or "
-                        "benchmarks.frames.count=null benchmarks.frames.fps=3 benchmarks.frames.max=30)") from None
 
 
 def _one_line(e: Exception) -> str:

@@ -5,8 +5,8 @@ A card with ``submission_key`` names the sample field that identifies an answer 
 split's questions file -- all 447,793 of test2015 for the test-dev and test-std phases), ``image``
 (VizWiz: ``[{"image": str, "answer": str}]``) or ``sample_id`` (video QA test splits such as STAR's:
 ``[{"sample_id": str, "answer": str}]``, the answer being the top-ranked option's text). The runner writes the
-file when the eval split has no references; :func:`validate_submission` checks the schema and that every question of the split is
-answered exactly once.
+file when the eval split has no references; :func:`validate_submission` checks the schema and that every
+question of the split is answered exactly once.
 """
 
 from __future__ import annotations

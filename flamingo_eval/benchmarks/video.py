@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from flamingo_eval.benchmarks.base import Adapter, check_unique, need_field, read_json
-from flamingo_eval.config import frame_sampling
 from flamingo_eval.errors import UserError
+from flamingo_eval.frames import frame_sampling
 from flamingo_eval.registry import ADAPTERS
 from flamingo_eval.types import FrameSampling, Sample, VideoRef
 
@@ -58,7 +58,7 @@ class VideoAdapter(Adapter):
 
     def sampling(self) -> FrameSampling:
         """The card's frame sampling (``frames:``; ``count: 8`` when unset)."""
-        return frame_sampling(self.card)  # type: ignore[no-any-return]
+        return frame_sampling(self.card)
 
     def video_files(self, split: str) -> dict[str, Path]:
         """The split's video directory and mapping file (for ``files`` / ``data check``)."""
