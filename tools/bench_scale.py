@@ -50,7 +50,6 @@ sys.path.insert(0, str(ROOT / "tools"))
 from synth_vqav2 import REAL, generate  # noqa: E402
 
 
-
 def sizes(scale: float) -> dict[str, tuple[int, int]]:
     """VQAv2's split sizes times ``scale`` (1 = the real sizes; smaller for a smoke test)."""
     return {k: (max(1, round(q * scale)), max(1, round(i * scale))) for k, (q, i) in REAL.items()}
