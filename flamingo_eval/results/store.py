@@ -124,7 +124,7 @@ def _repair_tail(path: Path) -> None:
 FSYNC_EVERY_S = 2.0
 """Part files are flushed per batch (a killed process loses nothing flushed: the kernel keeps it) and
 fsynced at most this often (a machine crash loses at most this much work; an fsync per batch cost the
-stub-fast scale bench ~7 % of its time: docs/performance.md)."""
+stub-fast scale bench's smoke run 7.4 % of its time: docs/performance.md)."""
 
 
 class PartSink:
