@@ -199,7 +199,7 @@ def stage_run(a: argparse.Namespace) -> dict[str, Any]:
     from flamingo_eval.task import prepare
 
     acc = _instrument() if a.instrument else {}
-    acc.update(_time_resume_reads())
+    reads = _time_resume_reads()  # filled while evaluate runs
     limit = max(1, round(sizes(a.scale)["val"][0] * a.fraction)) if a.fraction < 1 else None
     cfg = config(a, limit, a.out)
     t0 = time.perf_counter()
@@ -210,7 +210,7 @@ def stage_run(a: argparse.Namespace) -> dict[str, Any]:
     t1 = time.perf_counter()
     evaluate(cfg, model, Path(a.out), Reporter(), task=task)
     return {"eval": len(task.eval_samples), "load_s": load_s, "eval_s": time.perf_counter() - t1,
-            "model_calls": model.calls, "peak_rss_mb": peak_rss_mb(), **acc}
+            "model_calls": model.calls, "peak_rss_mb": peak_rss_mb(), **acc, **reads}
 
 
 def stage_rices(a: argparse.Namespace) -> dict[str, Any]:
