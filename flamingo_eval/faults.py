@@ -7,6 +7,7 @@ exactly like a node failure or the OOM killer. Phases:
 * ``startup``   — in the run directory set-up, after the directories exist and before the run state is written;
 * ``demo_pool`` — in the RICES demo-pool encode, after its first image batch;
 * ``batch``     — after a batch's predictions were appended to its part file (mid-trial);
+* ``predictions`` — after a scored trial was appended to ``predictions.jsonl``, before its index entry;
 * ``final``     — in the final write, after ``record.json`` says complete and before ``partial/`` is removed.
 
 Unset (always, outside tests), :func:`crash_point` is one dictionary lookup.
@@ -18,7 +19,7 @@ import os
 import signal
 
 ENV = "FLAMINGO_EVAL_CRASH_AT"
-PHASES = ("startup", "demo_pool", "batch", "final")
+PHASES = ("startup", "demo_pool", "batch", "predictions", "final")
 
 _seen: dict[str, int] = {}
 

@@ -12,7 +12,8 @@ Features are cached on disk (``run.rices_cache_dir``, default ``~/.cache/flaming
 ``.npy`` of L2-normalised rows plus a ``.json`` sidecar holding the sample ids of the rows, in order, and
 the encoder fingerprint. A cache whose ids or fingerprint differ from what is asked is refused (unlike
 OpenFlamingo's id-less feature files, which silently misalign when the dataset changes). Within a run
-the features live in the sampler context, so shots and trials reuse them. Images are encoded in batches
+the features live in the sampler context, so shots and trials reuse them, and so does each query's
+neighbour list (searched once, for the run's largest shot count). Images are encoded in batches
 of exactly ``run.rices_batch_size`` (the last one padded), so an image's feature, to the last bit, does
 not depend on the pool size, ``--limit`` or its neighbours; the batch size is part of the fingerprint.
 """
@@ -214,6 +215,9 @@ class RicesSampler:
         if memo_key not in context.memo:
             context.memo[memo_key] = self._features(context, benchmark, split)
         self.pool, self.pool_feats, self.query_feats = context.memo[memo_key]
+        self.neighbours: dict[str, np.ndarray] = context.memo.setdefault(f"rices-nn:{benchmark}:{split}", {})
+        opts = context.options
+        self.max_k = max([0, int(opts.get("zero_shot_text_demos") or 0), *map(int, opts.get("shots") or ())])
 
     @staticmethod
     def _features(context: SamplerContext, benchmark: str, split: str) -> tuple[Any, np.ndarray, dict[str, Any]]:
@@ -234,8 +238,21 @@ class RicesSampler:
         q = self.query_feats.get(sample.id)
         if q is None:
             raise UserError(f"rices: no features for query {sample.id}; it is not among the run's eval samples")
-        picked = [i for i in nearest(self.pool_feats, q, k + 1) if self.pool[i].id != sample.id]
+        picked = [i for i in self._nearest(sample.id, q, k + 1) if self.pool[i].id != sample.id]
         return [self.pool[i] for i in picked[-k:]]
+
+    def _nearest(self, sid: str, q: np.ndarray, n: int) -> list[int]:
+        """``nearest(pool, q, n)``, searched once per query for the run's largest shot count.
+
+        The choice does not depend on the trial seed, and the n nearest are the last n of the m >= n
+        nearest (one total order: similarity, then index), so every (shots, trial) of a run slices one
+        search instead of repeating a scan of the whole demo split (docs/performance.md).
+        """
+        hit = self.neighbours.get(sid)
+        if hit is None or (len(hit) < n and len(hit) < len(self.pool_feats)):
+            hit = np.asarray(nearest(self.pool_feats, q, max(n, self.max_k + 1)), dtype=np.int64)
+            self.neighbours[sid] = hit
+        return hit[-n:].tolist() if n > 0 else []
 
 
 SAMPLERS.register("rices")(RicesSampler)

@@ -3,10 +3,11 @@
 Layout of a run directory while it runs::
 
     record.json                 rewritten atomically after every trial (status: running | complete)
-    predictions.jsonl           the scored lines of every finished trial, canonical order (atomic rewrite)
+    predictions.jsonl           the scored lines of every finished trial, canonical order (appended per trial)
+    partial/predictions.index.json   end offset of each trial in predictions.jsonl (results/predstream.py)
     partial/state.json          config hash + weights fingerprint of the run that owns this directory
     partial/s<shots>-t<trial>.r<rank>.jsonl   append-only: one JSON line per evaluated (or skipped) sample,
-                                flushed and fsynced per batch; a torn last line (SIGKILL) is ignored
+                                flushed per batch, fsynced every FSYNC_EVERY_S; a torn last line is ignored
     partial/s<shots>-t<trial>.scored.jsonl    that trial's lines in eval-split order with per-sample scores
 
 When the last trial is scored, ``record.json`` gets ``status: complete`` and ``partial/`` is removed.
@@ -29,6 +30,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ from flamingo_eval import faults
 from flamingo_eval.distributed import Dist
 from flamingo_eval.errors import UserError
 from flamingo_eval.results.lines import TrialOutput, metric_input
+from flamingo_eval.results.predstream import INDEX_FILE, append_trial
 from flamingo_eval.results.records import PREDICTIONS_FILE, RECORD_FILE, write_json_atomic
 from flamingo_eval.results.run_record import RunRecord
 from flamingo_eval.results.rundir import (
@@ -120,11 +123,18 @@ def _repair_tail(path: Path) -> None:
             f.truncate(keep)
 
 
+FSYNC_EVERY_S = 2.0
+"""Part files are flushed per batch (a killed process loses nothing flushed: the kernel keeps it) and
+fsynced at most this often (a machine crash loses at most this much work; an fsync per batch cost the
+stub-fast scale bench's smoke run 7.4 % of its time: docs/performance.md)."""
+
+
 class PartSink:
-    """Appends one rank's entries for one (shots, trial), flushed and fsynced per batch."""
+    """Appends one rank's entries for one (shots, trial), flushed per batch, fsynced every :data:`FSYNC_EVERY_S`."""
 
     def __init__(self, path: Path, tags: dict[str, int]) -> None:
         self.path, self.tags, self._ready = path, tags, False
+        self._synced = -FSYNC_EVERY_S  # the first batch of a trial is always fsynced
 
     def __call__(self, lines: list[dict[str, Any]], skipped: Sequence[dict[str, Any]] = ()) -> None:
         text = "".join(json.dumps({"p": {**self.tags, **ln}}, ensure_ascii=False) + "\n" for ln in lines)
@@ -136,7 +146,9 @@ class PartSink:
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(text)
                 f.flush()
-                os.fsync(f.fileno())
+                if time.monotonic() - self._synced >= FSYNC_EVERY_S:
+                    os.fsync(f.fileno())
+                    self._synced = time.monotonic()
 
 
 class RunStore:
@@ -271,7 +283,7 @@ class RunStore:
 
     def save_scores(self, out: Any, per_sample: Sequence[Any], shots: int, trial: int,
                     order: Sequence[tuple[int, int]]) -> None:
-        """Write the trial's scored lines, then rebuild predictions.jsonl from every scored trial in ``order``."""
+        """Write the trial's scored lines, then append them to predictions.jsonl (trials scored in ``order``)."""
         scores = {item.sample_id: sc for item, sc in zip(out.items, per_sample)}
         text = "".join(json.dumps({**ln, "score": scores.get(ln["sample_id"], ln.get("score"))},
                                   ensure_ascii=False) + "\n" for ln in out.lines)
@@ -280,9 +292,10 @@ class RunStore:
             from flamingo_eval.results.records import write_text_atomic
 
             write_text_atomic(path, text)
-            parts = [self.scored_path(s, t) for s, t in order]
-            write_text_atomic(self.out_dir / PREDICTIONS_FILE,
-                              "".join(p.read_text(encoding="utf-8") for p in parts if p.exists()))
+        out = self.out_dir / PREDICTIONS_FILE
+        with writing(out):  # appended once, O(this trial): results/predstream.py
+            append_trial(out, inside(self.out_dir, f"{PARTIAL_DIR}/{INDEX_FILE}"), (shots, trial), text, order,
+                         lambda k: self.scored_path(*k))
 
     def start_record(self, record: RunRecord) -> RunRecord:
         """Stamp ``record`` with the config hash; a resumed run keeps its original id and creation time."""

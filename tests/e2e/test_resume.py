@@ -206,6 +206,19 @@ def test_crash_mid_trial_and_in_the_final_write_then_resume(phase_ref, tmp_path)
     assert rec["execution"]["resumes"] == 1
 
 
+def test_crash_between_the_predictions_append_and_its_index_then_resume(phase_ref, tmp_path):
+    """SIGKILL after the 0-shot trial was appended to predictions.jsonl but before its index entry: the
+    resumed run cuts those bytes, appends the trial once, and ends byte-identical."""
+    root, ref = phase_ref
+    run = tmp_path / "run"
+    args = phase_args(root, run, tmp_path / "cache")
+    killed_at("predictions", args)
+    assert (run / "predictions.jsonl").read_text().count("\n") == N_VAL
+    assert not (run / "partial" / "predictions.index.json").exists()
+    assert main(args) == 0
+    finished_like(run, ref)
+
+
 def test_second_run_on_the_same_output_is_refused(tmp_path, capsys):
     """A real first run holds the lock; the second is refused with one line (rc 2) and computes nothing."""
     from tests.conftest import make_vqav2

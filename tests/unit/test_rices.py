@@ -205,3 +205,27 @@ def test_videos_are_compared_by_their_middle_frame(tmp_path, encoder):
     video_f = encoder([Sample(id="v", media=(clip,))])
     image_f = encoder([Sample(id="i", media=(str(tmp_path / "middle.png"),))])
     assert np.allclose(video_f, image_f, atol=1e-6)
+
+
+def test_neighbours_searched_once_per_query_and_sliced_exactly(photos, tmp_path, encoder, monkeypatch):
+    """Shots asked in any order give exactly a fresh search's demos; the demo split is scanned once per
+    query for the run's largest shot count (more only when a larger k than planned is asked)."""
+    from flamingo_eval.prompts import rices
+
+    train, queries = photos
+    ctx = _context(photos, tmp_path, encoder)
+    ctx.options = {**ctx.options, "shots": [0, 2, 5], "zero_shot_text_demos": 2}
+    fresh = RicesSampler(train, "b", "train", 0, context=_context(photos, tmp_path, encoder))
+    calls: list[int] = []
+    real = rices.nearest
+    monkeypatch.setattr(rices, "nearest", lambda f, q, k: calls.append(k) or real(f, q, k))
+    sampler = RicesSampler(train, "b", "train", 1, context=ctx)
+    for k in (2, 5, 1, 3, 5):
+        for q in queries:
+            mine = [d.id for d in sampler.demos(q, k)]
+            n = len(calls)
+            assert mine == [d.id for d in fresh.demos(q, k)]
+            del calls[n:]  # the fresh sampler's own searches
+    assert calls == [6] * len(queries)
+    sampler.demos(queries[0], 8)
+    assert calls[-1] == 9
