@@ -226,7 +226,7 @@ def vision_flops_per_image(m: Any, image: str) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    px = m._pixels([image])
+    px = m._to_vision(m._pixels(image))  # (1, 3, H, W): an image is one frame
     with torch.no_grad(), FlopCounterMode(display=False) as fc:  # params are frozen: no autograd hooks
         m.model.encode_images(px)
     return float(fc.get_total_flops())

@@ -204,12 +204,18 @@ class FlamingoEvalModel:
         """(F, 3, H, W) preprocessed frames of a media item (F = 1 for an image)."""
         return torch.stack([self.preprocess(f) for f in self.media.load(item, digest)])
 
+    def _to_vision(self, pixels: Tensor) -> Tensor:
+        """Host pixels -> the vision device in the model dtype; on CUDA through pinned host memory, so the
+        copy does not block the host."""
+        vision = self.model.vision_device
+        if vision.type == "cuda":
+            pixels = pixels.pin_memory().to(vision, non_blocking=True)
+        return pixels.to(vision, self.dtype)
+
     def _encode_group(self, group: list[tuple[str, Tensor]]) -> None:
         """Encode items of equal frame count in one vision batch and cache their latents."""
         t0 = time.perf_counter()
-        pixels = torch.stack([p for _, p in group])  # (I, F, 3, H, W)
-        if self.model.vision_device.type == "cuda":  # pinned host memory: the copy does not block the host
-            pixels = pixels.pin_memory().to(self.model.vision_device, non_blocking=True)
+        pixels = self._to_vision(torch.stack([p for _, p in group]))  # (I, F, 3, H, W)
         lat = self._encode_pixels(pixels)  # (I, N, Dv)
         self.latents.encode_seconds += time.perf_counter() - t0
         self.latents.encodes += pixels.shape[0] * pixels.shape[1]

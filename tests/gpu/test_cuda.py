@@ -118,8 +118,8 @@ def test_fused_attention_kernels_are_used(device, tokenizer_path, images):
 
 def test_images_are_pinned_and_copied_without_blocking(device, tokenizer_path, images):
     m = _tiny(device, tokenizer_path)
-    pixels = m._pixels(images[:4])
-    assert pixels.device == m.model.vision_device and pixels.dtype == m.dtype and pixels.shape[0] == 4
+    pixels = m._to_vision(torch.stack([m._pixels(p) for p in images[:4]]))  # (4, 1, 3, H, W)
+    assert pixels.device == m.model.vision_device and pixels.dtype == m.dtype and pixels.shape[:2] == (4, 1)
     m.generate([GenerateRequest(_prompt(images, 2, 0), max_new_tokens=2, num_beams=1)])
     assert all(t.device == m.model.latent_device for t in m.latents._items.values())
     phases = m.timer.snapshot()
