@@ -153,24 +153,14 @@ def test_star_test_split_writes_a_submission(data_root, tmp_path):
     assert all(e["answer"] in ("The cup.", "The door.", "The book.", "The towel.") for e in entries)
 
 
+def _run_oe(data_root, out, *extra):
+    """``flamingo-eval run nextqa_oe`` with the tiny model at 0 shots; returns the exit code."""
+    args = ["run", "nextqa_oe", "--model", "tiny", "--shots", "0", "--data-root", str(data_root)]
+    return main([*args, "--output", str(out), *extra])
+
+
 def test_nextqa_oe_without_stopwords_or_wordnet_fails_at_start(data_root, tmp_path, capsys):
-    assert (
-        main(
-            [
-                "run",
-                "nextqa_oe",
-                "--model",
-                "tiny",
-                "--shots",
-                "0",
-                "--data-root",
-                str(data_root),
-                "--output",
-                str(tmp_path / "x"),
-            ]
-        )
-        == 2
-    )
+    assert _run_oe(data_root, tmp_path / "x") == 2
     assert "stopwords.txt" in capsys.readouterr().err
     try:
         from flamingo_eval.metrics.wups import NltkWordNet
@@ -179,23 +169,6 @@ def test_nextqa_oe_without_stopwords_or_wordnet_fails_at_start(data_root, tmp_pa
         pytest.skip("this machine has nltk's WordNet data: the missing-data message cannot be shown")
     except UserError:
         pass
-    assert (
-        main(
-            [
-                "run",
-                "nextqa_oe",
-                "--model",
-                "tiny",
-                "--shots",
-                "0",
-                "--data-root",
-                str(data_root),
-                "--output",
-                str(tmp_path / "y"),
-                *_overrides("nextqa_oe", data_root),
-            ]
-        )
-        == 2
-    )
+    assert _run_oe(data_root, tmp_path / "y", *_overrides("nextqa_oe", data_root)) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert "nltk.downloader" in err[-1] and len(err[-1]) < 400  # one line saying how to get WordNet
