@@ -16,7 +16,7 @@ import functools
 import json
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -131,6 +131,120 @@ def read_json(path: Path) -> Any:
         raise UserError(f"{path}: unreadable JSON value ({str(e)[:120]}); re-download the official file") from None
     except OSError as e:
         raise UserError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+class _Unstreamable(Exception):
+    """The streaming reader met something it does not handle; the caller re-reads with ``read_json``."""
+
+
+_WS = " \t\n\r"
+_CHUNK = 1 << 20
+
+
+class _Buffer:
+    """A sliding text window over a file, for decoding one JSON value at a time (``raw_decode``)."""
+
+    def __init__(self, f: Any) -> None:
+        self.f, self.buf, self.pos, self.eof = f, "", 0, False
+        self.decoder = json.JSONDecoder()
+
+    def fill(self) -> None:
+        # read at least as much as is pending, so one large value costs O(size), not O(size^2 / chunk)
+        chunk = self.f.read(max(_CHUNK, len(self.buf) - self.pos))
+        self.eof = not chunk
+        self.buf, self.pos = self.buf[self.pos:] + chunk, 0
+
+    def peek(self) -> str:
+        """The next non-whitespace character ('' at the end of the file)."""
+        while True:
+            n = len(self.buf)
+            while self.pos < n and self.buf[self.pos] in _WS:
+                self.pos += 1
+            if self.pos < n or self.eof:
+                return self.buf[self.pos] if self.pos < n else ""
+            self.fill()
+
+    def expect(self, ch: str) -> None:
+        if self.peek() != ch:
+            raise _Unstreamable
+        self.pos += 1
+
+    def value(self) -> Any:
+        """The next JSON value; one that touches the window's end is decoded again with more text (a number
+        cut at the edge would otherwise decode as a shorter one)."""
+        while True:
+            self.peek()
+            try:
+                obj, end = self.decoder.raw_decode(self.buf, self.pos)
+            except (ValueError, RecursionError):
+                if self.eof:
+                    raise _Unstreamable from None
+                self.fill()
+                continue
+            if end >= len(self.buf) and not self.eof:
+                self.fill()
+                continue
+            self.pos = end
+            return obj
+
+
+def _stream_list(f: Any, key: str, path: Path) -> Iterator[Any]:
+    """The entries of the list under top-level ``key``, one at a time; the whole file is still checked."""
+    b, found = _Buffer(f), False
+    b.expect("{")
+    if b.peek() == "}":
+        raise _Unstreamable
+    while True:
+        name = b.value()
+        if not isinstance(name, str):
+            raise _Unstreamable
+        b.expect(":")
+        if name != key:
+            b.value()
+        elif found:  # json.load would keep the last list, which is already partly handed out
+            raise UserError(f"{path}: the field '{key}' occurs twice; re-download the official file")
+        else:
+            found = True
+            b.expect("[")
+            if b.peek() == "]":
+                b.pos += 1
+            else:
+                while True:
+                    yield b.value()
+                    c = b.peek()
+                    b.pos += 1
+                    if c == "]":
+                        break
+                    if c != ",":
+                        raise _Unstreamable
+        c = b.peek()
+        b.pos += 1
+        if c == "}":
+            break
+        if c != ",":
+            raise _Unstreamable
+    if b.peek() != "" or not found:
+        raise _Unstreamable
+
+
+def iter_json_list(path: Path, key: str) -> Iterator[Any]:
+    """The entries of ``{..., key: [entries], ...}`` in ``path``, decoded one at a time.
+
+    The same entries as ``need_list(read_json(path), key, path, "the file")`` with the same errors, but
+    without the whole file's objects in memory at once: a 350 MB VQAv2 annotation file is ~3 GB of Python
+    objects when loaded whole. Anything the streaming reader does not handle (malformed JSON, no such key,
+    not a list, unreadable file) is read again with :func:`read_json`, whose error names the file.
+    """
+    n = 0
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            for entry in _stream_list(f, key, path):
+                n += 1
+                yield entry
+        return
+    except (_Unstreamable, OSError, ValueError, RecursionError):
+        pass
+    yield from need_list(read_json(path), key, path, "the file")[n:]
 
 
 def _type_name(value: Any) -> str:

@@ -10,6 +10,8 @@ Each sample keeps its submission key in ``fields`` (``question_id`` as in the fi
 from __future__ import annotations
 
 import importlib.util
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from flamingo_eval.benchmarks.base import (
     NoArgs,
     check_annotated,
     check_unique,
+    iter_json_list,
     need_field,
     need_id,
     need_list,
@@ -90,16 +93,18 @@ class VQAAdapter(Adapter):
         return self.path(f"{split}_images") / name
 
     def load(self, split: str) -> list[Sample]:
+        """Questions joined with their annotations; both files are streamed entry by entry and only the
+        answer strings of each annotation are kept (docs/performance.md, "Full-split scale")."""
         qpath = self.path(f"{split}_questions")
-        questions = need_list(read_json(qpath), "questions", qpath, "the file")
-        by_qid: dict[Any, dict[str, Any]] | None = None
+        by_qid: dict[Any, Any] | None = None
         apath = qpath
         if f"{split}_annotations" in self.card.files:  # test splits have none
             apath = self.path(f"{split}_annotations")
-            annotations = need_list(read_json(apath), "annotations", apath, "the file")
-            by_qid = {need_id(ann, "question_id", apath, f"entry {i}"): ann for i, ann in enumerate(annotations)}
+            by_qid = _answers_by_qid(apath)
+        join = _joiner(self.path(f"{split}_images"))
+        pattern, split_name = str(self.card.adapter_args["image_pattern"]), self._split_name(split)
         samples = []
-        for i, q in enumerate(questions):
+        for i, q in enumerate(iter_json_list(qpath, "questions")):
             qid = need_id(q, "question_id", qpath, f"entry {i}")
             answers: tuple[str, ...] = ()
             if by_qid is not None:
@@ -107,16 +112,58 @@ class VQAAdapter(Adapter):
                 if ann is None:
                     raise UserError(f"{qpath}: question_id {qid} has no annotation in {apath}; "
                                     "the question and annotation files must be of the same split")
-                answers = _answers(ann, apath, f"the annotation of question_id {qid}")
+                what = f"the annotation of question_id {qid}"
+                answers = ann if isinstance(ann, tuple) else _answers(ann, apath, what)
                 if not answers:
                     raise UserError(f"{apath}: question_id {qid} has an empty answers list")
-            image = self.image_path(split, _field(q, "image_id", qpath, i), qpath, i)
+            image_id = _field(q, "image_id", qpath, i)
+            try:
+                image = join(pattern.format(split_name=split_name, image_id=image_id))
+            except (ValueError, TypeError, KeyError, IndexError):
+                image = str(self.image_path(split, image_id, qpath, i))  # raises the explained error
             samples.append(Sample(
-                id=str(qid), media=(str(image),),
+                id=str(qid), media=(image,),
                 fields={"question": need_str(q, "question", qpath, f"entry {i}").strip(), "question_id": qid},
                 references=answers,
             ))
         return check_unique(samples, str(qpath))
+
+    def _split_name(self, split: str) -> Any:
+        return self.card.adapter_args.get("split_names", {}).get(split, split)
+
+
+def _answers_by_qid(apath: Path) -> dict[Any, Any]:
+    """question_id -> its answer strings (a tuple), read entry by entry from the annotation file.
+
+    Equal answer strings share one object (VQAv2 has ~4.4 M answers over a few hundred thousand distinct
+    strings). An entry whose answers are not plain (``{answer: str}`` objects or strings) is kept as it is,
+    so the join reports it exactly as before when (and only when) a question uses it.
+    """
+    out: dict[Any, Any] = {}
+    strings: dict[str, str] = {}
+    for i, ann in enumerate(iter_json_list(apath, "annotations")):
+        qid = need_id(ann, "question_id", apath, f"entry {i}")
+        raw = ann.get("answers")
+        if isinstance(raw, list):
+            texts = [a if isinstance(a, str) else a.get("answer") if isinstance(a, dict) else None for a in raw]
+            if all(isinstance(t, str) for t in texts):
+                out[qid] = tuple(strings.setdefault(t, t) for t in texts)  # type: ignore[arg-type]
+                continue
+        out[qid] = ann
+    return out
+
+
+def _joiner(directory: Path) -> Callable[[str], str]:
+    """``str(directory / name)`` for a file name, without building a Path per sample (658k in VQAv2)."""
+    base = str(directory)
+    plain = base not in ("", ".") and not base.endswith(os.sep)
+
+    def join(name: str) -> str:
+        if plain and name and name not in (".", "..") and os.sep not in name and not (os.altsep and os.altsep in name):
+            return base + os.sep + name
+        return str(directory / name)
+
+    return join
 
 
 @ADAPTERS.register("textvqa")

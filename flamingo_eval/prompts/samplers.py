@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,8 +46,17 @@ def prefix_shuffle(rng: random.Random, n: int, k: int) -> list[int]:
     """First k indices of a Fisher-Yates shuffle of range(n): the k-list is a prefix of the (k+1)-list."""
     swapped: dict[int, int] = {}
     out = []
+    bits = rng.getrandbits
     for i in range(min(k, n)):
-        j = rng.randrange(i, n)
+        # j = rng.randrange(i, n), spelled out as CPython does it (rejection sampling on getrandbits of the
+        # width's bit length) because randrange's argument checks were half the cost of a 3.2 M-draw
+        # VQAv2 plan; tests/unit/test_prompts.py checks it against randrange itself
+        width = n - i
+        nbits = width.bit_length()
+        r = bits(nbits)
+        while r >= width:
+            r = bits(nbits)
+        j = i + r
         vi, vj = swapped.get(i, i), swapped.get(j, j)
         swapped[j] = vi
         out.append(vj)
@@ -60,16 +70,66 @@ def query_set(pool: Sequence[Sample], benchmark: str, split: str, seed: int, siz
 
 
 class RandomSampler:
-    """Independent demos per query (the Flamingo/OpenFlamingo protocol)."""
+    """Independent demos per query (the Flamingo/OpenFlamingo protocol).
+
+    A query's draw is a prefix shuffle keyed by (benchmark, split, seed, sample id), the same for every k,
+    so the run's longest draw (largest shot count + 1) is made once per (query, seed) and every shot count
+    slices it: 3x fewer keyed RNGs for ``--shots 0 4 8 16 32`` (docs/performance.md). The draws are kept
+    per seed as pool indices in one array over the run's queries (``SamplerContext.memo``).
+    """
 
     def __init__(self, pool: Sequence[Sample], benchmark: str, split: str, seed: int,
                  context: SamplerContext | None = None) -> None:
         self.pool, self.keys = pool, (benchmark, split, seed)
+        self.draws: _Draws | None = None
+        if context is not None and context.queries:
+            width = _longest_draw(context.options)
+            if width > 1:
+                key = f"random:{benchmark}:{split}:{seed}:{len(pool)}"
+                if key not in context.memo:
+                    context.memo[key] = _Draws(context, len(pool), width)
+                self.draws = context.memo[key]
 
     def demos(self, sample: Sample, k: int) -> list[Sample]:
-        rng = keyed_rng(*self.keys, "random", sample.id)
-        order = prefix_shuffle(rng, len(self.pool), k + 1)  # one spare in case the query is in the pool
+        order = self.draws.get(self, sample, k + 1) if self.draws is not None else None
+        if order is None:
+            order = prefix_shuffle(keyed_rng(*self.keys, "random", sample.id), len(self.pool), k + 1)
+        # one spare in case the query is in the pool; the k-list is a prefix of any longer one
         return [self.pool[i] for i in order if self.pool[i].id != sample.id][:k]
+
+
+def _longest_draw(options: Mapping[str, Any]) -> int:
+    """Draw length of the run's largest k (``shots``, 0 meaning ``zero_shot_text_demos``), plus the spare."""
+    shots = options.get("shots") or ()
+    zero = int(options.get("zero_shot_text_demos") or 0)
+    return max((int(k) if int(k) > 0 else zero for k in shots), default=0) + 1
+
+
+class _Draws:
+    """One seed's longest draw per query: row r = the query ``context.queries[r]``, filled on first use."""
+
+    def __init__(self, context: SamplerContext, pool_size: int, width: int) -> None:
+        rows = context.memo.get("random:rows")
+        if rows is None or len(rows) != len(context.queries):
+            rows = context.memo["random:rows"] = {s.id: r for r, s in enumerate(context.queries)}
+        self.row: dict[str, int] = rows
+        self.width = min(width, pool_size)
+        self.code = "H" if pool_size < 1 << 16 else "I"  # pool indices: 2 bytes each for the protocol's 2,048
+        self.table = array(self.code, bytes(array(self.code).itemsize * self.width * len(context.queries)))
+        self.done = bytearray(len(context.queries))
+
+    def get(self, sampler: RandomSampler, sample: Sample, n: int) -> list[int] | None:
+        """The first ``n`` indices of ``sample``'s draw, or None when it is not memoised (another query, or
+        n beyond the run's longest draw)."""
+        r = self.row.get(sample.id)
+        if r is None or n > self.width and self.width < len(sampler.pool):
+            return None
+        start = r * self.width
+        if not self.done[r]:
+            rng = keyed_rng(*sampler.keys, "random", sample.id)
+            self.table[start:start + self.width] = array(self.code, prefix_shuffle(rng, len(sampler.pool), self.width))
+            self.done[r] = 1
+        return self.table[start:start + min(n, self.width)].tolist()
 
 
 class FixedSampler:
@@ -78,9 +138,12 @@ class FixedSampler:
     def __init__(self, pool: Sequence[Sample], benchmark: str, split: str, seed: int,
                  context: SamplerContext | None = None) -> None:
         self.pool, self.keys = pool, (benchmark, split, seed)
+        self.orders: dict[int, list[int]] = {}
 
     def demos(self, sample: Sample, k: int) -> list[Sample]:
-        order = prefix_shuffle(keyed_rng(*self.keys, "fixed"), len(self.pool), k + 1)
+        if k + 1 not in self.orders:  # the same draw for every query: made once per k
+            self.orders[k + 1] = prefix_shuffle(keyed_rng(*self.keys, "fixed"), len(self.pool), k + 1)
+        order = self.orders[k + 1]
         return [self.pool[i] for i in order if self.pool[i].id != sample.id][:k]
 
 

@@ -45,6 +45,47 @@ def test_random_sampler_nested_and_independent_of_other_queries():
     assert [d.id for d in RandomSampler(POOL, "b", "train", 4).demos(q, 32)] != d32
 
 
+@pytest.mark.parametrize("pool_size", [300, 20, 9])
+def test_random_sampler_memoised_draws_equal_fresh_ones(pool_size):
+    """With a run context the longest draw per (query, seed) is made once and sliced for every k: the
+    demos must be exactly those of a fresh draw per call (queries in and out of the pool, pools smaller
+    than the draw, k beyond the run's longest)."""
+    from flamingo_eval.prompts.samplers import SamplerContext
+
+    pool = POOL[:pool_size]
+    queries = POOL[:5] + [Sample(id=f"q{i}", media=()) for i in range(30)]
+    ctx = SamplerContext(queries=queries, options={"shots": [0, 4, 8, 16], "zero_shot_text_demos": 2})
+    for seed in (0, 1):
+        memo, fresh = RandomSampler(pool, "b", "train", seed, context=ctx), RandomSampler(pool, "b", "train", seed)
+        assert memo.draws is not None
+        for k in (16, 0, 2, 4, 8, 1, 30):
+            for q in queries + [Sample(id="outside", media=())]:
+                want = [d.id for d in fresh.demos(q, min(k, pool_size - 1))]
+                assert [d.id for d in memo.demos(q, min(k, pool_size - 1))] == want, (seed, k, q.id)
+    again = RandomSampler(pool, "b", "train", 0, context=ctx)
+    assert again.draws is ctx.memo[f"random:b:train:0:{pool_size}"]  # shared across shot counts
+
+
+def test_prefix_shuffle_draws_as_randrange():
+    """prefix_shuffle spells randrange out for speed: the indices must be those of randrange itself."""
+    import random
+
+    from flamingo_eval.prompts.samplers import keyed_rng, prefix_shuffle
+
+    def reference(rng, n, k):
+        swapped, out = {}, []
+        for i in range(min(k, n)):
+            j = rng.randrange(i, n)
+            vi, vj = swapped.get(i, i), swapped.get(j, j)
+            swapped[j] = vi
+            out.append(vj)
+        return out
+
+    for seed in range(200):
+        n = random.Random(seed).choice([1, 2, 3, 7, 64, 65, 2048, 443757, 1 << 33])
+        assert prefix_shuffle(keyed_rng("b", seed), n, 40) == reference(keyed_rng("b", seed), n, 40), (seed, n)
+
+
 def test_samplers_never_use_the_query_itself():
     for cls in (RandomSampler, FixedSampler):
         s = cls(POOL[:10], "b", "train", 0)
