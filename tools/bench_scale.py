@@ -298,6 +298,9 @@ def measure(a: argparse.Namespace, work: Path) -> dict[str, Any]:
     generate(Path(a.data_root), sizes(a.scale))
     res["generate_s"] = time.perf_counter() - t
     res["plan"] = child(a, "plan", []) if not a.skip_plan else {}
+    if a.plan_only:
+        res["load_end"] = os.getloadavg()
+        return res
     res["run"] = child(a, "run", ["--out", str(work / "full"), "--instrument"])
     n = res["run"]["eval"]
     batches = -(-n // 64) * len(a.shots) * a.trials
@@ -317,13 +320,8 @@ def measure(a: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 
 def table(r: dict[str, Any]) -> str:
-    pl, run, kill, res = r.get("plan") or {}, r["run"], r["kill"], r["resume"]
-    f = float(r["args"]["fraction"])
+    pl = r.get("plan") or {}
     trials_n = len(r["args"]["shots"].strip("[]").split(",")) * int(r["args"]["trials"])
-    stub = run["eval_s"]
-    write = run["part_s"] + run["save_s"]
-    overhead = kill["eval_s"] + res["eval_s"] - run["eval_s"]  # evaluation only: restart = load + model
-    restart = res["wall_s"] - res["eval_s"]
     rows = [] if not pl else [
         ("data load (prepare), full split", f"{pl['load_s']:.1f} s", ""),
         (f"demo choice, {pl['eval']:,} questions x {trials_n} trials", f"{pl['demos_s']:.1f} s", ""),
@@ -333,7 +331,21 @@ def table(r: dict[str, Any]) -> str:
          ", ".join(f"{k}: {v:.0f} us" for k, v in pl["prompt_us_per_sample"].items()), ""),
         ("prompt build, full run (extrapolated)", f"{pl['prompt_s_extrapolated']:.0f} s", ""),
     ]
-    rows += [
+    if "run" in r:  # absent with --plan-only
+        rows += _run_rows(r, trials_n)
+    lines = ["| measure | value | target |", "|---|---|---|"] + [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    load = f"load average (1 min) {r['load_start'][0]:.1f} at start, {r['load_end'][0]:.1f} at end on {r['cpus']} CPUs"
+    return "\n".join(lines) + f"\n\n{load}\n"
+
+
+def _run_rows(r: dict[str, Any], trials_n: int) -> list[tuple[str, str, str]]:
+    run, kill, res = r["run"], r["kill"], r["resume"]
+    f = float(r["args"]["fraction"])
+    stub = run["eval_s"]
+    write = run["part_s"] + run["save_s"]
+    overhead = kill["eval_s"] + res["eval_s"] - run["eval_s"]  # evaluation only: restart = load + model
+    restart = res["wall_s"] - res["eval_s"]
+    rows = [
         (f"stub run ({run['eval']:,} questions = {f:.0%}, {trials_n} trials, batch 64)", f"{stub:.1f} s", ""),
         ("peak RSS of the stub run", f"{run['peak_rss_mb']:.0f} MB", ""),
         ("part-file appends (fsync every 2 s)", f"{run['part_s']:.2f} s ({run['part_s'] / stub:.1%})", ""),
@@ -367,9 +379,7 @@ def table(r: dict[str, Any]) -> str:
                  ("RICES search per query (full demo split)", f"{rc['per_query_ms']:.1f} ms", ""),
                  ("RICES search, before (every shots x trial) / now (once per query)",
                   f"{rc['search_s_full']:.0f} s / {rc['search_s_once']:.0f} s", "")]
-    lines = ["| measure | value | target |", "|---|---|---|"] + [f"| {a} | {b} | {c} |" for a, b, c in rows]
-    load = f"load average (1 min) {r['load_start'][0]:.1f} at start, {r['load_end'][0]:.1f} at end on {r['cpus']} CPUs"
-    return "\n".join(lines) + f"\n\n{load}\n"
+    return rows
 
 
 def main() -> None:
@@ -386,6 +396,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--md", type=Path)
     ap.add_argument("--skip-plan", action="store_true", help="only the stub run, kill + resume (and RICES)")
+    ap.add_argument("--plan-only", action="store_true", help="only the planning stage: data load, demo choice, RSS")
     ap.add_argument("--writer-only", type=Path, metavar="PREDICTIONS", help="time only the predictions writers")
     ap.add_argument("--from-json", type=Path, help="print the table of a saved --json measurement")
     ap.add_argument("--child", choices=sorted(STAGES), help=argparse.SUPPRESS)

@@ -47,3 +47,13 @@ def test_writer_comparison_is_byte_exact(tmp_path):
                               for i in range(7)), encoding="utf-8")
     r = bench.writer_cost(sample, 50, 4, tmp_path / "w")
     assert r["writer_identical"] and r["writer_mb"] > 0
+
+
+def test_plan_only_table_has_the_planning_rows_only():
+    bench = _tool("bench_scale")
+    plan = {"eval": 214354, "load_s": 12.0, "demos_s": 25.0, "peak_rss_mb": 1661.0,
+            "prompt_us_per_sample": {"0": 100.0}, "prompt_s_extrapolated": 1000.0}
+    md = bench.table({"args": {"shots": "[0, 4]", "trials": "3", "fraction": "0.1"}, "plan": plan,
+                      "load_start": [1.5], "load_end": [1.9], "cpus": 2})
+    assert "| planning = load + demo choice | 37.0 s | <= 60 s |" in md and "stub run" not in md
+    assert "demo choice, 214,354 questions x 6 trials" in md and "1.5 at start" in md
