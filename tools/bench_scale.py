@@ -24,7 +24,7 @@ Each stage runs in its own child process (its peak RSS is its own ``ru_maxrss``)
 The machine is shared: the 1-minute load average is recorded before and after every stage.
 
     nice -n 10 .venv/bin/python tools/bench_scale.py [--fraction 0.1] [--shots 0 4 8 16 32] [--trials 3]
-        [--cache-dir /tmp/flamingo-eval-scale] [--json out.json] [--md out.md]
+        [--cache-dir DIR (default: the system temp dir / flamingo-eval-scale)] [--json out.json] [--md out.md]
 """
 
 from __future__ import annotations
