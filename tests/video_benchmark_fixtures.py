@@ -117,6 +117,12 @@ def _nextqa_common(d: Path, videos: list[int]) -> None:
         clip(d / "NExTVideo" / f"{mapping[str(v)]}.mp4", v % 97)
 
 
+def _nextqa_row(video: int, qid: int, question: str, answer: object, qtype: str, **extra: object) -> dict:
+    """One row of a NExT-QA csv (OE and MC share the columns; MC adds a0..a4)."""
+    return {"video": video, "frame_count": 8, "width": 32, "height": 32, "question": question, "answer": answer,
+            "qid": qid, "type": qtype, **extra}
+
+
 def make_nextqa_oe(root: Path, n: int = 4) -> Path:
     d = root / "nextqa"
     videos = []
@@ -125,18 +131,8 @@ def make_nextqa_oe(root: Path, n: int = 4) -> Path:
         for i in range(n):
             v = off + i
             videos.append(v)
-            rows.append(
-                {
-                    "video": v,
-                    "frame_count": 8,
-                    "width": 32,
-                    "height": 32,
-                    "question": f"what does the boy hold {i}",
-                    "answer": ("ball", "dog", "yes", "two")[i % 4],
-                    "qid": i,
-                    "type": TYPES_OE[i % 4],
-                }
-            )
+            rows.append(_nextqa_row(v, i, f"what does the boy hold {i}", ("ball", "dog", "yes", "two")[i % 4],
+                                    TYPES_OE[i % 4]))
         _csv(d / "oe" / f"{split}.csv", rows)
     _json(d / "oe" / "add_reference_answer_test.json", {"4000": {"0": "toy"}, "4001": {"1": "puppy"}})
     (d / "oe" / "stopwords.txt").write_text("the\na\nis\nof\n")
@@ -152,22 +148,9 @@ def make_nextqa_mc(root: Path, n: int = 4) -> Path:
         for i in range(n):
             v = off + i
             videos.append(v)
-            rows.append(
-                {
-                    "video": v,
-                    "frame_count": 8,
-                    "width": 32,
-                    "height": 32,
-                    "question": f"why did the man run {i}",
-                    "answer": i % 5,
-                    "qid": i,
-                    "type": ("CW", "TN", "DL", "CH")[i % 4],
-                    **{
-                        f"a{k}": ("to catch the ball", "he was late", "to dance", "to eat", "to sleep")[(k + i) % 5]
-                        for k in range(5)
-                    },
-                }
-            )
+            options = ("to catch the ball", "he was late", "to dance", "to eat", "to sleep")
+            rows.append(_nextqa_row(v, i, f"why did the man run {i}", i % 5, ("CW", "TN", "DL", "CH")[i % 4],
+                                    **{f"a{k}": options[(k + i) % 5] for k in range(5)}))
         _csv(d / "mc" / f"{split}.csv", rows)
     _nextqa_common(d, videos)
     return d
