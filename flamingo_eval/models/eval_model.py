@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -73,7 +72,6 @@ class FlamingoEvalModel:
         self.latents = LatentCache(latent_cache_bytes, latent_cache_dir, self.latent_device)
         self.timer = PhaseTimer(cuda_sync(list(split.devices) if split is not None else [self.device]))
         """Seconds per phase (vision, prefill, decode, candidates) for the record's throughput block."""
-        self._pool: ThreadPoolExecutor | None = None
         self.rank_chunk_bytes = rank_chunk_bytes
         self.rank_tree = rank_tree
         self.vision_batch_size = vision_batch_size
