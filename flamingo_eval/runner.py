@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +21,8 @@ from flamingo_eval.display import Reporter
 from flamingo_eval.errors import UserError
 from flamingo_eval.metrics.base import MetricInput, MetricResult
 from flamingo_eval.metrics.stats import trial_summary
-from flamingo_eval.prompts.builder import PromptTooLong, build_prompt
-from flamingo_eval.prompts.samplers import keyed_rng, query_set
+from flamingo_eval.prompting import answer_room, demo_orders, make_sampler, trial_prompt_sets
 from flamingo_eval.provenance import provenance, run_id
-from flamingo_eval.registry import SAMPLERS
 from flamingo_eval.results.lines import TrialOutput, prediction
 from flamingo_eval.results.rescore import shots_ci as rescore_ci
 from flamingo_eval.results.run_record import RunRecord, ShotsResult, new_run_record
@@ -41,17 +39,8 @@ from flamingo_eval.task import (
 from flamingo_eval.timing import PhaseTimer
 from flamingo_eval.types import EvalModel, GenerateRequest, InterleavedPrompt, RankRequest, Sample
 
-__all__ = ["Reporter", "Task", "data_missing", "evaluate", "eval_subset", "make_adapter", "prepare", "run_seeds",
-           "trial_prompt_sets", "trial_prompts"]
-
-
-@dataclass(frozen=True)
-class PromptSet:
-    """One eval sample's prompts (one per demo order), or why it has none."""
-
-    prompts: tuple[InterleavedPrompt, ...] = ()
-    error: str | None = None
-    """Set when the query alone does not fit the model context (the sample is skipped or the run stops)."""
+__all__ = ["Reporter", "Task", "answer_room", "data_missing", "demo_orders", "evaluate", "eval_subset",
+           "make_adapter", "make_sampler", "prepare", "run_seeds", "trial_prompt_sets", "trial_prompts"]
 
 
 def trial_prompts(task: Task, model: EvalModel, shots: int, seed: int) -> list[InterleavedPrompt]:
@@ -61,58 +50,6 @@ def trial_prompts(task: Task, model: EvalModel, shots: int, seed: int) -> list[I
     if bad:
         raise UserError(bad)
     return [ps.prompts[0] for ps in sets]
-
-
-def demo_orders(demos: list[Sample], n: int, *keys: object) -> list[list[Sample]]:
-    """The sampler's order, then up to ``n - 1`` other distinct keyed permutations (prompt ensembling)."""
-    orders, seen = [demos], {tuple(range(len(demos)))}
-    rng = keyed_rng(*keys, "demo_orders")
-    while len(orders) < min(n, math.factorial(len(demos))):
-        perm = list(range(len(demos)))
-        rng.shuffle(perm)
-        if tuple(perm) not in seen:
-            seen.add(tuple(perm))
-            orders.append([demos[i] for i in perm])
-    return orders
-
-
-def answer_room(task: Task, model: EvalModel) -> Callable[[Sample], int]:
-    """Tokens a sample's prompt must leave free: ``max_new_tokens`` when generating, the longest
-    candidate (tokenised alone) when ranking."""
-    card = task.cfg.benchmarks
-    if card.mode != "rank":
-        return lambda s: card.generation.max_new_tokens
-    memo: dict[tuple[str, ...], int] = {}
-
-    def room(s: Sample) -> int:
-        cands = tuple(s.fields.get("candidates", ()) or task.candidates or ())
-        if cands not in memo:
-            memo[cands] = max((model.count_tokens(c) for c in cands), default=0)
-        return memo[cands]
-
-    return room
-
-
-def trial_prompt_sets(task: Task, model: EvalModel, shots: int, seed: int) -> list[PromptSet]:
-    """Per eval sample, its prompts: one per demo order (``ensemble_orders`` > 1 only for rank tasks)."""
-    cfg, card = task.cfg, task.cfg.benchmarks
-    sampler = make_sampler(task, seed)
-    k = shots if shots > 0 else cfg.run.zero_shot_text_demos
-    n_orders = card.ensemble_orders if card.mode == "rank" else 1
-    room = answer_room(task, model)
-    out = []
-    for s in task.eval_samples:
-        demos = sampler.demos(s, k)
-        if len(demos) != k:  # prepare() checked the pool size; never show fewer demos than recorded
-            raise UserError(f"sampler {cfg.run.sampler} gave {len(demos)} demos instead of {k} for sample {s.id}")
-        try:
-            out.append(PromptSet(tuple(
-                build_prompt(task.template, order, s, text_only_demos=shots == 0, count_tokens=model.count_tokens,
-                             max_tokens=model.max_context, reserve=room(s))
-                for order in demo_orders(demos, n_orders, card.id, seed, s.id))))
-        except PromptTooLong as e:
-            out.append(PromptSet(error=f"{card.id}: {e}"))
-    return out
 
 
 def _requests(task: Task, prompts: Sequence[InterleavedPrompt], samples: Sequence[Sample]) -> list[Any]:
@@ -259,13 +196,6 @@ def score_items(metric: Any, items: list[MetricInput]) -> MetricResult:
     return metric(items)
 
 
-def make_sampler(task: Task, seed: int) -> Any:
-    """The run's demo sampler over the query set of trial ``seed``."""
-    card, run = task.cfg.benchmarks, task.cfg.run
-    pool = query_set(task.demo_samples, card.id, card.demo_split, seed, run.query_set_size or card.query_set_size)
-    return SAMPLERS.get(run.sampler)(pool, card.id, card.demo_split, seed, context=task.sampler_context)
-
-
 def evaluate(cfg: Config, model: EvalModel, out_dir: Path, reporter: Reporter, command: str = "",
              task: Task | None = None, threads: int | None = None) -> dict[str, Any]:
     """Run every (shots, trial) of ``cfg`` and write the run directory; returns the record.
@@ -312,11 +242,7 @@ def evaluate(cfg: Config, model: EvalModel, out_dir: Path, reporter: Reporter, c
                 with timer.phase("scoring"):
                     entry.trials.append(store.previous_trial(shots, trial, seed)
                                         or score_trial(ttask, store, shots, trial, seed, order, t0))
-                    stats = trial_summary([t["value"] for t in entry.trials])
-                    if trial == len(seeds) - 1:
-                        stats.update(shots_ci(task, store, shots, seeds, entry.trials))
-                for key, value in stats.items():
-                    setattr(entry, key, value)
+                    summarise_shots(task, store, entry, last=trial == len(seeds) - 1)
                 n_new += store.evaluated_here(shots, trial, len(ttask.eval_samples))
                 record.throughput = throughput(n_new, time.perf_counter() - t_all)
                 record.throughput["phases"] = {**timer.since({}), **(
@@ -327,6 +253,15 @@ def evaluate(cfg: Config, model: EvalModel, out_dir: Path, reporter: Reporter, c
         store.finish(record)
     reporter.finish()
     return record.to_json()
+
+
+def summarise_shots(task: Task, store: RunStore, entry: ShotsResult, last: bool) -> None:
+    """Set ``entry``'s trial mean/std from its trials so far and, after its ``last`` trial, its ``ci95``."""
+    stats = trial_summary([t["value"] for t in entry.trials])
+    if last:
+        stats.update(shots_ci(task, store, entry.shots, entry.seeds, entry.trials))
+    for key, value in stats.items():
+        setattr(entry, key, value)
 
 
 def shots_ci(task: Task, store: RunStore, shots: int, seeds: list[int], trials: list[dict[str, Any]]

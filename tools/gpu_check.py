@@ -38,7 +38,6 @@ import sys
 import tempfile
 import time
 import traceback
-import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +46,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gpu_check_report import json_path, log, report_stage, update  # noqa: E402  (tools/ is the script's dir)
 
 NOMINAL_PEAK = 790e12
 """bf16 dense matmul FLOP/s of an H200 as measured on these machines (8192^3 products)."""
@@ -78,25 +79,6 @@ DRY = Spec(vision={"name": "open_clip", "options": {"model_name": "ViT-S-32", "p
            flamingo={"cross_attn_every_n_layers": 1, "perceiver_depth": 1, "num_latents": 8, "perceiver_heads": 2,
                      "perceiver_dim_head": 16, "xattn_heads": 2, "xattn_dim_head": 16},
            shots=4, pool=8, queries=4, ref_queries=2, batch=2, new_tokens=3, image_px=64)
-
-
-# ---------------------------------------------------------------------------------------------- output
-def _json_path(out: Path) -> Path:
-    return out / "gpu_check.json"
-
-
-def update(out: Path, key: str, value: Any) -> None:
-    """Set ``key`` in DIR/gpu_check.json (atomic rewrite)."""
-    path = _json_path(out)
-    data = json.loads(path.read_text()) if path.exists() else {}
-    data[key] = value
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str))
-    os.replace(tmp, path)
-
-
-def log(msg: str) -> None:
-    print(f"[gpu_check {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def forbid_unneeded_imports() -> None:
@@ -281,9 +263,6 @@ def measure(m: Any, fn: Any, reqs: list[Any], counter: DecodeCounter) -> tuple[l
 def bench_stage(out: Path, dry: bool, budget: float) -> int:
     import torch
 
-    from flamingo_eval.models.eval_model import LatentCache
-    from flamingo_eval.models.reference import ReferenceEvalModel
-
     start = time.perf_counter()
     spec, device = (DRY, "cpu") if dry else (FULL, "cuda")
     if device == "cuda" and not torch.cuda.is_available():
@@ -308,28 +287,14 @@ def bench_stage(out: Path, dry: bool, budget: float) -> int:
     log(f"built in {res['build_s']} s: {res['model']}")
     save()
     counter = DecodeCounter(m.model)
-    peak = (json.loads(_json_path(out).read_text()).get("env", {}).get("matmul_peak_tflops") or 0) * 1e12
+    peak = (json.loads(json_path(out).read_text()).get("env", {}).get("matmul_peak_tflops") or 0) * 1e12
     res["peak_flops"] = peak or NOMINAL_PEAK
     res["peak_source"] = "measured 8192^3 bf16 matmul" if peak else "nominal H200 790 TFLOP/s"
     flops = prefill_flops(m, reqs)
     res["prefill_gflop"] = round(flops / 1e9, 3)
     res["vision_gflop_per_image"] = round(vision_flops_per_image(m, images[0]) / 1e9, 2)
 
-    def fresh() -> None:
-        m.latents = LatentCache(m.latents.max_bytes, None, m.latent_device)
-
-    fresh()
-    m.generate(reqs[:1])  # warm-up: CUDA context, cuBLAS handles, kernel selection
-    demos = sorted({p for r in reqs for p in r.prompt.media[:-1]})
-
-    def steady() -> None:
-        fresh()
-        m._image_latents(demos)
-
-    ref = ReferenceEvalModel(m.model, m.tokenizer, m.preprocess, model_id=m.model_id, fingerprint=m.fingerprint(),
-                             batch_size=spec.batch, device=str(m.device), dtype=m.dtype)
-    rows = [("engine_cold", fresh, m, reqs), ("engine_steady", steady, m, reqs),
-            ("reference", lambda: None, ref, reqs[: spec.ref_queries])]
+    rows = bench_rows(m, spec, reqs)
     preds: dict[str, list[str]] = {}
     for name, setup, model, rq in rows:
         left = budget - (time.perf_counter() - start)
@@ -350,6 +315,29 @@ def bench_stage(out: Path, dry: bool, budget: float) -> int:
     save()
     shutil_rmtree(root)
     return 0 if not res["errors"] else 1
+
+
+def bench_rows(m: Any, spec: Spec, reqs: list[Any]) -> list[tuple[str, Any, Any, list[Any]]]:
+    """(name, setup, model, requests) of each bench row, after one warm-up call (CUDA context, cuBLAS handles,
+    kernel selection): the engine with an empty latent cache, with the demo pool encoded, the reference path."""
+    from flamingo_eval.models.eval_model import LatentCache
+    from flamingo_eval.models.reference import ReferenceEvalModel
+
+    def fresh() -> None:
+        m.latents = LatentCache(m.latents.max_bytes, None, m.latent_device)
+
+    fresh()
+    m.generate(reqs[:1])
+    demos = sorted({p for r in reqs for p in r.prompt.media[:-1]})
+
+    def steady() -> None:
+        fresh()
+        m._image_latents(demos)
+
+    ref = ReferenceEvalModel(m.model, m.tokenizer, m.preprocess, model_id=m.model_id, fingerprint=m.fingerprint(),
+                             batch_size=spec.batch, device=str(m.device), dtype=m.dtype)
+    return [("engine_cold", fresh, m, reqs), ("engine_steady", steady, m, reqs),
+            ("reference", lambda: None, ref, reqs[: spec.ref_queries])]
 
 
 def finish_row(res: dict[str, Any], name: str, flops: float) -> None:
@@ -380,69 +368,6 @@ def shutil_rmtree(path: Path) -> None:
     import shutil
 
     shutil.rmtree(path, ignore_errors=True)
-
-
-# ---------------------------------------------------------------------------------------------- report
-def tests_summary(xml: Path) -> dict[str, Any]:
-    if not xml.exists():
-        return {"error": "no gpu-tests.xml (the test stage did not run or was killed)"}
-    cases = []
-    for case in ET.parse(xml).getroot().iter("testcase"):
-        status = "passed"
-        for child in case:
-            if child.tag in ("failure", "error"):
-                status = "failed"
-            elif child.tag == "skipped":
-                status = "skipped"
-        cases.append({"name": case.get("name"), "status": status, "seconds": float(case.get("time", 0))})
-    counts = {s: sum(c["status"] == s for c in cases) for s in ("passed", "failed", "skipped")}
-    return {**counts, "cases": cases}
-
-
-def report_stage(out: Path) -> int:
-    stages = []
-    if (out / "stages.txt").exists():
-        for line in (out / "stages.txt").read_text().splitlines():
-            name, rc, secs = line.split()
-            stages.append({"stage": name, "rc": int(rc), "seconds": int(secs)})
-    update(out, "stages", stages)
-    update(out, "tests", tests_summary(out / "gpu-tests.xml"))
-    data = json.loads(_json_path(out).read_text())
-    (out / "gpu_check.md").write_text(markdown(data))
-    log(f"wrote {out / 'gpu_check.json'} and {out / 'gpu_check.md'}")
-    return 0
-
-
-def markdown(data: dict[str, Any]) -> str:
-    env, bench, tests = data.get("env", {}), data.get("bench", {}), data.get("tests", {})
-    lines = [f"# GPU check: {env.get('gpu', 'CPU dry run' if env.get('dry_run') else '?')}", "",
-             f"torch {env.get('torch')}, CUDA {env.get('cuda')}, transformers {env.get('transformers')}, "
-             f"accelerate {env.get('accelerate')}; bf16 matmul peak {env.get('matmul_peak_tflops', '-')} TFLOP/s; "
-             f"fp32 logits via {env.get('fp32_logits_kernel', '-')}", "",
-             "| stage | exit code | seconds |", "|---|---|---|"]
-    lines += [f"| {s['stage']} | {s['rc']} | {s['seconds']} |" for s in data.get("stages", [])]
-    lines += ["", f"gpu-marked tests: {tests.get('passed', 0)} passed, {tests.get('failed', 0)} failed, "
-                  f"{tests.get('skipped', 0)} skipped" + (f" ({tests['error']})" if "error" in tests else "")]
-    lines += [f"- FAILED {c['name']}" for c in tests.get("cases", []) if c["status"] == "failed"]
-    model, spec = bench.get("model", {}), bench.get("spec", {})
-    lines += ["", f"Bench: {model.get('params_total_m', '?')}M parameters ({model.get('params_lm_m', '?')}M LM, "
-                  f"{model.get('params_vision_m', '?')}M vision), {model.get('dtype', '?')}, {spec.get('shots')}-shot "
-                  f"VQA, batch {spec.get('batch')}, beam {spec.get('beams')}, {spec.get('new_tokens')} new tokens; "
-                  f"build {bench.get('build_s', '?')} s; MFU against {bench.get('peak_source', '?')}", "",
-              "| row | queries | samples/s | vs reference | vision s | prefill s | decode s | prefill MFU | vision MFU "
-              "| decode tokens/s | peak GPU GiB | vision encodes |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name, r in bench.get("runs", {}).items():
-        ph = r.get("phases", {})
-        lines.append(f"| {name} | {r['queries']} | {r['samples_per_s']} | {r.get('speedup_vs_reference', '-')} | "
-                     f"{ph.get('vision', '-')} | {ph.get('prefill', '-')} | {ph.get('decode', '-')} | "
-                     f"{r.get('prefill_mfu', '-')} | {r.get('vision_mfu', '-')} | "
-                     f"{r.get('decode_tokens_per_s', '-')} | "
-                     f"{r.get('peak_gpu_gib', '-')} | {r['vision_encodes']} |")
-    if bench.get("reference_agreement"):
-        lines += ["", f"Engine vs reference: {bench['reference_agreement']}."]
-    lines += [f"- {k}: {v}" for k, v in bench.get("errors", {}).items()]
-    return "\n".join(lines) + "\n"
 
 
 def main() -> int:

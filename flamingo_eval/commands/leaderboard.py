@@ -9,7 +9,7 @@ from typing import Any
 
 from flamingo_eval.errors import UserError
 
-# Mirrors flamingo_eval.results.leaderboard.FORMATS/SCALES; kept here so building the CLI parser does
+# Mirrors flamingo_eval.results.leaderboard_table.FORMATS/SCALES; kept here so building the CLI parser does
 # not import pandas.
 _FORMATS = ("md", "latex", "csv", "html")
 _EXT = {"md": "md", "latex": "tex", "csv": "csv", "html": "html"}

@@ -19,7 +19,7 @@ from flamingo_eval.registry import ARCHITECTURES, DECODERS, VISION
 if TYPE_CHECKING:  # annotations only: config imports this module lazily, so no import cycle
     from flamingo_eval.config import ModelCfg
 
-__all__ = ["DTYPES", "build_decoder", "build_model", "load_tokenizer", "place", "resolve_device",
+__all__ = ["DTYPES", "assemble", "build_decoder", "build_model", "load_tokenizer", "place", "resolve_device",
            "resolve_precision", "special_ids", "weights_fingerprint"]
 
 
@@ -140,6 +140,26 @@ def build_model(cfg: ModelCfg, batch_size: int | None = None) -> FlamingoEvalMod
     lm_vocab = decoder.vocab_size if weights is not None else None  # pretrained rows, before the Flamingo tokens
     if decoder.vocab_size != len(tok):
         decoder.resize_vocab(len(tok))
+    model, vision = assemble(cfg, decoder, tok)
+    if cfg.checkpoint:
+        from flamingo_eval.models.checkpoints import load_flamingo_checkpoint
+
+        load_flamingo_checkpoint(model, Path(cfg.checkpoint).expanduser(), lm_vocab=lm_vocab,
+                                 new_head_rows=cfg.new_head_rows)
+    device, dtype = place(model, cfg)
+    from flamingo_eval.models.reference import ReferenceEvalModel
+
+    return (ReferenceEvalModel if cfg.engine == "reference" else FlamingoEvalModel)(
+        model, tok, vision.preprocess, model_id=cfg.name, fingerprint=weights_fingerprint(model),
+        batch_size=batch_size or cfg.batch_size, max_context=cfg.max_context, device=device, dtype=dtype,
+        latent_cache_bytes=cfg.latent_cache_mb << 20, latent_cache_dir=cfg.latent_cache_dir,
+        vision_batch_size=cfg.vision_batch_size,
+    )
+
+
+def assemble(cfg: ModelCfg, decoder: Decoder, tok: Any) -> tuple[Flamingo, Any]:
+    """(the Flamingo of ``cfg`` around ``decoder``, its vision encoder): vision tower, perceiver and gated blocks,
+    initialised per ``model.init`` (seeded by ``model.seed``) before any checkpoint is loaded."""
     media_id, _ = special_ids(tok)
     with torch.random.fork_rng():
         torch.manual_seed(cfg.seed + 1)
@@ -156,20 +176,7 @@ def build_model(cfg: ModelCfg, batch_size: int | None = None) -> FlamingoEvalMod
                 blk.ff_gate.data.fill_(cfg.init_gate)  # type: ignore[union-attr,operator]
         elif cfg.init not in ("zero_gates", "checkpoint"):
             raise UserError(f"model {cfg.name}: init must be zero_gates, random or checkpoint, got '{cfg.init}'")
-    if cfg.checkpoint:
-        from flamingo_eval.models.checkpoints import load_flamingo_checkpoint
-
-        load_flamingo_checkpoint(model, Path(cfg.checkpoint).expanduser(), lm_vocab=lm_vocab,
-                                 new_head_rows=cfg.new_head_rows)
-    device, dtype = place(model, cfg)
-    from flamingo_eval.models.reference import ReferenceEvalModel
-
-    return (ReferenceEvalModel if cfg.engine == "reference" else FlamingoEvalModel)(
-        model, tok, vision.preprocess, model_id=cfg.name, fingerprint=weights_fingerprint(model),
-        batch_size=batch_size or cfg.batch_size, max_context=cfg.max_context, device=device, dtype=dtype,
-        latent_cache_bytes=cfg.latent_cache_mb << 20, latent_cache_dir=cfg.latent_cache_dir,
-        vision_batch_size=cfg.vision_batch_size,
-    )
+    return model, vision
 
 
 def place(model: Flamingo, cfg: ModelCfg) -> tuple[str, torch.dtype]:

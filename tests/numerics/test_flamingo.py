@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from flamingo_eval.models.cache import KVCache
+from flamingo_eval.models.cross_attention import masked_cross_attention_reference, segment_attention
 from flamingo_eval.models.decoding import beam_search, greedy
-from flamingo_eval.models.flamingo import masked_cross_attention_reference, segment_attention
 from flamingo_eval.types import GenerateRequest, InterleavedPrompt, RankRequest
 from tests.conftest import easyvqa_data
 from tests.margins import assert_generation_margin

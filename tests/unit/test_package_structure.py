@@ -1,4 +1,5 @@
-"""Structure rules of the package, measured: no import cycle (lazy imports inside functions included)."""
+"""Structure rules of the package, measured: no import cycle (lazy imports inside functions included), no module
+over 400 lines and no function over 60 (the package and tools/)."""
 
 from __future__ import annotations
 
@@ -111,3 +112,48 @@ def test_the_package_has_no_import_cycle():
     assert "flamingo_eval.runner" not in graph["flamingo_eval.results.store"]  # the store knows no runner
     found = cycles(graph)
     assert not found, "import cycles (break them; lazy imports count): " + "; ".join(" -> ".join(c) for c in found)
+
+
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 60
+SIZE_EXEMPT = {
+    # Reworked on another branch at the same time (issue 17: the scale bench); split it there, then drop this.
+    "tools/bench_scale.py",
+}
+"""Files measured by :func:`oversized` but not held to the limits, each with the reason."""
+
+
+def oversized(src: str, name: str) -> list[str]:
+    """What in module ``name`` (source ``src``) breaks the size rules: the module over :data:`MAX_MODULE_LINES`
+    lines, each function or method over :data:`MAX_FUNCTION_LINES` (``def`` line to last line, decorators not
+    counted; nested functions are measured too)."""
+    out = []
+    n = len(src.splitlines())
+    if n > MAX_MODULE_LINES:
+        out.append(f"{name}: {n} lines (> {MAX_MODULE_LINES})")
+    for node in ast.walk(ast.parse(src)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            length = (node.end_lineno or node.lineno) - node.lineno + 1
+            if length > MAX_FUNCTION_LINES:
+                out.append(f"{name}:{node.lineno} {node.name}(): {length} lines (> {MAX_FUNCTION_LINES})")
+    return out
+
+
+def test_size_rule_measures_modules_and_methods():
+    f = ["def f():"] + [f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES)]  # 61 lines: too long
+    m = ["class A:", "    @property", "    def m(self):"]
+    m += [f"        y{i} = {i}" for i in range(MAX_FUNCTION_LINES - 1)]  # 60 lines without the decorator: fine
+    lines = f + m
+    lines += [f"z{i} = 0" for i in range(MAX_MODULE_LINES - len(lines))]  # exactly the module limit
+    assert oversized("\n".join(lines), "probe") == [f"probe:1 f(): 61 lines (> {MAX_FUNCTION_LINES})"]  # m: 60
+    assert oversized("\n".join([*lines, "w = 1"]), "probe") == [
+        f"probe: {MAX_MODULE_LINES + 1} lines (> {MAX_MODULE_LINES})",
+        f"probe:1 f(): 61 lines (> {MAX_FUNCTION_LINES})"]
+
+
+def test_no_module_over_400_lines_and_no_function_over_60():
+    files = sorted(PACKAGE.rglob("*.py")) + sorted((ROOT / "tools").glob("*.py"))
+    names = {p.relative_to(ROOT).as_posix(): p for p in files}
+    assert SIZE_EXEMPT <= set(names), "an exempt file no longer exists: drop it from SIZE_EXEMPT"
+    found = [msg for name, p in names.items() if name not in SIZE_EXEMPT for msg in oversized(p.read_text(), name)]
+    assert not found, "split along a real seam (CONTRIBUTING.md, 'The rules the tools enforce'):\n" + "\n".join(found)
