@@ -81,7 +81,7 @@ class BenchmarkCard:
     prompt: str = "vqa"
     """Template name inside the prompt family."""
     mode: str = "generate"
-    """generate | rank."""
+    """generate | rank: the request kind (``flamingo_eval/request_kinds.py``, registry ``REQUEST_KINDS``)."""
     generation: GenerationCfg = field(default_factory=GenerationCfg)
     normalize_length: bool = True
     metric: MetricCfg = field(default_factory=MetricCfg)
@@ -341,9 +341,12 @@ def _check_values(cfg: Config) -> None:
     if not math.isfinite(b.generation.length_penalty):
         raise UserError("benchmarks.generation.length_penalty must be a finite number, "
                         f"got {b.generation.length_penalty}")
+    import flamingo_eval.request_kinds  # noqa: F401  (registers the request kinds; imports no torch)
+    from flamingo_eval.registry import REQUEST_KINDS
+
     for key, value, allowed in (("run.subset", r.subset, SUBSETS),
                                 ("run.on_bad_sample", r.on_bad_sample, ON_BAD_SAMPLE),
-                                (f"benchmark {b.id}: mode", b.mode, ("generate", "rank")),
+                                (f"benchmark {b.id}: mode", b.mode, tuple(REQUEST_KINDS.names())),
                                 ("model.precision", cfg.model.precision, PRECISIONS),
                                 ("model.engine", cfg.model.engine, ENGINES)):
         if value not in allowed:

@@ -50,28 +50,17 @@ def demo_orders(demos: list[Sample], n: int, *keys: object) -> list[list[Sample]
 
 
 def answer_room(task: Task, model: EvalModel) -> Callable[[Sample], int]:
-    """Tokens a sample's prompt must leave free: ``max_new_tokens`` when generating, the longest
-    candidate (tokenised alone) when ranking."""
-    card = task.cfg.benchmarks
-    if card.mode != "rank":
-        return lambda s: card.generation.max_new_tokens
-    memo: dict[tuple[str, ...], int] = {}
-
-    def room(s: Sample) -> int:
-        cands = tuple(s.fields.get("candidates", ()) or task.candidates or ())
-        if cands not in memo:
-            memo[cands] = max((model.count_tokens(c) for c in cands), default=0)
-        return memo[cands]
-
-    return room
+    """Tokens a sample's prompt must leave free for the answer (the task's request kind decides)."""
+    return task.kind.answer_room(task, model)
 
 
 def trial_prompt_sets(task: Task, model: EvalModel, shots: int, seed: int) -> list[PromptSet]:
-    """Per eval sample, its prompts: one per demo order (``ensemble_orders`` > 1 only for rank tasks)."""
+    """Per eval sample, its prompts: one per demo order (the request kind's ``demo_orders``: ``ensemble_orders``
+    when ranking, else 1)."""
     cfg, card = task.cfg, task.cfg.benchmarks
     sampler = make_sampler(task, seed)
     k = shots if shots > 0 else cfg.run.zero_shot_text_demos
-    n_orders = card.ensemble_orders if card.mode == "rank" else 1
+    n_orders = task.kind.demo_orders(card)
     room = answer_room(task, model)
     out = []
     for s in task.eval_samples:

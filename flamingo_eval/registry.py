@@ -1,4 +1,4 @@
-"""Name -> factory registries for adapters, samplers, models, metrics, extractors and video decoders."""
+"""Name -> factory registries for adapters, samplers, models, metrics, extractors, video decoders and request kinds."""
 
 from __future__ import annotations
 
@@ -48,3 +48,4 @@ DECODERS: Registry = Registry("decoder family")
 VISION: Registry = Registry("vision encoder")
 ARCHITECTURES: Registry = Registry("model architecture")
 VIDEO_DECODERS: Registry = Registry("video decoder")
+REQUEST_KINDS: Registry = Registry("request kind (benchmark mode)")

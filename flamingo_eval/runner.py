@@ -23,6 +23,7 @@ from flamingo_eval.metrics.base import MetricInput, MetricResult
 from flamingo_eval.metrics.stats import trial_summary
 from flamingo_eval.prompting import answer_room, demo_orders, make_sampler, trial_prompt_sets
 from flamingo_eval.provenance import provenance, run_id
+from flamingo_eval.request_kinds import RequestKind
 from flamingo_eval.results.lines import TrialOutput, prediction
 from flamingo_eval.results.rescore import shots_ci as rescore_ci
 from flamingo_eval.results.run_record import RunRecord, ShotsResult, new_run_record
@@ -37,7 +38,7 @@ from flamingo_eval.task import (
     run_seeds,
 )
 from flamingo_eval.timing import PhaseTimer
-from flamingo_eval.types import EvalModel, GenerateRequest, InterleavedPrompt, RankRequest, Sample
+from flamingo_eval.types import EvalModel, InterleavedPrompt, Sample
 
 __all__ = ["Reporter", "Task", "answer_room", "data_missing", "demo_orders", "evaluate", "eval_subset",
            "make_adapter", "make_sampler", "prepare", "run_seeds", "trial_prompt_sets", "trial_prompts"]
@@ -52,31 +53,11 @@ def trial_prompts(task: Task, model: EvalModel, shots: int, seed: int) -> list[I
     return [ps.prompts[0] for ps in sets]
 
 
-def _requests(task: Task, prompts: Sequence[InterleavedPrompt], samples: Sequence[Sample]) -> list[Any]:
-    card = task.cfg.benchmarks
-    if card.mode == "rank":
-        out = []
-        for p, s in zip(prompts, samples):
-            cands = tuple(s.fields.get("candidates", ()) or task.candidates or ())
-            if not cands:
-                raise UserError(f"{card.id}: rank mode needs candidates (adapter list or sample field)")
-            out.append(RankRequest(prompt=p, candidates=cands, normalize_length=card.normalize_length))
-        return out
-    g = card.generation
-    return [GenerateRequest(prompt=p, max_new_tokens=g.max_new_tokens, num_beams=g.num_beams,
-                            length_penalty=g.length_penalty, stop=tuple(g.stop)) for p in prompts]
-
-
-def _call(model: EvalModel, reqs: list[Any]) -> list[Any]:
-    if reqs and isinstance(reqs[0], RankRequest):
-        return model.rank(reqs)
-    return model.generate(reqs)
-
-
-def call_with_skips(model: EvalModel, reqs: list[Any], skip: bool) -> tuple[list[Any], list[str | None]]:
+def call_with_skips(kind: RequestKind, model: EvalModel, reqs: list[Any], skip: bool
+                    ) -> tuple[list[Any], list[str | None]]:
     """Run a batch; with ``skip``, a failing batch is retried item by item and bad items are skipped."""
     try:
-        return _call(model, reqs), [None] * len(reqs)
+        return kind.call(model, reqs), [None] * len(reqs)
     except UserError:
         if not skip:
             raise
@@ -84,7 +65,7 @@ def call_with_skips(model: EvalModel, reqs: list[Any], skip: bool) -> tuple[list
     errors: list[str | None] = []
     for r in reqs:
         try:
-            outs.append(_call(model, [r])[0])
+            outs.append(kind.call(model, [r])[0])
             errors.append(None)
         except UserError as e:
             outs.append(None)
@@ -94,10 +75,12 @@ def call_with_skips(model: EvalModel, reqs: list[Any], skip: bool) -> tuple[list
 
 def call_ensembled(task: Task, model: EvalModel, samples: Sequence[Sample],
                    sets: Sequence[tuple[InterleavedPrompt, ...]], skip: bool) -> tuple[list[Any], list[str | None]]:
-    """Run one chunk; a sample with several demo orders gets the mean of its candidate scores."""
+    """Run one chunk; a sample asked with several demo orders gets their merged output (``RequestKind.merge``:
+    the mean candidate scores when ranking)."""
+    kind = task.kind
     flat_p = [p for variants in sets for p in variants]
     flat_s = [s for s, variants in zip(samples, sets) for _ in variants]
-    outs, errors = call_with_skips(model, _requests(task, flat_p, flat_s), skip)
+    outs, errors = call_with_skips(kind, model, kind.requests(task, flat_p, flat_s), skip)
     merged: list[Any] = []
     merged_errors: list[str | None] = []
     pos = 0
@@ -106,17 +89,13 @@ def call_ensembled(task: Task, model: EvalModel, samples: Sequence[Sample],
         pos += len(variants)
         err = next((e for e in errs if e is not None), None)
         merged_errors.append(err)
-        if err is not None or len(part) == 1:
-            merged.append(None if err is not None else part[0])
-        else:
-            merged.append([sum(col) / len(part) for col in zip(*part)])
+        merged.append(None if err is not None else kind.merge(part))
     return merged, merged_errors
 
 
 def to_prediction(task: Task, s: Sample, p: InterleavedPrompt, out: Any) -> tuple[dict[str, Any], MetricInput]:
     """The line and metric input of one evaluated sample (``results/lines.py`` owns the line)."""
-    return prediction(s, p, out, extractor=task.extractor, candidates=task.candidates,
-                      metric_fields=task.metric_fields)
+    return prediction(s, p, task.kind.answer(task, s, out), metric_fields=task.metric_fields)
 
 
 def batch_size(cfg: Config) -> int:

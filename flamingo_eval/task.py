@@ -21,6 +21,7 @@ from flamingo_eval.config import BenchmarkCard, Config, to_dict
 from flamingo_eval.errors import UserError
 from flamingo_eval.prompts.samplers import SamplerContext, keyed_rng
 from flamingo_eval.registry import ADAPTERS, EXTRACTORS, SAMPLERS
+from flamingo_eval.request_kinds import RequestKind, request_kind
 from flamingo_eval.types import Sample
 
 __all__ = ["Task", "data_missing", "demo_pool_size", "eval_subset", "make_adapter", "prepare", "run_seeds"]
@@ -59,6 +60,11 @@ class Task:
     """Sample fields the metric reads (``Adapter.metric_fields``), carried in the prediction line's ``extra``."""
     trial_samples: dict[int, list[Sample]] = field(default_factory=dict)
     """``run.subset=random_per_trial``: each trial seed's own eval subset (else empty: ``eval_samples``)."""
+
+    @property
+    def kind(self) -> RequestKind:
+        """The request kind the card's ``mode`` names: builds requests, calls the model, extracts answers."""
+        return request_kind(self.cfg.benchmarks.mode)
 
     def for_trial(self, seed: int) -> Task:
         """This task restricted to the eval samples of the trial with ``seed``."""

@@ -1,22 +1,23 @@
 """The prediction line (one JSON object of predictions.jsonl), a trial's output, and their metric inputs.
 
-This module owns the line: the runner builds it here from a sample and the model's output
-(:func:`prediction`), the run store merges and scores it, and ``score``, ``compare`` and a record's
-``ci95`` rebuild the metric input from it (:func:`metric_input`). It imports neither the runner nor the
-store. A line holds everything its metric needs (``answer``, ``references``, ``label``, ``scores``,
-``extra``), so the items rebuilt from a file are exactly those the run scored.
+This module owns the line: the runner builds it here from a sample and what the task's request kind made
+of the model's output (:func:`prediction`, ``request_kinds.Answer``), the run store merges and scores it,
+and ``score``, ``compare`` and a record's ``ci95`` rebuild the metric input from it (:func:`metric_input`).
+It imports neither the runner nor the store. A line holds everything its metric needs (``answer``,
+``references``, ``label``, ``scores``, ``extra``), so the items rebuilt from a file are exactly those the
+run scored.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from flamingo_eval.metrics.base import MetricInput
+from flamingo_eval.request_kinds import Answer
 from flamingo_eval.types import InterleavedPrompt, Sample, media_name
 
 
@@ -68,32 +69,25 @@ class TrialOutput:
     """Demos dropped to fit the context, summed over the trial's samples."""
 
 
-def prediction(s: Sample, p: InterleavedPrompt, out: str | Sequence[float], *, extractor: Callable[[str], str],
-               candidates: Sequence[str] | None, metric_fields: Sequence[str]) -> tuple[dict[str, Any], MetricInput]:
-    """The line and the metric input of sample ``s`` shown prompt ``p``, from the model's ``out``.
+def prediction(s: Sample, p: InterleavedPrompt, answer: Answer, *, metric_fields: Sequence[str]
+               ) -> tuple[dict[str, Any], MetricInput]:
+    """The line and the metric input of sample ``s`` shown prompt ``p``, from what its request kind made of the
+    model's output.
 
     Args:
         s: The eval sample.
         p: Its prompt (demo ids, dropped demos, hash).
-        out: Generated text, or one score per candidate (rank tasks).
-        extractor: The template's answer extractor (generated text -> answer).
-        candidates: The benchmark's candidates when the sample has none of its own.
+        answer: Raw output, answer and candidate scores (``RequestKind.answer``).
         metric_fields: Sample fields the metric reads, copied into ``extra``.
     """
-    if isinstance(out, str):
-        raw, answer, scores = out, extractor(out), None
-    else:
-        scores = tuple(float(x) for x in out)
-        cands = tuple(s.fields.get("candidates", ()) or candidates or ())
-        best = max(range(len(scores)), key=lambda i: (scores[i], -i))  # ties: the first candidate
-        raw, answer = json.dumps([round(x, 6) for x in scores]), cands[best]
     extra = {k: v for k, v in s.fields.items() if k in metric_fields}
     extra.update(s.fields.get("metric_extra") or {})  # per-sample values a metric needs (type, RareAct labels)
-    item = MetricInput(sample_id=s.id, answer=answer, references=s.references, label=s.label, scores=scores,
+    scores = answer.scores
+    item = MetricInput(sample_id=s.id, answer=answer.answer, references=s.references, label=s.label, scores=scores,
                        extra=extra)
-    line = PredictionLine(sample_id=s.id, demo_ids=list(p.demo_ids), prompt_hash=prompt_hash(p), raw_output=raw,
-                          answer=answer, score=None, references=list(s.references), label=s.label,
-                          scores=list(scores) if scores is not None else None, extra=extra,
+    line = PredictionLine(sample_id=s.id, demo_ids=list(p.demo_ids), prompt_hash=prompt_hash(p),
+                          raw_output=answer.raw_output, answer=answer.answer, score=None, references=list(s.references),
+                          label=s.label, scores=list(scores) if scores is not None else None, extra=extra,
                           dropped_demos=p.dropped_demos)
     return line.to_json(), item
 

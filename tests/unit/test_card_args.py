@@ -70,8 +70,9 @@ def test_every_card_composes_with_every_prompt_family_and_model():
     ({"model": {"engine": "fastest"}}, "model.engine must be one of fast, reference, got 'fastest'"),
     ({"model": {"device": "gpu"}}, "model.device must be auto, cpu, mps, cuda or cuda:N, got 'gpu'"),
     ({"run": {"sampler": "rics"}}, "run.sampler must be one of class_balanced, fixed, random, rices, got 'rics'"),
+    ({"benchmarks": {"mode": "ranking"}}, "benchmark okvqa: mode must be one of generate, rank, got 'ranking'"),
 ], ids=["adapter-key", "adapter-type", "metric-key", "metric-type", "adapter", "metric", "precision", "engine",
-        "device", "sampler"])
+        "device", "sampler", "mode"])
 def test_a_typo_is_one_line_naming_the_key(edits, needle):
     with pytest.raises(UserError) as e:
         validate(config(edits=edits))
