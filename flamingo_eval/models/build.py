@@ -83,11 +83,13 @@ def build_decoder(cfg: ModelCfg, weights: str | None) -> Decoder:
         from flamingo_eval.models.hf_lm import load_hf_decoder
 
         return load_hf_decoder(resolve_hf_dir(weights))  # a no-op on an already resolved local directory
+    from flamingo_eval.models.hf_lm import family_table
+
     conf = dict(cfg.lm.config)
-    family = str(conf.get("model_type", "llama"))
+    model_type = str(conf.get("model_type", "llama"))
     with torch.random.fork_rng():
         torch.manual_seed(cfg.seed)
-        decoder = DECODERS.get(family).from_hf_config(conf)
+        decoder = DECODERS.get(family_table().get(model_type, model_type)).from_hf_config(conf)
         std = float(conf.get("initializer_range", 0.02))
         for mod in decoder.modules():  # HF-style init: N(0, initializer_range), zero biases
             if isinstance(mod, (torch.nn.Linear, torch.nn.Embedding)):

@@ -23,19 +23,21 @@ from flamingo_eval.models.decoders import Decoder
 from flamingo_eval.models.weight_files import check_file, read_state_file, sniff
 from flamingo_eval.registry import DECODERS
 
-MODEL_TYPES: dict[str, str] = {
-    "llama": "llama",
-    "mistral": "llama",
-    "mpt": "mpt",
-    "mosaic_gpt": "mpt",
-    "gpt_neox": "gpt_neox",
-    "opt": "opt",
-}
-"""HF ``config.json`` ``model_type`` -> decoder family registered in ``DECODERS``.
 
-SmolLM/SmolLM2 ship as ``model_type: llama``. Mistral's sliding window is not modelled: exact for prompts
-shorter than ``sliding_window`` (4096 for Mistral-7B), far beyond few-shot evaluation prompts.
-"""
+def family_table() -> dict[str, str]:
+    """HF ``config.json`` ``model_type`` -> decoder family, from each registered family's ``model_types``.
+
+    Raises:
+        ValueError: Two families claim the same ``model_type`` (a programming error, caught by the tests).
+    """
+    table: dict[str, str] = {}
+    for family in DECODERS.names():
+        for model_type in DECODERS.get(family).model_types:
+            if table.setdefault(model_type, family) != family:
+                raise ValueError(f"model_type {model_type!r} is claimed by the decoder families "
+                                 f"{table[model_type]} and {family}")
+    return table
+
 
 IGNORED_KEYS = re.compile(
     r"(rotary_emb\.inv_freq|rotary_emb\.original_inv_freq|attention\.masked_bias|"
@@ -52,12 +54,13 @@ _SHOW = 8  # how many key names an error message lists
 def decoder_class(config: Mapping[str, Any], source: str = "LM config") -> type[Decoder]:
     """The decoder class for an HF config dict, from its ``model_type``."""
     model_type = str(config.get("model_type", ""))
-    if model_type not in MODEL_TYPES:
-        known = ", ".join(sorted(MODEL_TYPES))
+    table = family_table()
+    if model_type not in table:
+        known = ", ".join(sorted(table))
         got = f"unsupported LM model_type {model_type!r}" if "model_type" in config else "no model_type field"
         raise UserError(f"{source}: {got}; supported: {known} "
                         "(add a family: docs/adding_a_model.md)")
-    cls: type[Decoder] = DECODERS.get(MODEL_TYPES[model_type])
+    cls: type[Decoder] = DECODERS.get(table[model_type])
     return cls
 
 

@@ -22,8 +22,10 @@ from flamingo_eval.models.decoders import Decoder, MptDecoder  # noqa: E402
 from flamingo_eval.models.hf_lm import (  # noqa: E402
     build_decoder,
     decoder_from_hf_model,
+    family_table,
     load_hf_decoder,
 )
+from flamingo_eval.registry import DECODERS  # noqa: E402
 
 VOCAB = 128
 TOL = 1e-4
@@ -242,6 +244,21 @@ def test_wrong_shape_is_named() -> None:
     cls = type(decoder_from_hf_model(_llama()))
     with pytest.raises(UserError, match=r"wrong shape: model\.norm\.weight \(checkpoint \(65,\), model \(64,\)\)"):
         build_decoder(cls, config, state, torch.float32, source="t")
+
+
+def test_the_family_table_is_what_the_decoders_declare(monkeypatch) -> None:
+    """A family declares the HF ``model_type``s it loads; nothing else lists them (adding a family: 3 files)."""
+    assert family_table() == {"llama": "llama", "mistral": "llama", "mpt": "mpt", "mosaic_gpt": "mpt",
+                              "gpt_neox": "gpt_neox", "opt": "opt"}
+    assert all(DECODERS.get(f).model_types for f in DECODERS.names()), "every family loads some model_type"
+
+    class Clash(MptDecoder):
+        family = "clash"
+        model_types = ("mistral",)
+
+    monkeypatch.setitem(DECODERS._items, "clash", Clash)
+    with pytest.raises(ValueError, match="'mistral' is claimed by the decoder families clash and llama"):
+        family_table()
 
 
 def test_unknown_model_type(tmp_path) -> None:

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from flamingo_eval.models import eval_model as em
 from flamingo_eval.models.cache import BranchKVCache, KVCache
-from flamingo_eval.models.decoders.llama import attend
+from flamingo_eval.models.decoders.layers import attend
 from flamingo_eval.models.eval_model import FlamingoEvalModel, LatentCache
 from flamingo_eval.models.reference import ReferenceEvalModel
 from flamingo_eval.types import GenerateRequest, InterleavedPrompt, RankRequest

@@ -13,7 +13,7 @@ from flamingo_eval.errors import UserError
 from flamingo_eval.models.build import resolve_precision
 from flamingo_eval.models.cross_attention import masked_cross_attention_reference, segment_attention
 from flamingo_eval.models.decoders.base import build_attn_inputs, lm_logits
-from flamingo_eval.models.decoders.llama import attend
+from flamingo_eval.models.decoders.layers import attend
 from flamingo_eval.models.eval_model import LatentCache
 from flamingo_eval.timing import PhaseTimer
 

@@ -102,9 +102,11 @@ def _mm_fp32_out(x: Tensor, weight: Tensor) -> Tensor | None:
 
 
 class Decoder(nn.Module, metaclass=ABCMeta):
-    """Base class of LM families. Subclasses set ``family`` and implement the abstract hooks below."""
+    """Base class of LM families. Subclasses set ``family`` and ``model_types``, and implement the abstract hooks."""
 
     family: ClassVar[str] = ""
+    model_types: ClassVar[tuple[str, ...]] = ()
+    """HF ``config.json`` ``model_type`` values this family loads (``hf_lm.family_table`` is built from them)."""
     hidden_size: int
     vocab_size: int
     blocks: nn.ModuleList

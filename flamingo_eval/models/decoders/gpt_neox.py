@@ -12,29 +12,16 @@ Names mirror HF ``GPTNeoXForCausalLM`` (``gpt_neox.embed_in``, ``gpt_neox.layers
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from flamingo_eval.errors import UserError
 from flamingo_eval.models.cache import KVCache
 from flamingo_eval.models.decoders.base import AttnInputs, Decoder, lm_logits
-from flamingo_eval.models.decoders.llama import attend, rotary
+from flamingo_eval.models.decoders.layers import ACTIVATIONS, attend, rotary
 from flamingo_eval.registry import DECODERS
-
-
-def _gelu_tanh(x: Tensor) -> Tensor:
-    return F.gelu(x, approximate="tanh")
-
-
-# HF ``hidden_act`` names -> functions (gelu_new / gelu_fast are the tanh approximation).
-ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
-    "gelu": F.gelu, "gelu_new": _gelu_tanh, "gelu_fast": _gelu_tanh, "gelu_pytorch_tanh": _gelu_tanh,
-    "relu": F.relu, "silu": F.silu,
-}
 
 
 @dataclass
@@ -118,6 +105,7 @@ class GPTNeoXDecoder(Decoder):
     """``gpt_neox.embed_in``, ``gpt_neox.layers``, ``gpt_neox.final_layer_norm``, ``embed_out`` (untied head)."""
 
     family = "gpt_neox"
+    model_types = ("gpt_neox",)
 
     def __init__(self, cfg: GPTNeoXConfig) -> None:
         super().__init__()

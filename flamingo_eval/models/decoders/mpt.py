@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from flamingo_eval.errors import UserError
 from flamingo_eval.models.cache import KVCache
 from flamingo_eval.models.decoders.base import AttnInputs, Decoder, lm_logits
-from flamingo_eval.models.decoders.llama import attend
+from flamingo_eval.models.decoders.layers import attend
 from flamingo_eval.registry import DECODERS
 
 
@@ -156,6 +156,7 @@ class MptDecoder(Decoder):
     """HF ``MptForCausalLM`` layout: ``transformer.wte``, ``transformer.blocks``, ``transformer.norm_f``; head tied."""
 
     family = "mpt"
+    model_types = ("mpt", "mosaic_gpt")
 
     def __init__(self, cfg: MptConfig) -> None:
         super().__init__()

@@ -19,8 +19,7 @@ from torch import Tensor, nn
 from flamingo_eval.errors import UserError
 from flamingo_eval.models.cache import KVCache
 from flamingo_eval.models.decoders.base import AttnInputs, Decoder, lm_logits
-from flamingo_eval.models.decoders.gpt_neox import ACTIVATIONS
-from flamingo_eval.models.decoders.llama import attend
+from flamingo_eval.models.decoders.layers import ACTIVATIONS, attend
 from flamingo_eval.registry import DECODERS
 
 POSITION_OFFSET = 2
@@ -114,6 +113,7 @@ class OPTDecoder(Decoder):
     """``model.decoder.{embed_tokens, embed_positions, layers, final_layer_norm}``; head tied unless configured."""
 
     family = "opt"
+    model_types = ("opt",)
 
     def __init__(self, cfg: OPTConfig) -> None:
         super().__init__()

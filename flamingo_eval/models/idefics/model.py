@@ -26,7 +26,8 @@ from torch import Tensor, nn
 from flamingo_eval.errors import UserError
 from flamingo_eval.models.cross_attention import _heads, masked_cross_attention_reference, segment_attention
 from flamingo_eval.models.decoders.base import lm_logits
-from flamingo_eval.models.decoders.llama import LlamaConfig, LlamaDecoder, LlamaMLP, RMSNorm
+from flamingo_eval.models.decoders.layers import RMSNorm
+from flamingo_eval.models.decoders.llama import LlamaConfig, LlamaDecoder, LlamaMLP
 from flamingo_eval.models.flamingo import Flamingo, MediaState
 from flamingo_eval.models.idefics.vision import IdeficsVisionConfig, IdeficsVisionTransformer
 
