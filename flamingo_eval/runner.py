@@ -21,7 +21,7 @@ from flamingo_eval.display import Reporter
 from flamingo_eval.errors import UserError
 from flamingo_eval.metrics.base import MetricInput, MetricResult
 from flamingo_eval.metrics.stats import trial_summary
-from flamingo_eval.prompting import answer_room, demo_orders, make_sampler, trial_prompt_sets
+from flamingo_eval.prompting import answer_room, make_sampler, trial_prompt_sets
 from flamingo_eval.provenance import provenance, run_id
 from flamingo_eval.request_kinds import RequestKind
 from flamingo_eval.results.lines import TrialOutput, prediction
@@ -40,17 +40,9 @@ from flamingo_eval.task import (
 from flamingo_eval.timing import PhaseTimer
 from flamingo_eval.types import EvalModel, InterleavedPrompt, Sample
 
-__all__ = ["Reporter", "Task", "answer_room", "data_missing", "demo_orders", "evaluate", "eval_subset",
-           "make_adapter", "make_sampler", "prepare", "run_seeds", "trial_prompt_sets", "trial_prompts"]
-
-
-def trial_prompts(task: Task, model: EvalModel, shots: int, seed: int) -> list[InterleavedPrompt]:
-    """One prompt per eval sample (the sampler's demo order)."""
-    sets = trial_prompt_sets(task, model, shots, seed)
-    bad = next((ps.error for ps in sets if ps.error), None)
-    if bad:
-        raise UserError(bad)
-    return [ps.prompts[0] for ps in sets]
+# Re-exported for the commands and tools that import them from here (answer_room: tools/bench_scale.py).
+__all__ = ["Reporter", "Task", "answer_room", "data_missing", "evaluate", "eval_subset", "make_adapter",
+           "make_sampler", "prepare", "run_seeds", "trial_prompt_sets"]
 
 
 def call_with_skips(kind: RequestKind, model: EvalModel, reqs: list[Any], skip: bool

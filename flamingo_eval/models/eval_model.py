@@ -48,6 +48,23 @@ MAX_TREE_NODES = 256
 VISION_BATCH_SIZE = 8
 """Default media items per vision forward (``model.vision_batch_size``): every forward has this many rows
 (an image is an item of one frame, a video an item of F frames)."""
+LATENT_CACHE_BYTES = 1 << 30
+"""Default byte budget of the in-memory latent LRU (1 GiB, ``model.latent_cache_mb: 1024``): ~4k images of
+64 x 1024 fp32 latents, more than a 32-shot run's demo pool."""
+RANK_CHUNK_BYTES = 256 << 20
+"""Default memory budget of one candidate-scoring forward: caps the activations of many candidates at once
+(1000 ImageNet classes would otherwise run as one huge batch)."""
+CANDIDATE_LISTS_KEPT = 16
+"""Tokenised candidate lists memoised: a benchmark has one shared list (class names) or one per sample
+(VisDial's options, used once), so a small memo is enough and bounds memory."""
+FLOAT_BYTES = 4
+"""The rank budget counts fp32 values: logits and scores are fp32 even on bf16 weights."""
+SCORES_PER_CONTEXT_KEY = 16
+"""Attention-score values per context key per scored token (an estimate: heads' score rows alive at once)."""
+ACTIVATIONS_PER_TOKEN = 8
+"""Hidden-width activations alive per scored token (an estimate: q, k, v, attention output, MLP parts)."""
+LOGITS_PER_TOKEN = 2
+"""Vocabulary-width values per scored token: the logits and their log-softmax."""
 
 
 class FlamingoEvalModel(MediaInputs):
@@ -55,8 +72,8 @@ class FlamingoEvalModel(MediaInputs):
 
     def __init__(self, model: Flamingo, tokenizer: Any, preprocess: Callable[[Any], Tensor], *, model_id: str,
                  fingerprint: str, batch_size: int = 8, max_context: int = 2048, device: str = "cpu",
-                 dtype: torch.dtype = torch.float32, latent_cache_bytes: int = 1 << 30,
-                 rank_chunk_bytes: int = 256 << 20, latent_cache_dir: str | None = None,
+                 dtype: torch.dtype = torch.float32, latent_cache_bytes: int = LATENT_CACHE_BYTES,
+                 rank_chunk_bytes: int = RANK_CHUNK_BYTES, latent_cache_dir: str | None = None,
                  rank_tree: bool = True, vision_batch_size: int = VISION_BATCH_SIZE) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -131,7 +148,7 @@ class FlamingoEvalModel(MediaInputs):
         got = self._cand_ids.get(cands)
         if got is None:
             got = [list(x) for x in self.tokenizer(list(cands), add_special_tokens=False)["input_ids"]]
-            if len(self._cand_ids) > 16:
+            if len(self._cand_ids) > CANDIDATE_LISTS_KEPT:
                 self._cand_ids.clear()
             self._cand_ids[cands] = got
         return got
@@ -292,7 +309,8 @@ class FlamingoEvalModel(MediaInputs):
         """
         ctx_len = sum(c.length for c in ctx)
         cfg = self.model.lang
-        per_token = 4 * (ctx_len * 16 + 8 * cfg.hidden_size + 2 * cfg.vocab_size)  # scores, activations, logits
+        per_token = FLOAT_BYTES * (ctx_len * SCORES_PER_CONTEXT_KEY + ACTIVATIONS_PER_TOKEN * cfg.hidden_size
+                                   + LOGITS_PER_TOKEN * cfg.vocab_size)
         budget = max(1, self.rank_chunk_bytes // per_token)
         switch = set(self.model.image_switch_ids())
         if self.rank_tree and not any(t in switch for x in cands for t in x):

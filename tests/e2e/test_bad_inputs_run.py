@@ -185,7 +185,7 @@ def test_demos_dropped_to_fit_are_recorded_and_warned(vqav2_root, tmp_path, caps
         max_context = 60
         count_tokens = staticmethod(tiny_model.count_tokens)
 
-    from flamingo_eval.runner import trial_prompts
+    from tests.trial_prompts import trial_prompts
 
     prompts = trial_prompts(prepare(config_of(*vqa(vqav2_root))), Small(), 4, 0)
     assert [p.demo_ids for p in prompts] == [tuple(p["demo_ids"]) for p in preds]

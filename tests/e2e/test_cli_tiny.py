@@ -87,7 +87,8 @@ def test_score_reproduces_the_run(easyvqa_run, capsys):
 
 def test_demo_ids_do_not_depend_on_limit(tmp_path):
     from flamingo_eval.config import compose_config
-    from flamingo_eval.runner import prepare, trial_prompts
+    from flamingo_eval.runner import prepare
+    from tests.trial_prompts import trial_prompts
 
     class Counter:
         max_context = 10**6

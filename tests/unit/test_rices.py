@@ -181,7 +181,7 @@ def test_class_balanced_needs_labels():
 
 
 def test_demo_orders_distinct_keyed_first_is_sampler_order():
-    from flamingo_eval.runner import demo_orders
+    from flamingo_eval.prompting import demo_orders
 
     demos = POOL[:4]
     orders = demo_orders(demos, 6, "b", 0, "q")
