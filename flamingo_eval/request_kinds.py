@@ -10,6 +10,7 @@ is one class registered in ``REQUEST_KINDS`` (``config.validate`` lists the regi
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -35,34 +36,34 @@ class Answer:
     """One score per candidate (rank); None when generating."""
 
 
-class RequestKind:
-    """The interface of a request kind; subclasses fill in every method."""
+class RequestKind(ABC):
+    """The interface of a request kind (one subclass per ``mode``, registered in ``REQUEST_KINDS``)."""
 
     name = ""
 
+    @abstractmethod
     def answer_room(self, task: Task, model: EvalModel) -> Callable[[Sample], int]:
         """Tokens a sample's prompt must leave free for the answer."""
-        raise NotImplementedError
 
     def demo_orders(self, card: BenchmarkCard) -> int:
         """How many orderings of the same demos each sample is asked with (their outputs are merged)."""
         return 1
 
+    @abstractmethod
     def requests(self, task: Task, prompts: Sequence[InterleavedPrompt], samples: Sequence[Sample]) -> list[Any]:
         """One request per (prompt, sample)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def call(self, model: EvalModel, requests: list[Any]) -> list[Any]:
         """The model's output per request."""
-        raise NotImplementedError
 
+    @abstractmethod
     def merge(self, outputs: list[Any]) -> Any:
         """One output from the outputs of a sample's demo orders (:meth:`demo_orders` of them)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def answer(self, task: Task, sample: Sample, output: Any) -> Answer:
         """What the prediction line records of ``sample``'s (merged) output."""
-        raise NotImplementedError
 
 
 @REQUEST_KINDS.register("generate")
