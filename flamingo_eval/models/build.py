@@ -22,6 +22,8 @@ if TYPE_CHECKING:  # annotations only: config imports this module lazily, so no 
 __all__ = ["DTYPES", "build_decoder", "build_model", "load_tokenizer", "place", "resolve_device",
            "resolve_precision", "special_ids", "weights_fingerprint"]
 
+PACKAGE_SCHEME = "package:"
+
 
 def load_tokenizer(path: str, trust_remote_code: bool = False) -> Any:
     """HF tokenizer + Flamingo special tokens, added exactly as OpenFlamingo does.
@@ -122,7 +124,7 @@ def build_model(cfg: ModelCfg, batch_size: int | None = None) -> FlamingoEvalMod
         from flamingo_eval.models.model_dir import checkpoint_fixes
         from flamingo_eval.models.weight_files import check_weights_file
 
-        path = Path(cfg.checkpoint).expanduser()
+        path = checkpoint_path(cfg.checkpoint)
         check_weights_file(path, "checkpoint", *checkpoint_fixes(path))
     weights, tok_path = _lm_paths(cfg)
     if weights is not None:  # a bad LM directory is named before the tokenizer trips over it
@@ -159,8 +161,12 @@ def build_model(cfg: ModelCfg, batch_size: int | None = None) -> FlamingoEvalMod
     if cfg.checkpoint:
         from flamingo_eval.models.checkpoints import load_flamingo_checkpoint
 
-        load_flamingo_checkpoint(model, Path(cfg.checkpoint).expanduser(), lm_vocab=lm_vocab,
+        load_flamingo_checkpoint(model, checkpoint_path(cfg.checkpoint), lm_vocab=lm_vocab,
                                  new_head_rows=cfg.new_head_rows)
+    if cfg.blind:  # the text-only control: every block becomes an exact identity
+        for blk in model.xattn.values():
+            blk.attn_gate.data.zero_()  # type: ignore[union-attr,operator]
+            blk.ff_gate.data.zero_()  # type: ignore[union-attr,operator]
     device, dtype = place(model, cfg)
     from flamingo_eval.models.reference import ReferenceEvalModel
 
@@ -188,3 +194,12 @@ def place(model: Flamingo, cfg: ModelCfg) -> tuple[str, torch.dtype]:
     dtype = resolve_precision(cfg.precision, torch.device(device).type)
     model.to(device=device, dtype=dtype)
     return device, dtype
+
+
+def checkpoint_path(spec: str) -> Path:
+    """``model.checkpoint`` as a path: ``package:<rel>`` is a file shipped inside the package, else a path."""
+    if spec.startswith(PACKAGE_SCHEME):
+        from flamingo_eval.config import PACKAGE_DIR
+
+        return PACKAGE_DIR / spec[len(PACKAGE_SCHEME):]
+    return Path(spec).expanduser()
