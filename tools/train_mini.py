@@ -38,9 +38,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--log-dir", type=Path, default=DEFAULT_LOG, help="where the log JSON and loss PNG go")
     p.add_argument("--name", default="mini-bridge", help="file stem of the log and plot")
     for f in dataclasses.fields(TrainConfig):
-        kind = {"int": int, "float": float, "str": str}.get(str(f.type).split(" ")[0], str)
+        kind = {"int": int, "float": float, "str": str, "bool": _flag}.get(str(f.type).split(" ")[0], str)
         p.add_argument("--" + f.name.replace("_", "-"), type=kind, default=None, help=f"(default {f.default})")
     return p.parse_args(argv)
+
+
+def _flag(text: str) -> bool:
+    if text.lower() not in ("1", "0", "true", "false", "yes", "no"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got '{text}'")
+    return text.lower() in ("1", "true", "yes")
 
 
 def machine() -> dict[str, object]:

@@ -70,24 +70,50 @@ class TrainConfig:
     text_demo_fraction: float = 0.2
     """Share of sequences opened by ``text_demos`` text-only demos (the evaluation's 0-shot prompt)."""
     text_demos: int = 2
+    balance_answers: bool = True
+    """Each image chunk's answer drawn uniformly among its question's answers (``data.build_sequences``): the
+    question text then predicts nothing, so the bridge can only lower the loss by reading the image."""
     row_steps: int = 10
     """Phase 1: steps training the two token rows through the whole frozen LM (the bridge is still 0)."""
     row_lr: float = 1e-2
     steps: int = 180
     """Phase 2: steps training the bridge over the cached lower-layer states."""
     batch_size: int = 16
-    lr: float = 1.5e-3
-    gate_lr: float = 1.5e-2
-    """The tanh gates' learning rate: Adam moves a parameter by about its lr per step, so at ``lr`` gates starting
-    at 0 could open only to ~0.2 in a CPU-sized run; the gates are 6 scalars, a larger step is safe."""
+    lr: float = 3e-3
+    gate_lr: float = 3e-3
     warmup: int = 20
-    init_gate: float = 0.0
+    init_gate: float = 1.0
+    """Start value of every tanh gate. The blocks' output projections start at zero (``fresh_bridge``), so the
+    model still equals the text-only LM at step 0 while the gradient reaches the projections at once."""
+    latent_init_scale: float = 0.02
+    """The resampler's learned latents start at this scale (``torch.randn`` times it): its output is then
+    mostly what it read from the image, not its own latents."""
+    freeze_resampler_attention: bool = True
+    """Keep the resampler's query/key/value projections at their random start. Trained, they learn within
+    ~10 steps to attend to the latents themselves (an image-free answer prior) and the gradient to the image
+    features vanishes; frozen, the latents stay a random view of the image that the rest learns to read."""
     eval_every: int = 100
     feature_batch: int = 64
     threads: int = 2
     """torch CPU threads while training (fixed, so a rerun on another machine does the same float operations)."""
     feature_cache: str | None = None
     """Directory keeping the vision features between runs (None: recompute, as a cold run measures)."""
+
+
+RESAMPLER_ATTENTION = (".0.to_q.weight", ".0.to_kv.weight")
+"""Name endings of the resampler's attention projections (``perceiver.layers.<i>.0.to_q`` / ``to_kv``)."""
+
+
+def fresh_bridge(model: Flamingo, cfg: TrainConfig) -> None:
+    """The bridge's start: gates at ``init_gate``, the blocks' attention and feed-forward output projections at
+    zero (so the model is exactly the text-only LM until they move), latents at ``latent_init_scale``."""
+    with torch.no_grad():
+        for blk in model.xattn.values():
+            blk.attn_gate.fill_(cfg.init_gate)  # type: ignore[union-attr,operator]
+            blk.ff_gate.fill_(cfg.init_gate)  # type: ignore[union-attr,operator]
+            blk.attn.to_out.weight.zero_()  # type: ignore[union-attr,operator]
+            blk.ff[-1].weight.zero_()  # type: ignore[index,union-attr,operator]
+        model.perceiver.latents.mul_(cfg.latent_init_scale)
 
 
 @dataclass
@@ -103,14 +129,15 @@ class History:
 class BridgeTrainer:
     """Forward + loss of the bridge on a batch of sequences, from cached lower states or from the tokens."""
 
-    def __init__(self, model: Flamingo, pad_id: int, lm_vocab: int) -> None:
+    def __init__(self, model: Flamingo, pad_id: int, lm_vocab: int, frozen: tuple[str, ...] = ()) -> None:
         if model.lang.output_embeddings() is not None:
             raise UserError("bridge training learns the added token rows through a tied LM head; this LM's head is untied")
         self.model = model
         self.first = min(int(i) for i in model.xattn)
         self.pad_id, self.lm_vocab = pad_id, lm_vocab
         model.requires_grad_(False)
-        self.bridge = [p for n, p in model.named_parameters() if n.startswith(("perceiver.", "xattn."))]
+        self.bridge = [p for n, p in model.named_parameters()
+                       if n.startswith(("perceiver.", "xattn.")) and not n.endswith(frozen)]
         for p in self.bridge:
             p.requires_grad_(True)
         emb = model.lang.input_embeddings().weight
@@ -178,25 +205,39 @@ def _schedule(step: int, total: int, warmup: int) -> float:
 @torch.no_grad()
 def validate(trainer: BridgeTrainer, seqs: Sequence[Seq], lower: Sequence[Tensor] | None, feats: dict[str, Tensor],
              batch: int, bridge: bool = True) -> dict[str, float]:
-    """Validation loss, target-token accuracy, and the share of chunks whose answer + end token all match.
+    """Validation loss, target-token accuracy and answer accuracy (a chunk's answer + end tokens all right),
+    overall, for yes/no answers and for the others, and the answer accuracy with the images rotated by one
+    sequence (each chunk shown another chunk's image: the vision control, near chance for a bridge that reads
+    its images on balanced data).
 
     ``lower``: cached lower-layer states, or None to run the whole LM (after the token rows changed).
     """
-    total, n_tok, n_ok, chunks, chunks_ok = 0.0, 0, 0, 0, 0
+    total, n_tok, n_ok = 0.0, 0, 0
+    right: dict[str, int] = {"all": 0, "yes/no": 0, "other": 0, "shuffled": 0}
+    count = dict.fromkeys(right, 0)
     for s in range(0, len(seqs), batch):
         part = seqs[s : s + batch]
-        loss, ok = trainer.loss(part, [q.images for q in part], feats, None if lower is None else lower[s : s + batch],
-                                bridge)
+        low = None if lower is None else lower[s : s + batch]
+        images = [q.images for q in part]
+        loss, ok = trainer.loss(part, images, feats, low, bridge)
+        nxt = images[1:] + images[:1]  # every sequence has at least one image chunk
+        rotated = [[other[i % len(other)] for i in range(len(row))] for row, other in zip(images, nxt)]
+        _, ok_rot = trainer.loss(part, rotated, feats, low, bridge)
         total += float(loss) * len(ok)
         n_tok, n_ok = n_tok + len(ok), n_ok + int(ok.sum())
         i = 0
         for q in part:  # targets are grouped per chunk: consecutive offsets of one answer
-            for group in _chunk_groups(q.targets):
-                chunks += 1
-                chunks_ok += bool(ok[i : i + len(group)].all())
+            for group, (_, answer) in zip(_chunk_groups(q.targets), q.pairs):
+                kind = "yes/no" if answer in ("yes", "no") else "other"
+                for key, hit in (("all", ok), (kind, ok), ("shuffled", ok_rot)):
+                    count[key] += 1
+                    right[key] += bool(hit[i : i + len(group)].all())
                 i += len(group)
-    return {"loss": total / max(1, n_tok), "token_acc": 100 * n_ok / max(1, n_tok),
-            "answer_acc": 100 * chunks_ok / max(1, chunks)}
+    out = {"loss": total / max(1, n_tok), "token_acc": 100 * n_ok / max(1, n_tok)}
+    names = {"all": "answer_acc", "yes/no": "answer_acc_yes_no", "other": "answer_acc_other",
+             "shuffled": "answer_acc_shuffled_images"}
+    out.update({names[k]: 100 * right[k] / max(1, count[k]) for k in right})
+    return out
 
 
 def _chunk_groups(targets: Sequence[int]) -> list[list[int]]:
@@ -229,7 +270,7 @@ def prepare(cfg: TrainConfig, progress: Progress) -> Prepared:
     """Build the model (fresh bridge), the train/val sequences and the feature and lower-layer caches."""
     from flamingo_eval.config import compose_config
     from flamingo_eval.models.build import build_model, special_ids
-    from flamingo_eval.runner import make_adapter
+    from flamingo_eval.task import make_adapter
 
     conf = compose_config("easyvqa", cfg.model)
     card = conf.benchmarks
@@ -239,9 +280,7 @@ def prepare(cfg: TrainConfig, progress: Progress) -> Prepared:
     lm_vocab = min(media_id, eoc_id)
     if model.lang.vocab_size - lm_vocab != 2:
         raise UserError(f"expected <|endofchunk|> and <image> to be the last two token ids, got {eoc_id}, {media_id}")
-    for blk in model.xattn.values():
-        blk.attn_gate.data.fill_(cfg.init_gate)  # type: ignore[union-attr,operator]
-        blk.ff_gate.data.fill_(cfg.init_gate)  # type: ignore[union-attr,operator]
+    fresh_bridge(model, cfg)
     samples = make_adapter(card, None).load(card.demo_split)  # the TRAIN split; test is never read
     train_s, val_s = split_by_image(samples, cfg.val_images, cfg.seed)
     if cfg.train_images is not None:
@@ -249,14 +288,16 @@ def prepare(cfg: TrainConfig, progress: Progress) -> Prepared:
         train_s = [s for s in train_s if s.media[0] in keep]
     template = conf.prompts.templates[card.prompt]
     rng = random.Random(f"sequences/{cfg.seed}")
-    train, val = (build_sequences(part, n, tok, template, rng, max_chunks=cfg.max_chunks,
-                                  text_fraction=cfg.text_demo_fraction, text_demos=cfg.text_demos)
-                  for part, n in ((train_s, cfg.sequences), (val_s, cfg.val_sequences)))
     pools = image_pools(train_s)
+    train, val = (build_sequences(part, n, tok, template, rng, max_chunks=cfg.max_chunks,
+                                  text_fraction=cfg.text_demo_fraction, text_demos=cfg.text_demos,
+                                  balance=image_pools(part) if cfg.balance_answers else None)
+                  for part, n in ((train_s, cfg.sequences), (val_s, cfg.val_sequences)))
     t0 = time.perf_counter()
     feats = encode_features(model, built.preprocess, [s.media[0] for s in train_s + val_s],
                             cfg.feature_batch, progress, cfg.feature_cache)
-    trainer = BridgeTrainer(model, int(tok.pad_token_id), lm_vocab)
+    trainer = BridgeTrainer(model, int(tok.pad_token_id), lm_vocab,
+                            RESAMPLER_ATTENTION if cfg.freeze_resampler_attention else ())
     info = {"train_images": len({s.media[0] for s in train_s}), "val_images": len({s.media[0] for s in val_s}),
             "train_questions": len(train_s), "val_questions": len(val_s), "split": card.demo_split,
             "features_s": round(time.perf_counter() - t0, 1), "train_tokens": sum(len(s.ids) for s in train),
@@ -320,7 +361,7 @@ def _run_phase(p: Prepared, cfg: TrainConfig, hist: History, progress: Progress,
                name: str, full: bool) -> None:
     """``steps`` optimiser steps; ``full`` runs the whole LM and trains the token rows, else the cached bridge."""
     tr, done = p.trainer, len(hist.steps)
-    bridge = not full or tr.model.conditions_on_media()  # all gates 0: the blocks add exactly nothing
+    bridge = not full  # phase 1 runs before the bridge moves: its output projections are 0, it adds nothing
     progress.start(steps, name)
     for step in range(steps):
         seqs, images, idx = next(batches)
@@ -347,4 +388,5 @@ def _run_phase(p: Prepared, cfg: TrainConfig, hist: History, progress: Progress,
 
 
 def _fmt(v: dict[str, float]) -> str:
-    return f"loss {v['loss']:.4f}, token acc {v['token_acc']:.1f}%, answer acc {v['answer_acc']:.1f}%"
+    return (f"loss {v['loss']:.4f}, answer acc {v['answer_acc']:.1f}% (yes/no {v['answer_acc_yes_no']:.1f}, "
+            f"other {v['answer_acc_other']:.1f}; images shuffled {v['answer_acc_shuffled_images']:.1f})")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -85,12 +85,25 @@ def encode_chunks(tok: Any, template: Any, sample: Sample, with_image: bool) -> 
 
 
 def build_sequences(samples: Sequence[Sample], n: int, tok: Any, template: Any, rng: random.Random, *,
-                    max_chunks: int, text_fraction: float, text_demos: int) -> list[Seq]:
+                    max_chunks: int, text_fraction: float, text_demos: int,
+                    balance: dict[tuple[str, str], list[str]] | None = None) -> list[Seq]:
     """``n`` sequences of 1..``max_chunks`` image chunks; a ``text_fraction`` share of them opens with
-    ``text_demos`` text-only demos (the evaluation's 0-shot prompt)."""
+    ``text_demos`` text-only demos (the evaluation's 0-shot prompt).
+
+    ``balance`` (the split's ``image_pools``): each image chunk keeps its question but takes an answer drawn
+    uniformly among the answers the split gives that question, and an image with that answer. easy-VQA's
+    questions are not balanced ("is there not a black shape?" is mostly "yes": the question text alone gets
+    84% of its yes/no answers right); balanced, the text predicts nothing and only the image can lower the loss.
+    """
+    answers: dict[str, list[str]] = {}
+    for q, a in sorted(balance or {}):
+        answers.setdefault(q, []).append(a)
     out = []
     for _ in range(n):
-        chunks = [(s, True) for s in rng.choices(samples, k=rng.randint(1, max_chunks))]
+        picked = rng.choices(samples, k=rng.randint(1, max_chunks))
+        if balance is not None:
+            picked = [_rebalanced(s, answers, balance, rng) for s in picked]
+        chunks = [(s, True) for s in picked]
         if rng.random() < text_fraction:
             chunks = [(s, False) for s in rng.choices(samples, k=text_demos)] + chunks
         ids: list[int] = []
@@ -101,15 +114,30 @@ def build_sequences(samples: Sequence[Sample], n: int, tok: Any, template: Any, 
             ids += c_ids
         images = [s for s, w in chunks if w]
         out.append(Seq(ids, targets, [(s.fields["question"], s.references[0]) for s in images],
-                       [s.media[0] for s in images]))
+                       [_path(s) for s in images]))
     return out
+
+
+def _rebalanced(s: Sample, answers: dict[str, list[str]], pools: dict[tuple[str, str], list[str]],
+                rng: random.Random) -> Sample:
+    """``s``'s question with a uniformly drawn answer among the question's answers, and an image that has it."""
+    q = s.fields["question"]
+    a = rng.choice(answers[q])
+    return replace(s, references=[a], media=[rng.choice(pools[(q, a)])])
+
+
+def _path(s: Sample) -> str:
+    media = s.media[0]
+    if not isinstance(media, str):
+        raise UserError(f"bridge training reads still images; sample {s.id} has a video")
+    return media
 
 
 def image_pools(samples: Sequence[Sample]) -> dict[tuple[str, str], list[str]]:
     """(question, answer) -> the images for which the dataset says that question has that answer."""
     pools: dict[tuple[str, str], list[str]] = {}
     for s in samples:
-        pools.setdefault((s.fields["question"], s.references[0]), []).append(s.media[0])
+        pools.setdefault((s.fields["question"], s.references[0]), []).append(_path(s))
     return {k: sorted(set(v)) for k, v in pools.items()}
 
 
