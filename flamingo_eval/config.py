@@ -147,7 +147,11 @@ class ModelCfg:
     """An OpenFlamingo-format model directory (checkpoint.pt, lm/, optional vision/): fills the fields it can
     (``flamingo_eval/models/model_dir.py``; docs/openflamingo.md, "Your own checkpoint")."""
     checkpoint: str | None = None
-    """OpenFlamingo ``checkpoint.pt`` (or training checkpoint / .safetensors) for the bridge + embeddings."""
+    """OpenFlamingo ``checkpoint.pt`` (or training checkpoint / .safetensors) for the bridge + embeddings;
+    ``package:<path>`` names a file shipped inside the package (the ``mini`` bridge)."""
+    blind: bool = False
+    """Set every cross-attention gate to 0 after loading: images cannot change any output (the text-only
+    control of a trained model, e.g. ``mini-blind``); the engine then skips the vision path."""
     new_head_rows: str = "error"
     """error | mean: an untied LM head that grew for the Flamingo tokens and is not in the checkpoint."""
     precision: str = "auto"

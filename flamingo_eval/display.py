@@ -117,6 +117,53 @@ def reporter() -> Reporter:
     return RichReporter() if fancy() else PlainReporter()
 
 
+class TrainProgress:
+    """Training progress (``flamingo_eval.training.Progress``): a rich bar with the running loss and ETA on
+    a TTY, else a plain line every ``every`` seconds. ``update`` gets NaN for stages without a loss."""
+
+    def __init__(self, every: float = 15.0) -> None:
+        self.every, self.rich = every, fancy()
+        self.progress: Any = None
+
+    def start(self, total: int, description: str) -> None:
+        self.total, self.desc, self.t0, self.last = total, description, time.perf_counter(), 0.0
+        self.ema: float | None = None
+        if self.rich:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.progress import TimeRemainingColumn as Eta
+
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                     TextColumn("{task.fields[loss]}"), TimeElapsedColumn(), Eta())
+            self.progress.start()
+            self.task = self.progress.add_task(description, total=total, loss="")
+        else:
+            print(f"{description}: {total}", flush=True)
+
+    def update(self, done: int, loss: float) -> None:
+        if loss == loss:  # not NaN: smooth the noisy per-batch loss for display
+            self.ema = loss if self.ema is None else 0.95 * self.ema + 0.05 * loss
+        shown = "" if self.ema is None else f"loss {self.ema:.4f}"
+        if self.progress is not None:
+            self.progress.update(self.task, completed=done, loss=shown)
+            return
+        now = time.perf_counter() - self.t0
+        if now - self.last >= self.every or done >= self.total:
+            self.last = now
+            eta = (self.total - done) * now / max(done, 1)
+            print(f"  {self.desc} {done}/{self.total}  {shown}  elapsed {now:.0f}s  ETA {eta:.0f}s", flush=True)
+
+    def log(self, message: str) -> None:
+        if self.progress is not None:
+            self.progress.console.print(message)
+        else:
+            print(message, flush=True)
+
+    def finish(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
 def results_table(record: dict[str, Any], run_dir: str) -> None:
     """Print one row per shots setting: mean ± std over trials, n, seconds."""
     b, m = record["benchmark"], record["model"]

@@ -13,6 +13,7 @@ from flamingo_eval.errors import UserError
 from flamingo_eval.models.decoders.base import Decoder
 from flamingo_eval.models.eval_model import FlamingoEvalModel
 from flamingo_eval.models.flamingo import Flamingo, FlamingoConfig
+from flamingo_eval.models.model_dir import checkpoint_path
 from flamingo_eval.models.runtime import DTYPES, resolve_device, resolve_precision, weights_fingerprint
 from flamingo_eval.registry import ARCHITECTURES, DECODERS, VISION
 
@@ -124,7 +125,7 @@ def build_model(cfg: ModelCfg, batch_size: int | None = None) -> FlamingoEvalMod
         from flamingo_eval.models.model_dir import checkpoint_fixes
         from flamingo_eval.models.weight_files import check_weights_file
 
-        path = Path(cfg.checkpoint).expanduser()
+        path = checkpoint_path(cfg.checkpoint)
         check_weights_file(path, "checkpoint", *checkpoint_fixes(path))
     weights, tok_path = _lm_paths(cfg)
     if weights is not None:  # a bad LM directory is named before the tokenizer trips over it
@@ -143,11 +144,7 @@ def build_model(cfg: ModelCfg, batch_size: int | None = None) -> FlamingoEvalMod
     if decoder.vocab_size != len(tok):
         decoder.resize_vocab(len(tok))
     model, vision = assemble(cfg, decoder, tok)
-    if cfg.checkpoint:
-        from flamingo_eval.models.checkpoints import load_flamingo_checkpoint
-
-        load_flamingo_checkpoint(model, Path(cfg.checkpoint).expanduser(), lm_vocab=lm_vocab,
-                                 new_head_rows=cfg.new_head_rows)
+    load_weights(model, cfg, lm_vocab)
     device, dtype = place(model, cfg)
     from flamingo_eval.models.reference import ReferenceEvalModel
 
@@ -157,6 +154,20 @@ def build_model(cfg: ModelCfg, batch_size: int | None = None) -> FlamingoEvalMod
         latent_cache_bytes=cfg.latent_cache_mb << 20, latent_cache_dir=cfg.latent_cache_dir,
         vision_batch_size=cfg.vision_batch_size,
     )
+
+
+def load_weights(model: Flamingo, cfg: ModelCfg, lm_vocab: int | None) -> None:
+    """``model.checkpoint`` into the assembled model; then ``model.blind`` zeroes every gate (the text-only
+    control: each block becomes an exact identity, whatever the checkpoint trained)."""
+    if cfg.checkpoint:
+        from flamingo_eval.models.checkpoints import load_flamingo_checkpoint
+
+        load_flamingo_checkpoint(model, checkpoint_path(cfg.checkpoint), lm_vocab=lm_vocab,
+                                 new_head_rows=cfg.new_head_rows)
+    if cfg.blind:
+        for blk in model.xattn.values():
+            blk.attn_gate.data.zero_()  # type: ignore[union-attr,operator]
+            blk.ff_gate.data.zero_()  # type: ignore[union-attr,operator]
 
 
 def assemble(cfg: ModelCfg, decoder: Decoder, tok: Any) -> tuple[Flamingo, Any]:

@@ -41,13 +41,17 @@ from flamingo_eval.models.hf_lm import IGNORED_KEYS, TIED_HEAD_KEYS, read_hf_con
 from flamingo_eval.models.model_dir import checkpoint_fixes
 from flamingo_eval.models.weight_files import read_state_file
 
-__all__ = ["CheckpointReport", "load_flamingo_checkpoint", "read_checkpoint", "resolve_hf_dir"]
+__all__ = ["CheckpointReport", "bridge_state_dict", "load_flamingo_checkpoint", "read_checkpoint", "resolve_hf_dir"]
 
 NEW_HEAD_ROWS = ("error", "mean")
 """What to do when an untied LM head grew for the Flamingo tokens and the checkpoint lacks it."""
 
 BRIDGE_PREFIXES = ("perceiver.", "xattn.")
 """Our parameters that exist only in a Flamingo checkpoint (never in the pretrained LM or vision weights)."""
+ADDED_ROWS_KEY = "added_token_embeddings"
+"""A (vocab - lm_vocab, D) tensor: only the input-embedding rows of the tokens added for Flamingo, in id order
+(``<|endofchunk|>``, ``<image>``, ...). A bridge trained with a frozen LM (the ``mini`` bridge) stores these
+instead of the whole embedding table, which keeps the file a few MB."""
 
 _LAYER_KEY = re.compile(r"^lang_encoder\.(.+?)\.(\d+)\.(gated_cross_attn_layer|decoder_layer)\.(.+)$")
 _ALIAS_KEY = re.compile(r"^lang_encoder\.(gated_cross_attn_layers|old_decoder_blocks)\.(\d+)\.(.+)$")
@@ -164,6 +168,7 @@ def load_flamingo_checkpoint(model: Flamingo, path: Path, *, lm_vocab: int | Non
         raise UserError(f"model.new_head_rows must be one of {NEW_HEAD_ROWS}, got '{new_head_rows}'")
     t0 = time.perf_counter()
     state = read_checkpoint(path)
+    added = state.pop(ADDED_ROWS_KEY, None)
     report = CheckpointReport(path=str(path))
     _adopt_frame_embs(model, state)
     ours = unique_state(model)
@@ -184,11 +189,13 @@ def load_flamingo_checkpoint(model: Flamingo, path: Path, *, lm_vocab: int | Non
                 conflicts.append(f"{key} (differs from the other copy of {target})")
             continue
         assign[target] = value
-    _check(model, ours, assign, unexpected, conflicts, path, lm_vocab, new_head_rows)
+    _check(model, ours, assign, unexpected, conflicts, path, lm_vocab, new_head_rows, added)
     with torch.no_grad():
         for target, value in assign.items():
             ours[target].copy_(value)
-    report.loaded = len(assign)
+        if added is not None:  # rows lm_vocab.. of the (possibly tied) embedding table
+            model.lang.input_embeddings().weight[model.lang.vocab_size - added.shape[0]:].copy_(added)
+    report.loaded = len(assign) + (added is not None)
     report.aliases = len(state) - len(report.ignored) - len(assign)
     report.seconds = time.perf_counter() - t0
     return report
@@ -206,8 +213,33 @@ def _adopt_frame_embs(model: Flamingo, state: Mapping[str, Tensor]) -> None:
         model.cfg.max_num_frames = int(embs.shape[0])
 
 
+def _added_rows_problems(model: Flamingo, added: Tensor, lm_vocab: int | None, full_table: bool) -> list[str]:
+    """What is wrong with an ``added_token_embeddings`` tensor for this model (empty when it fits)."""
+    vocab, dim = model.lang.vocab_size, model.lang.hidden_size
+    if full_table:
+        return [f"{ADDED_ROWS_KEY} next to the whole input embedding table: keep one of them"]
+    if lm_vocab is None or added.shape != (vocab - lm_vocab, dim):
+        want = "none (the LM has no pretrained vocabulary)" if lm_vocab is None else f"({vocab - lm_vocab}, {dim})"
+        return [f"{ADDED_ROWS_KEY} has shape {tuple(added.shape)}, the model expects {want}"]
+    return []
+
+
+def bridge_state_dict(model: Flamingo, lm_vocab: int, dtype: torch.dtype = torch.float16) -> dict[str, Tensor]:
+    """The trained part of a frozen-LM Flamingo in OpenFlamingo's key layout, loadable by
+    ``load_flamingo_checkpoint``: ``perceiver.*``, each block as ``lang_encoder.<layers>.<i>.gated_cross_attn_layer.*``
+    and the rows of the added tokens as ``added_token_embeddings`` (not the whole table)."""
+    layers = _layers_path(model)
+    out = {k: v for k, v in model.state_dict().items() if k.startswith("perceiver.")}
+    for key, value in model.xattn.state_dict().items():
+        idx, rest = key.split(".", 1)
+        out[f"lang_encoder.{layers}.{idx}.gated_cross_attn_layer.{rest}"] = value
+    out[ADDED_ROWS_KEY] = model.lang.input_embeddings().weight[lm_vocab:]
+    return {k: v.detach().to(dtype).contiguous().clone() for k, v in out.items()}
+
+
 def _check(model: Flamingo, ours: Mapping[str, Tensor], assign: Mapping[str, Tensor], unexpected: list[str],
-           conflicts: list[str], path: Path, lm_vocab: int | None, new_head_rows: str) -> None:
+           conflicts: list[str], path: Path, lm_vocab: int | None, new_head_rows: str,
+           added: Tensor | None = None) -> None:
     """Collect every problem into one message (missing, unexpected, wrong shape, conflicts, invented rows)."""
     missing = sorted(k for k in ours if k.startswith(BRIDGE_PREFIXES) and k not in assign)
     bad_shape = sorted(f"{k} (checkpoint {tuple(v.shape)}, model {tuple(ours[k].shape)})"
@@ -217,10 +249,12 @@ def _check(model: Flamingo, ours: Mapping[str, Tensor], assign: Mapping[str, Ten
         ("conflicting duplicates", conflicts)) if keys]
     hint = _xattn_hint(model, missing, unexpected)
     vocab = model.lang.vocab_size
+    emb = "lang." + _input_embedding_key(model)
+    if added is not None:
+        problems += _added_rows_problems(model, added, lm_vocab, emb in assign)
     if lm_vocab is not None and lm_vocab < vocab:
         new = f"rows {lm_vocab}..{vocab - 1} (the tokens added for Flamingo: <|endofchunk|>, <image>, <PAD>)"
-        emb = "lang." + _input_embedding_key(model)
-        if emb not in assign:
+        if emb not in assign and added is None:
             problems.append(f"the LM vocabulary grew from {lm_vocab} to {vocab} but the checkpoint has no input "
                             f"embeddings ({emb}): {new} would be invented")
         head = _head_key(model)

@@ -39,22 +39,35 @@ if TYPE_CHECKING:
 @dataclass
 class FlamingoConfig:
     cross_attn_every_n_layers: int = 1
+    cross_attn_layers: list[int] | None = None
+    """Explicit decoder layers that get a block before them (overrides ``cross_attn_every_n_layers``): e.g.
+    only the top layers, so a training backward pass stops there (the trained ``mini`` bridge)."""
     perceiver_depth: int = 6
     perceiver_heads: int = 8
     perceiver_dim_head: int = 64
     num_latents: int = 64
-    perceiver_ff_mult: int = 4
+    perceiver_ff_mult: float = 4
     xattn_heads: int = 8
     xattn_dim_head: int = 64
-    xattn_ff_mult: int = 4
+    xattn_ff_mult: float = 4
     max_num_frames: int | None = None
     """Rows of the perceiver's learned per-frame embedding ``frame_embs``; None = no such embedding (the
     released OpenFlamingo models). A checkpoint that carries ``perceiver.frame_embs`` sets it on load."""
 
+    def xattn_layers(self, num_layers: int) -> list[int]:
+        """Indices of the decoder layers preceded by a gated cross-attention block."""
+        if self.cross_attn_layers is None:
+            n = self.cross_attn_every_n_layers
+            return [i for i in range(num_layers) if (i + 1) % n == 0]
+        bad = [i for i in self.cross_attn_layers if not 0 <= i < num_layers]
+        if bad:
+            raise UserError(f"flamingo.cross_attn_layers {bad} out of range: the LM has layers 0..{num_layers - 1}")
+        return sorted(set(self.cross_attn_layers))
 
-def feed_forward(dim: int, mult: int) -> nn.Sequential:
-    """Pre-LayerNorm GELU MLP; indices 0/1/3 match OpenFlamingo's keys."""
-    inner = dim * mult
+
+def feed_forward(dim: int, mult: float) -> nn.Sequential:
+    """Pre-LayerNorm GELU MLP; indices 0/1/3 match OpenFlamingo's keys. ``mult`` may be fractional."""
+    inner = int(dim * mult)
     return nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, inner, bias=False), nn.GELU(),
                          nn.Linear(inner, dim, bias=False))
 
@@ -192,7 +205,8 @@ class MediaState:
 class Flamingo(nn.Module):
     """Vision encoder + perceiver + LM decoder with gated cross-attention before selected layers.
 
-    A cross-attention block sits before decoder layer ``idx`` when ``(idx + 1) % n == 0``.
+    A cross-attention block sits before decoder layer ``idx`` when ``(idx + 1) % n == 0``, or before each layer
+    of ``cfg.cross_attn_layers`` when that is set.
     """
 
     def __init__(self, vision: nn.Module, decoder: Decoder, cfg: FlamingoConfig, media_token_id: int) -> None:
@@ -202,10 +216,9 @@ class Flamingo(nn.Module):
         dim_visual = int(vision.width)  # type: ignore[arg-type]
         self.perceiver = PerceiverResampler(dim_visual, cfg)
         self.lang = decoder
-        n = cfg.cross_attn_every_n_layers
         self.xattn = nn.ModuleDict({
             str(i): GatedCrossAttentionBlock(decoder.hidden_size, dim_visual, cfg)
-            for i in range(len(decoder.blocks)) if (i + 1) % n == 0
+            for i in cfg.xattn_layers(len(decoder.blocks))
         })
         self.media_token_id = media_token_id
         self.stages: Placement | None = None

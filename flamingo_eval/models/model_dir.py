@@ -66,7 +66,7 @@ def resolve_model(cfg: ModelCfg, explicit: Iterable[str] | None = None) -> Model
         _from_directory(cfg, Path(cfg.path).expanduser(), given)
     cfg.flamingo = {k: v for k, v in cfg.flamingo.items() if v is not None}  # null = "not given"
     if cfg.checkpoint:
-        _cross_attn(cfg, Path(cfg.checkpoint).expanduser())
+        _cross_attn(cfg, checkpoint_path(cfg.checkpoint))
     return cfg
 
 
@@ -173,6 +173,20 @@ def cross_attn_layers(names: Iterable[str]) -> list[int]:
     return sorted(found)
 
 
+PACKAGE_SCHEME = "package:"
+"""``model.checkpoint=package:<path>`` names a file shipped inside the package (the trained ``mini`` bridge)."""
+
+
+def checkpoint_path(spec: str) -> Path:
+    """``model.checkpoint`` as a path: ``package:<rel>`` is a file shipped inside the package, else a path."""
+    if spec.startswith(PACKAGE_SCHEME):
+        from flamingo_eval.config import PACKAGE_DIR
+
+        return PACKAGE_DIR / spec[len(PACKAGE_SCHEME):]
+    return Path(spec).expanduser()
+
+
+
 def checkpoint_fixes(path: Path) -> tuple[str, str]:
     """(fix, fix when it is a directory) for messages about a checkpoint file."""
     return ("pass model.checkpoint=/path/to/checkpoint.pt", f"pass the file inside it (model.checkpoint={path}/"
@@ -193,6 +207,12 @@ def _cross_attn(cfg: ModelCfg, checkpoint: Path) -> None:
                             "cannot be read from it; is it an OpenFlamingo checkpoint? (or set "
                             "model.flamingo.cross_attn_every_n_layers=N)")
         return  # the loader names every missing key
+    listed = cfg.flamingo.get("cross_attn_layers")
+    if listed is not None:  # an explicit layout (the mini bridge: top layers only) must be the checkpoint's
+        if sorted(set(int(i) for i in listed)) != layers:
+            raise UserError(f"model.flamingo.cross_attn_layers={list(listed)}, but checkpoint {checkpoint} has "
+                            f"cross-attention before decoder layers {layers}; set it to {layers}")
+        return
     n = layers[0] + 1  # OpenFlamingo puts a block before layer i when (i + 1) % n == 0
     if layers != list(range(n - 1, layers[-1] + 1, n)):
         raise UserError(f"checkpoint {checkpoint} has cross-attention before decoder layers {layers}, which no "

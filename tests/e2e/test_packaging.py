@@ -1,4 +1,4 @@
-"""The wheel carries the benchmark cards and prompt families, and they compose from an installed copy."""
+"""The wheel carries the benchmark cards, prompt families, model configs and the trained mini bridge."""
 
 from __future__ import annotations
 
@@ -20,3 +20,6 @@ def test_wheel_ships_cards(tmp_path):
         for card in (ROOT / group).glob("*.yaml"):
             assert f"flamingo_eval/_cards/{group}/{card.name}" in names
     assert "flamingo_eval/conf/config.yaml" in names and "flamingo_eval/conf/model/mini.yaml" in names
+    assert "flamingo_eval/conf/model/mini-blind.yaml" in names
+    # the trained mini bridge ships as package data (mini.yaml: model.checkpoint=package:weights/...)
+    assert "flamingo_eval/weights/mini-bridge.safetensors" in names

@@ -1,0 +1,402 @@
+"""Train a Flamingo bridge on easy-VQA with the LM and the vision tower frozen (``tools/train_mini.py``).
+
+Trained: the perceiver, the gated cross-attention blocks and the input/output rows of the tokens added for
+Flamingo (``<|endofchunk|>``, ``<image>``). Data: easy-VQA's TRAIN split only; a validation split of whole
+images is carved from it (never the test split). A training sequence is 1..``max_chunks`` chunks
+``<image>Question:{q} Short answer:{a}<|endofchunk|>`` joined by the prompt family's separator -- exactly the
+demo format the evaluation builds -- optionally after text-only demos (the evaluation's 0-shot prompt). The
+loss covers every image chunk's answer tokens and its ``<|endofchunk|>``, so in-context use is learned too.
+
+Why it fits a 2-core CPU:
+
+* the vision features of every image are computed once (the tower is frozen);
+* cross-attention sits only before the top layers (``flamingo.cross_attn_layers``); the text below them
+  cannot see images, so the hidden states entering the first block are computed once per text sequence
+  (no grad) and cached. A chunk's text only fixes its (question, answer): every epoch each chunk gets an
+  image drawn anew among the train images with that same (question, answer) pair, so the bridge sees
+  fresh images at the cost of the top layers only;
+* the token rows feed the lower layers, so they are trained in a short final phase (``row_steps``) that
+  runs the whole LM (still frozen) with gradients to the rows and the bridge.
+
+Deterministic for a given seed and thread count: every random draw comes from generators seeded by it.
+"""
+
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from flamingo_eval.errors import UserError
+from flamingo_eval.models.decoders.base import build_attn_inputs
+from flamingo_eval.models.flamingo import Flamingo
+from flamingo_eval.training.data import (
+    Progress,
+    Seq,
+    build_sequences,
+    encode_features,
+    image_pools,
+    lower_states,
+    make_batches,
+    pad,
+    sample_image,
+    split_by_image,
+)
+
+
+@dataclass
+class TrainConfig:
+    """What ``train`` does; the defaults produce the shipped ``mini`` bridge."""
+
+    model: str = "mini"
+    """Model config whose bridge is trained (its checkpoint is ignored: the bridge starts fresh)."""
+    seed: int = 0
+    val_images: int = 400
+    """Train-split images held out (with all their questions) for validation."""
+    train_images: int | None = 2000
+    """Cap on the images training draws from (None: all the others); small in tests."""
+    sequences: int = 3000
+    """Distinct training text sequences (their lower-layer states are cached)."""
+    val_sequences: int = 60
+    max_chunks: int = 3
+    text_demo_fraction: float = 0.2
+    """Share of sequences opened by ``text_demos`` text-only demos (the evaluation's 0-shot prompt)."""
+    text_demos: int = 2
+    balance_answers: bool = False
+    """Each image chunk's answer drawn uniformly among its question's answers (``data.build_sequences``): the
+    question text then predicts nothing, so the bridge can only lower the loss by reading the image."""
+    row_steps: int = 10
+    """Phase 1: steps training the two token rows through the whole frozen LM (the bridge is still 0)."""
+    row_lr: float = 1e-2
+    steps: int = 1500
+    """Phase 2: steps training the bridge over the cached lower-layer states."""
+    batch_size: int = 16
+    lr: float = 3e-3
+    gate_lr: float = 3e-3
+    warmup: int = 50
+    init_gate: float = 1.0
+    """Start value of every tanh gate. The blocks' output projections start at zero (``fresh_bridge``), so the
+    model still equals the text-only LM at step 0 while the gradient reaches the projections at once."""
+    latent_init_scale: float = 0.02
+    """The resampler's learned latents start at this scale (``torch.randn`` times it): its output is then
+    mostly what it read from the image, not its own latents."""
+    freeze_resampler_attention: bool = True
+    """Keep the resampler's query/key/value projections at their random start. Trained, they learn within
+    ~10 steps to attend to the latents themselves (an image-free answer prior) and the gradient to the image
+    features vanishes; frozen, the latents stay a random view of the image that the rest learns to read."""
+    eval_every: int = 500
+    feature_batch: int = 64
+    threads: int = 2
+    """torch CPU threads while training (fixed, so a rerun on another machine does the same float operations)."""
+    feature_cache: str | None = None
+    """Directory keeping the vision features between runs (None: recompute, as a cold run measures)."""
+
+
+RESAMPLER_ATTENTION = (".0.to_q.weight", ".0.to_kv.weight")
+"""Name endings of the resampler's attention projections (``perceiver.layers.<i>.0.to_q`` / ``to_kv``)."""
+
+
+def fresh_bridge(model: Flamingo, cfg: TrainConfig) -> None:
+    """The bridge's start: gates at ``init_gate``, the blocks' attention and feed-forward output projections at
+    zero (so the model is exactly the text-only LM until they move), latents at ``latent_init_scale``."""
+    with torch.no_grad():
+        for blk in model.xattn.values():
+            blk.attn_gate.fill_(cfg.init_gate)  # type: ignore[union-attr,operator]
+            blk.ff_gate.fill_(cfg.init_gate)  # type: ignore[union-attr,operator]
+            blk.attn.to_out.weight.zero_()  # type: ignore[union-attr,operator]
+            blk.ff[-1].weight.zero_()  # type: ignore[index,union-attr,operator]
+        model.perceiver.latents.mul_(cfg.latent_init_scale)
+
+
+@dataclass
+class History:
+    """Loss curve and timings of a run (written to the training log)."""
+
+    steps: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    val: list[dict[str, Any]] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+class BridgeTrainer:
+    """Forward + loss of the bridge on a batch of sequences, from cached lower states or from the tokens."""
+
+    def __init__(self, model: Flamingo, pad_id: int, lm_vocab: int, frozen: tuple[str, ...] = ()) -> None:
+        if model.lang.output_embeddings() is not None:
+            raise UserError("bridge training learns the added token rows through a tied LM head; "
+                            "this LM's head is untied")
+        self.model = model
+        self.first = min(int(i) for i in model.xattn)
+        self.pad_id, self.lm_vocab = pad_id, lm_vocab
+        model.requires_grad_(False)
+        self.bridge = [p for n, p in model.named_parameters()
+                       if n.startswith(("perceiver.", "xattn.")) and not n.endswith(frozen)]
+        for p in self.bridge:
+            p.requires_grad_(True)
+        emb = model.lang.input_embeddings().weight
+        self.rows = torch.nn.Parameter(emb.detach()[lm_vocab:].clone())
+        """The added tokens' rows, trained in the full-depth phase and written back into the table."""
+
+    def latents(self, images: Sequence[Sequence[str]], feats: dict[str, Tensor]) -> Tensor:
+        """(B, M, N, Dv) perceiver latents of each row's images (rows padded to M with zeros)."""
+        flat = [p for row in images for p in row]
+        m = max((len(row) for row in images), default=0)
+        n, dv = self.model.perceiver.latents.shape
+        out = torch.zeros(len(images), m, n, dv)
+        if not flat:
+            return out
+        lat = self.model.perceiver(torch.stack([feats[p] for p in flat]))  # (I, N, Dv)
+        i = 0
+        for b, row in enumerate(images):
+            out[b, : len(row)] = lat[i : i + len(row)]
+            i += len(row)
+        return out
+
+    def loss(self, seqs: Sequence[Seq], images: Sequence[Sequence[str]], feats: dict[str, Tensor],
+             lower: Sequence[Tensor] | None, bridge: bool = True) -> tuple[Tensor, Tensor]:
+        """(mean cross-entropy over target tokens, per-target correctness of the argmax).
+
+        ``lower`` holds each sequence's cached states entering the first cross-attention layer; None runs the
+        whole LM from the token embeddings (so gradients reach the token rows). ``bridge=False`` leaves the
+        cross-attention blocks out (only valid while every gate is 0, so they add exactly nothing).
+        """
+        ids, valid = pad(seqs, self.pad_id)
+        attn = build_attn_inputs(valid, ids.shape[1])
+        img_idx = (ids == self.model.media_token_id).long().cumsum(-1)  # (B, T) 1-based image of each token
+        lat = self.latents(images, feats) if bridge else torch.empty(0)
+        if lower is None:
+            start, x = 0, self.model.lang.embed(ids, attn.positions)
+        else:
+            start, x = self.first, torch.zeros(*ids.shape, lower[0].shape[-1])
+            for b, h in enumerate(lower):
+                x[b, : h.shape[0]] = h
+        for i in range(start, len(self.model.lang.blocks)):
+            if bridge and str(i) in self.model.xattn:
+                blk = self.model.xattn[str(i)]
+                k, v = blk.attn.project_media(lat)  # type: ignore[union-attr,operator]
+                x = blk(x, k, v, img_idx)
+            x = self.model.lang.blocks[i](x, attn, None, i)
+        rows = torch.tensor([b for b, s in enumerate(seqs) for _ in s.targets])
+        pos = torch.tensor([t for s in seqs for t in s.targets])
+        logits = self.model.lang.head(x[rows, pos - 1]).float()  # position t-1 predicts token t
+        target = ids[rows, pos]
+        return F.cross_entropy(logits, target), logits.argmax(-1) == target
+
+    def write_rows(self) -> None:
+        with torch.no_grad():
+            self.model.lang.input_embeddings().weight[self.lm_vocab:] = self.rows
+
+
+def _schedule(step: int, total: int, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to 10% of the peak."""
+    if step < warmup:
+        return (step + 1) / warmup
+    frac = (step - warmup) / max(1, total - warmup)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+
+
+@torch.no_grad()
+def validate(trainer: BridgeTrainer, seqs: Sequence[Seq], lower: Sequence[Tensor] | None, feats: dict[str, Tensor],
+             batch: int, bridge: bool = True) -> dict[str, float]:
+    """Validation loss, target-token accuracy and answer accuracy (a chunk's answer + end tokens all right),
+    overall, for yes/no answers and for the others, and the answer accuracy with the images rotated by one
+    sequence (each chunk shown another chunk's image: the vision control, near chance for a bridge that reads
+    its images on balanced data).
+
+    ``lower``: cached lower-layer states, or None to run the whole LM (after the token rows changed).
+    """
+    total, n_tok, n_ok = 0.0, 0, 0
+    right: dict[str, int] = {"all": 0, "yes/no": 0, "other": 0, "shuffled": 0}
+    count = dict.fromkeys(right, 0)
+    for s in range(0, len(seqs), batch):
+        part = seqs[s : s + batch]
+        low = None if lower is None else lower[s : s + batch]
+        images = [q.images for q in part]
+        loss, ok = trainer.loss(part, images, feats, low, bridge)
+        nxt = images[1:] + images[:1]  # every sequence has at least one image chunk
+        rotated = [[other[i % len(other)] for i in range(len(row))] for row, other in zip(images, nxt)]
+        _, ok_rot = trainer.loss(part, rotated, feats, low, bridge)
+        total += float(loss) * len(ok)
+        n_tok, n_ok = n_tok + len(ok), n_ok + int(ok.sum())
+        i = 0
+        for q in part:  # targets are grouped per chunk: consecutive offsets of one answer
+            for group, (_, answer) in zip(_chunk_groups(q.targets), q.pairs):
+                kind = "yes/no" if answer in ("yes", "no") else "other"
+                for key, hit in (("all", ok), (kind, ok), ("shuffled", ok_rot)):
+                    count[key] += 1
+                    right[key] += bool(hit[i : i + len(group)].all())
+                i += len(group)
+    out = {"loss": total / max(1, n_tok), "token_acc": 100 * n_ok / max(1, n_tok)}
+    names = {"all": "answer_acc", "yes/no": "answer_acc_yes_no", "other": "answer_acc_other",
+             "shuffled": "answer_acc_shuffled_images"}
+    out.update({names[k]: 100 * right[k] / max(1, count[k]) for k in right})
+    return out
+
+
+def _chunk_groups(targets: Sequence[int]) -> list[list[int]]:
+    groups: list[list[int]] = []
+    for t in targets:
+        if groups and t == groups[-1][-1] + 1:
+            groups[-1].append(t)
+        else:
+            groups.append([t])
+    return groups
+
+
+@dataclass
+class Prepared:
+    """Everything the training loop reads: model, data and caches."""
+
+    model: Flamingo
+    trainer: BridgeTrainer
+    train: list[Seq]
+    val: list[Seq]
+    pools: dict[tuple[str, str], list[str]]
+    feats: dict[str, Tensor]
+    lower: list[Tensor]
+    """Hidden states entering the first cross-attention layer, per train sequence (after the rows are trained)."""
+    val_lower: list[Tensor]
+    info: dict[str, Any]
+
+
+def prepare(cfg: TrainConfig, progress: Progress) -> Prepared:
+    """Build the model (fresh bridge), the train/val sequences and the feature and lower-layer caches."""
+    from flamingo_eval.config import compose_config
+    from flamingo_eval.models.build import build_model, special_ids
+    from flamingo_eval.task import make_adapter
+
+    conf = compose_config("easyvqa", cfg.model)
+    card = conf.benchmarks
+    built = build_model(replace(conf.model, checkpoint=None, init="zero_gates", blind=False, seed=cfg.seed))
+    model, tok = built.model, built.tokenizer
+    media_id, eoc_id = special_ids(tok)
+    lm_vocab = min(media_id, eoc_id)
+    if model.lang.vocab_size - lm_vocab != 2:
+        raise UserError(f"expected <|endofchunk|> and <image> to be the last two token ids, got {eoc_id}, {media_id}")
+    fresh_bridge(model, cfg)
+    samples = make_adapter(card, None).load(card.demo_split)  # the TRAIN split; test is never read
+    train_s, val_s = split_by_image(samples, cfg.val_images, cfg.seed)
+    if cfg.train_images is not None:
+        keep = set(sorted({sample_image(s) for s in train_s})[: cfg.train_images])
+        train_s = [s for s in train_s if sample_image(s) in keep]
+    template = conf.prompts.templates[card.prompt]
+    rng = random.Random(f"sequences/{cfg.seed}")
+    pools = image_pools(train_s)
+    train, val = (build_sequences(part, n, tok, template, rng, max_chunks=cfg.max_chunks,
+                                  text_fraction=cfg.text_demo_fraction, text_demos=cfg.text_demos,
+                                  balance=image_pools(part) if cfg.balance_answers else None)
+                  for part, n in ((train_s, cfg.sequences), (val_s, cfg.val_sequences)))
+    t0 = time.perf_counter()
+    feats = encode_features(model, built.preprocess, [sample_image(s) for s in train_s + val_s],
+                            cfg.feature_batch, progress, cfg.feature_cache)
+    trainer = BridgeTrainer(model, int(tok.pad_token_id), lm_vocab,
+                            RESAMPLER_ATTENTION if cfg.freeze_resampler_attention else ())
+    info = {"train_images": len({sample_image(s) for s in train_s}),
+            "val_images": len({sample_image(s) for s in val_s}),
+            "train_questions": len(train_s), "val_questions": len(val_s), "split": card.demo_split,
+            "features_s": round(time.perf_counter() - t0, 1), "train_tokens": sum(len(s.ids) for s in train),
+            "first_xattn_layer": trainer.first,
+            "trained_parameters": sum(p.numel() for p in trainer.bridge) + trainer.rows.numel()}
+    return Prepared(model, trainer, train, val, pools, feats, [], [], info)
+
+
+def train(cfg: TrainConfig, progress: Progress, prepared: Prepared | None = None) -> tuple[Prepared, History]:
+    """Phase 1 trains the token rows through the whole LM, phase 2 the bridge over cached lower states; returns
+    the prepared state (its model now holds the trained rows and bridge) and the history."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    # Denormals: the zero-initialised projections and Adam's second moments of their first, tiny gradients are
+    # subnormal floats, which x86 CPUs process ~10x slower (measured: 0.36 s vs 3-7 s per step). Flushing them
+    # to zero changes nothing a step can resolve.
+    flushed = torch.set_flush_denormal(True)
+    try:
+        return _train(cfg, progress, prepared)
+    finally:
+        torch.set_num_threads(threads)
+        if flushed:
+            torch.set_flush_denormal(False)
+
+
+def _train(cfg: TrainConfig, progress: Progress, prepared: Prepared | None) -> tuple[Prepared, History]:
+    t_start = time.perf_counter()
+    p = prepared or prepare(cfg, progress)
+    hist = History(seconds={"prepare": round(time.perf_counter() - t_start, 1)})
+    torch.manual_seed(cfg.seed)  # nothing below draws from torch's RNG; pinned anyway
+    t0 = time.perf_counter()
+    batches = _batch_stream(p, cfg)
+    if cfg.row_steps:  # phase 1: the token rows, through the whole LM (the bridge is still an identity)
+        p.trainer.model.lang.input_embeddings().weight.requires_grad_(True)
+        opt = torch.optim.AdamW([p.trainer.rows], lr=cfg.row_lr, weight_decay=0.0)
+        _run_phase(p, cfg, hist, progress, opt, None, batches, cfg.row_steps, "token rows", full=True)
+        p.trainer.model.lang.input_embeddings().weight.requires_grad_(False)
+    hist.seconds["rows"] = round(time.perf_counter() - t0, 1)
+    t1 = time.perf_counter()
+    p.lower = lower_states(p.model, p.train, p.trainer.first, p.trainer.pad_id, 32, progress)  # final rows
+    p.val_lower = lower_states(p.model, p.val, p.trainer.first, p.trainer.pad_id, 32, progress)
+    hist.seconds["lower_states"] = round(time.perf_counter() - t1, 1)
+    t2 = time.perf_counter()
+    gates = [q for q in p.trainer.bridge if q.ndim == 0 or q.numel() == 1]  # phase 2: the bridge, cached
+    rest = [q for q in p.trainer.bridge if not any(q is g for g in gates)]
+    opt = torch.optim.AdamW([{"params": rest, "lr": cfg.lr}, {"params": gates, "lr": cfg.gate_lr}], weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _schedule(s, cfg.steps, cfg.warmup))
+    _run_phase(p, cfg, hist, progress, opt, sched, batches, cfg.steps, "bridge", full=False)
+    hist.seconds["bridge"] = round(time.perf_counter() - t2, 1)
+    hist.seconds["total"] = round(time.perf_counter() - t_start, 1)
+    return p, hist
+
+
+def _batch_stream(p: Prepared, cfg: TrainConfig) -> Iterator[tuple[list[Seq], list[list[str]], list[int]]]:
+    """Endless (sequences, images, indices) batches: reshuffled each epoch, each chunk with a fresh image
+    among the train images that have its (question, answer)."""
+    for epoch in itertools.count():
+        order = make_batches([len(s.ids) for s in p.train], cfg.batch_size,
+                             random.Random(f"batches/{cfg.seed}/{epoch}"))
+        img_rng = random.Random(f"images/{cfg.seed}/{epoch}")
+        for idx in order:
+            seqs = [p.train[i] for i in idx]
+            yield seqs, [[img_rng.choice(p.pools[pair]) for pair in s.pairs] for s in seqs], idx
+
+
+def _run_phase(p: Prepared, cfg: TrainConfig, hist: History, progress: Progress, opt: torch.optim.Optimizer,
+               sched: Any, batches: Iterator[tuple[list[Seq], list[list[str]], list[int]]], steps: int,
+               name: str, full: bool) -> None:
+    """``steps`` optimiser steps; ``full`` runs the whole LM and trains the token rows, else the cached bridge."""
+    tr, done = p.trainer, len(hist.steps)
+    bridge = not full  # phase 1 runs before the bridge moves: its output projections are 0, it adds nothing
+    progress.start(steps, name)
+    for step in range(steps):
+        seqs, images, idx = next(batches)
+        loss, _ = tr.loss(seqs, images, p.feats, None if full else [p.lower[i] for i in idx], bridge)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if full:  # the rows' gradient is their slice of the (tied) table's
+            weight = tr.model.lang.input_embeddings().weight
+            assert weight.grad is not None
+            tr.rows.grad, weight.grad = weight.grad[tr.lm_vocab:].clone(), None
+        opt.step()
+        if sched is not None:
+            sched.step()
+        if full:
+            tr.write_rows()
+        hist.steps.append(done + step + 1)
+        hist.loss.append(float(loss.detach()))
+        progress.update(step + 1, hist.loss[-1])
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == steps:
+            val = validate(tr, p.val, None if full else p.val_lower, p.feats, 32, bridge)
+            hist.val.append({"step": done + step + 1, "phase": name, **val})
+            progress.log(f"{name} step {step + 1}/{steps}: train loss {hist.loss[-1]:.4f}  val {_fmt(val)}")
+    progress.finish()
+
+
+def _fmt(v: dict[str, float]) -> str:
+    return (f"loss {v['loss']:.4f}, answer acc {v['answer_acc']:.1f}% (yes/no {v['answer_acc_yes_no']:.1f}, "
+            f"other {v['answer_acc_other']:.1f}; images shuffled {v['answer_acc_shuffled_images']:.1f})")
