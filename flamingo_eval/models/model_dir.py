@@ -180,9 +180,7 @@ PACKAGE_SCHEME = "package:"
 def checkpoint_path(spec: str) -> Path:
     """``model.checkpoint`` as a path: ``package:<rel>`` is a file shipped inside the package, else a path."""
     if spec.startswith(PACKAGE_SCHEME):
-        from flamingo_eval.config import PACKAGE_DIR
-
-        return PACKAGE_DIR / spec[len(PACKAGE_SCHEME):]
+        return Path(__file__).resolve().parents[1] / spec[len(PACKAGE_SCHEME):]  # flamingo_eval/
     return Path(spec).expanduser()
 
 
