@@ -33,6 +33,7 @@ import argparse
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -142,8 +143,9 @@ def stage_plan(a: argparse.Namespace) -> dict[str, Any]:
             "prompt_s_extrapolated": prompt_s_full, "peak_rss_mb": peak_rss_mb()}
 
 
-def _instrument() -> dict[str, float]:
-    """Wrap the part-file sink and the predictions writer with timers (this process only)."""
+def _instrument(old: bool = True) -> dict[str, float]:
+    """Wrap the part-file sink and the predictions writer with timers (this process only); with ``old``,
+    also time the old writer (the whole file rebuilt) after each trial, inside the run's time."""
     from flamingo_eval.results import store
 
     acc = {"part_s": 0.0, "save_s": 0.0, "old_rebuild_s": 0.0}
@@ -158,6 +160,8 @@ def _instrument() -> dict[str, float]:
         t = time.perf_counter()
         save(self, out, per_sample, shots, trial, order)
         acc["save_s"] += time.perf_counter() - t
+        if not old:
+            return
         t = time.perf_counter()  # what the old writer did here: rebuild the whole file from every trial
         from flamingo_eval.results.records import write_text_atomic
 
@@ -198,7 +202,7 @@ def stage_run(a: argparse.Namespace) -> dict[str, Any]:
     from flamingo_eval.runner import evaluate
     from flamingo_eval.task import prepare
 
-    acc = _instrument() if a.instrument else {}
+    acc = _instrument() if a.instrument else _instrument(old=False) if a.time_writes else {}
     reads = _time_resume_reads()  # filled while evaluate runs
     limit = max(1, round(sizes(a.scale)["val"][0] * a.fraction)) if a.fraction < 1 else None
     cfg = config(a, limit, a.out)
@@ -271,13 +275,16 @@ STAGES = {"plan": stage_plan, "run": stage_run, "rices": stage_rices}
 
 
 # -- driver ---------------------------------------------------------------------------------------
-def child(a: argparse.Namespace, stage: str, extra: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run ``stage`` in a fresh process; its JSON result (``{"killed": True}`` when it was SIGKILLed)."""
-    argv = [sys.executable, __file__, "--child", stage, "--data-root", str(a.data_root), "--fraction",
+def _argv(a: argparse.Namespace, stage: str, extra: list[str]) -> list[str]:
+    return [sys.executable, __file__, "--child", stage, "--data-root", str(a.data_root), "--fraction",
             str(a.fraction), "--trials", str(a.trials), "--prompt-sample", str(a.prompt_sample),
             "--rices-images", str(a.rices_images), "--scale", str(a.scale), "--rices-queries", str(a.rices_queries),
-            "--shots",
-            *map(str, a.shots), *extra]
+            "--shots", *map(str, a.shots), *extra]
+
+
+def child(a: argparse.Namespace, stage: str, extra: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run ``stage`` in a fresh process; its JSON result (``{"killed": True}`` when it was SIGKILLed)."""
+    argv = _argv(a, stage, extra)
     before, t = load1(), time.perf_counter()
     p = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **(env or {})})
     wall = time.perf_counter() - t
@@ -317,6 +324,99 @@ def measure(a: argparse.Namespace, work: Path) -> dict[str, Any]:
         res["rices"] = child(a, "rices", [])
     res["load_end"] = os.getloadavg()
     return res
+
+
+# -- --kill-resume: an outside SIGKILL at 50 % of the questions, then the same command again ---------
+def lines_on_disk(partial: Path, seen: dict[Path, tuple[int, int]]) -> int:
+    """Newline-terminated lines in the part files under ``partial``, read incrementally: ``seen`` keeps
+    (offset, lines) per file between calls, so a poll costs only the bytes written since the last one."""
+    total = 0
+    for path in partial.glob("s*-t*.r*.jsonl"):
+        off, n = seen.get(path, (0, 0))
+        try:
+            with open(path, "rb") as f:
+                f.seek(off)
+                chunk = f.read()
+        except FileNotFoundError:
+            continue
+        seen[path] = (off + len(chunk), n + chunk.count(b"\n"))
+        total += seen[path][1]
+    return total
+
+
+def child_killed(a: argparse.Namespace, out: Path, at: int, extra: list[str]) -> dict[str, Any]:
+    """The ``run`` stage into ``out``, SIGKILLed from here once its part files hold ``at`` lines."""
+    before, t = load1(), time.perf_counter()
+    seen: dict[Path, tuple[int, int]] = {}
+    with open(f"{out}.log", "w") as log:
+        p = subprocess.Popen(_argv(a, "run", ["--out", str(out), *extra]), stdout=log, stderr=subprocess.STDOUT)
+        while p.poll() is None and lines_on_disk(out / "partial", seen) < at:
+            time.sleep(0.02)
+        t_kill = time.time()
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    if p.returncode != -signal.SIGKILL:
+        raise SystemExit(f"the run to kill ended by itself ({p.returncode}) before {at} lines: see {out}.log")
+    return {"killed": True, "wall_s": time.perf_counter() - t, "eval_s": t_kill - float(Path(f"{out}.t0").read_text()),
+            "lines_at_kill": lines_on_disk(out / "partial", {}), "kill_at": at, "load_before": before,
+            "load_after": load1()}
+
+
+def record_scores(out: Path) -> list[dict[str, Any]]:
+    """``record.json``'s results without the per-trial wall times (everything else must match exactly)."""
+    res = json.loads((out / "record.json").read_text(encoding="utf-8"))["results"]
+    return [{**e, "trials": [{k: v for k, v in t.items() if k != "seconds"} for t in e["trials"]]} for e in res]
+
+
+def kill_resume(a: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Uninterrupted stub run over the whole eval split, then the same run SIGKILLed from outside at 50 % of
+    its questions and resumed with the same command; same bytes, and what the interruption cost."""
+    res: dict[str, Any] = {"args": {k: str(v) for k, v in vars(a).items()}, "cpus": os.cpu_count(),
+                           "load_start": os.getloadavg()}
+    generate(Path(a.data_root), sizes(a.scale))
+    res["run"] = child(a, "run", ["--out", str(work / "full"), "--time-writes"])
+    total = res["run"]["eval"] * len(a.shots) * a.trials
+    res["kill"] = child_killed(a, work / "killed", total // 2, ["--time-writes"])
+    res["resume"] = child(a, "run", ["--out", str(work / "killed"), "--time-writes"])
+    full, killed = work / "full" / "predictions.jsonl", work / "killed" / "predictions.jsonl"
+    res["resume_identical"] = full.read_bytes() == killed.read_bytes()
+    res["scores_identical"] = record_scores(work / "full") == record_scores(work / "killed")
+    res["predictions_mb"] = full.stat().st_size / 2**20
+    res["load_end"] = os.getloadavg()
+    return res
+
+
+def kill_table(r: dict[str, Any]) -> str:
+    """The markdown table of a ``--kill-resume`` measurement."""
+    run, kill, res = r["run"], r["kill"], r["resume"]
+    stub, n = run["eval_s"], kill["lines_at_kill"]
+    total = run["eval"] * len(r["args"]["shots"].strip("[]").split(",")) * int(r["args"]["trials"])
+    over = kill["eval_s"] + res["eval_s"] - stub
+    restart = res["wall_s"] - res["eval_s"]
+    wall_over = kill["wall_s"] + res["wall_s"] - run["wall_s"]
+    rows = [
+        (f"stub run, uninterrupted ({total:,} questions: shots {r['args']['shots']} x {r['args']['trials']} trials)",
+         f"{stub:.1f} s evaluation, {run['wall_s']:.1f} s process", ""),
+        ("write overhead (part appends + predictions.jsonl), uninterrupted",
+         f"{run['part_s']:.2f} + {run['save_s']:.2f} s = {(run['part_s'] + run['save_s']) / stub:.1%}", "<= 2 %"),
+        ("outside SIGKILL at", f"{n:,} / {total:,} questions on disk ({n / total:.1%})", "~50 %"),
+        ("evaluation before the kill + resumed", f"{kill['eval_s']:.1f} + {res['eval_s']:.1f} s", ""),
+        ("resume overhead, evaluation (before + resumed - uninterrupted)", f"{over:+.1f} s ({over / stub:+.1%})",
+         "<= 2 %"),
+        ("resume start-up: reading back the partial state (part files at open + before the trial)",
+         f"{res['resume_reads_s']:.2f} s ({res['resume_reads_s'] / stub:.1%})", ""),
+        ("restart of the process (imports, data load, tokenizer)", f"{restart:.1f} s", ""),
+        ("resume overhead, whole processes (incl. the restart)",
+         f"{wall_over:+.1f} s ({wall_over / run['wall_s']:+.1%} of {run['wall_s']:.1f} s)", ""),
+        ("model calls: uninterrupted / resumed", f"{run['model_calls']} / {res['model_calls']}", ""),
+        ("finished predictions.jsonl byte-identical", f"{r['resume_identical']} ({r['predictions_mb']:.0f} MB)",
+         "True"),
+        ("record.json scores identical (all but per-trial seconds)", str(r["scores_identical"]), "True"),
+        ("peak RSS: uninterrupted / resumed", f"{run['peak_rss_mb']:.0f} / {res['peak_rss_mb']:.0f} MB", ""),
+    ]
+    loads = "; ".join(f"{k} {r[k]['load_before']:.1f} -> {r[k]['load_after']:.1f}" for k in ("run", "kill", "resume"))
+    lines = ["| measure | value | target |", "|---|---|---|"] + [f"| {x} | {y} | {z} |" for x, y, z in rows]
+    return "\n".join(lines) + f"\n\nload average (1 min) per process: {loads}; {r['cpus']} CPUs\n"
 
 
 def table(r: dict[str, Any]) -> str:
@@ -398,10 +498,15 @@ def main() -> None:
     ap.add_argument("--skip-plan", action="store_true", help="only the stub run, kill + resume (and RICES)")
     ap.add_argument("--plan-only", action="store_true", help="only the planning stage: data load, demo choice, RSS")
     ap.add_argument("--writer-only", type=Path, metavar="PREDICTIONS", help="time only the predictions writers")
+    ap.add_argument("--kill-resume", action="store_true",
+                    help="only: the stub run over the WHOLE eval split (--fraction ignored), uninterrupted, then "
+                         "SIGKILLed from outside at 50%% of its questions and resumed with the same command; "
+                         "byte-identity and the resume overhead (use --shots 0 --trials 1 for a few minutes)")
     ap.add_argument("--from-json", type=Path, help="print the table of a saved --json measurement")
     ap.add_argument("--child", choices=sorted(STAGES), help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--instrument", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--time-writes", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     a.data_root = a.data_root or a.cache_dir / ("vqav2-full" if a.scale == 1 else f"vqav2-x{a.scale:g}")
     if a.writer_only:  # the full-size writer comparison alone, from a finished run's predictions.jsonl
@@ -409,7 +514,8 @@ def main() -> None:
         print(json.dumps({**r, "load_avg": load1()}))
         return
     if a.from_json:  # re-render a saved measurement
-        print(table(json.loads(a.from_json.read_text())))
+        saved = json.loads(a.from_json.read_text())
+        print(kill_table(saved) if "resume_identical" in saved and "plan" not in saved else table(saved))
         return
     if a.child:
         import torch
@@ -417,9 +523,11 @@ def main() -> None:
         torch.set_num_threads(1)
         print(json.dumps(STAGES[a.child](a)))
         return
+    if a.kill_resume:
+        a.fraction = 1.0
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as work:
-        r = measure(a, Path(work))
-    md = table(r)
+        r = kill_resume(a, Path(work)) if a.kill_resume else measure(a, Path(work))
+    md = kill_table(r) if a.kill_resume else table(r)
     print(md)
     if a.json:
         a.json.write_text(json.dumps(r, indent=1))
