@@ -86,6 +86,22 @@ def config_hash(cfg: Any) -> str:
     return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+_LINE = json.JSONEncoder(ensure_ascii=False).encode
+"""``json.dumps(obj, ensure_ascii=False)`` (the same encoder, same bytes) without building an encoder per
+call: a run encodes every line twice (part file, scored file), ~0.4 M lines per VQAv2 trial."""
+
+
+def _count_lines(path: Path) -> int:
+    """Complete entries in a part file without decoding them: newline-terminated lines that look like one
+    JSON object (a torn tail has no newline; a block of NULs after a machine crash does not start with
+    ``{``). Only the throughput count uses it; what is evaluated again is decided by :func:`_complete_lines`."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return 0
+    return sum(1 for raw in data.split(b"\n")[:-1] if raw[:1] == b"{" and raw[-1:] == b"}")
+
+
 def _complete_lines(path: Path) -> list[dict[str, Any]]:
     """Entries of a part file: newline-terminated lines that parse (a torn tail is ignored)."""
     try:
@@ -137,8 +153,8 @@ class PartSink:
         self._synced = -FSYNC_EVERY_S  # the first batch of a trial is always fsynced
 
     def __call__(self, lines: list[dict[str, Any]], skipped: Sequence[dict[str, Any]] = ()) -> None:
-        text = "".join(json.dumps({"p": {**self.tags, **ln}}, ensure_ascii=False) + "\n" for ln in lines)
-        text += "".join(json.dumps({"skip": dict(s)}, ensure_ascii=False) + "\n" for s in skipped)
+        text = "".join([_LINE({"p": {**self.tags, **ln}}) + "\n" for ln in lines])
+        text += "".join([_LINE({"skip": dict(s)}) + "\n" for s in skipped])
         with writing(self.path):
             if not self._ready:
                 _repair_tail(self.path)
@@ -214,7 +230,7 @@ class RunStore:
             m = re.match(r"s(\d+)-t(\d+)\.r\d+\.jsonl$", path.name)
             if m:
                 key = (int(m.group(1)), int(m.group(2)))
-                self.done_at_open[key] = self.done_at_open.get(key, 0) + len(_complete_lines(path))
+                self.done_at_open[key] = self.done_at_open.get(key, 0) + _count_lines(path)
 
     def evaluated_here(self, shots: int, trial: int, n: int) -> int:
         """How many of the ``n`` samples of (shots, trial) this process (job) evaluated (rank 0)."""
@@ -285,8 +301,8 @@ class RunStore:
                     order: Sequence[tuple[int, int]]) -> None:
         """Write the trial's scored lines, then append them to predictions.jsonl (trials scored in ``order``)."""
         scores = {item.sample_id: sc for item, sc in zip(out.items, per_sample)}
-        text = "".join(json.dumps({**ln, "score": scores.get(ln["sample_id"], ln.get("score"))},
-                                  ensure_ascii=False) + "\n" for ln in out.lines)
+        text = "".join([_LINE({**ln, "score": scores.get(ln["sample_id"], ln.get("score"))}) + "\n"
+                        for ln in out.lines])
         path = self.scored_path(shots, trial)
         with writing(path):
             from flamingo_eval.results.records import write_text_atomic
