@@ -346,24 +346,39 @@ def lines_on_disk(partial: Path, seen: dict[Path, tuple[int, int]]) -> int:
     return total
 
 
-def child_killed(a: argparse.Namespace, out: Path, at: int, extra: list[str]) -> dict[str, Any]:
-    """The ``run`` stage into ``out``, SIGKILLed from here once its part files hold ``at`` lines."""
+def _cpu_s(pid: int) -> float:
+    """CPU time (user + system) a running process has used so far (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def child_watched(a: argparse.Namespace, out: Path, at: int, extra: list[str], kill: bool) -> dict[str, Any]:
+    """The ``run`` stage into ``out``, watched from here: when its part files hold ``at`` lines, the
+    evaluation's wall and CPU time so far are noted, and with ``kill`` the process is SIGKILLed there."""
     before, t = load1(), time.perf_counter()
     seen: dict[Path, tuple[int, int]] = {}
     with open(f"{out}.log", "w") as log:
         p = subprocess.Popen(_argv(a, "run", ["--out", str(out), *extra]), stdout=log, stderr=subprocess.STDOUT)
         while p.poll() is None and lines_on_disk(out / "partial", seen) < at:
             time.sleep(0.02)
-        t_kill = time.time()
-        p.send_signal(signal.SIGKILL)
-        _, status, usage = os.wait4(p.pid, 0)  # its CPU time, which Popen.wait does not give
-        p.returncode = -signal.SIGKILL if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL else status
-    if p.returncode != -signal.SIGKILL:
-        raise SystemExit(f"the run to kill ended by itself ({p.returncode}) before {at} lines: see {out}.log")
+        t_half, cpu_half = time.time(), _cpu_s(p.pid)
+        if kill:
+            p.send_signal(signal.SIGKILL)
+        _, status, usage = os.wait4(p.pid, 0)  # also its CPU time, which Popen.wait does not give
+    code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    if code != (-signal.SIGKILL if kill else 0) or not cpu_half:
+        raise SystemExit(f"the watched run ended with {code} (or before {at} lines): see {out}.log")
     wall0, cpu0 = map(float, Path(f"{out}.t0").read_text().split())
-    return {"killed": True, "wall_s": time.perf_counter() - t, "eval_s": t_kill - wall0,
-            "eval_cpu_s": usage.ru_utime + usage.ru_stime - cpu0, "lines_at_kill": lines_on_disk(out / "partial", {}),
-            "kill_at": at, "load_before": before, "load_after": load1()}
+    r = {"half_eval_s": t_half - wall0, "half_cpu_s": cpu_half - cpu0, "load_before": before}
+    if kill:
+        r.update(killed=True, eval_s=t_half - wall0, eval_cpu_s=usage.ru_utime + usage.ru_stime - cpu0,
+                 lines_at_kill=lines_on_disk(out / "partial", {}), kill_at=at)
+    else:
+        r.update(json.loads(Path(f"{out}.log").read_text().strip().splitlines()[-1]))
+    return {**r, "wall_s": time.perf_counter() - t, "load_after": load1()}
 
 
 def record_scores(out: Path) -> list[dict[str, Any]]:
@@ -378,9 +393,9 @@ def kill_resume(a: argparse.Namespace, work: Path) -> dict[str, Any]:
     res: dict[str, Any] = {"args": {k: str(v) for k, v in vars(a).items()}, "cpus": os.cpu_count(),
                            "load_start": os.getloadavg()}
     generate(Path(a.data_root), sizes(a.scale))
-    res["run"] = child(a, "run", ["--out", str(work / "full"), "--time-writes"])
-    total = res["run"]["eval"] * len(a.shots) * a.trials
-    res["kill"] = child_killed(a, work / "killed", total // 2, ["--time-writes"])
+    total = sizes(a.scale)["val"][0] * len(a.shots) * a.trials  # questions x (shots, trial)
+    res["run"] = child_watched(a, work / "full", total // 2, ["--time-writes"], kill=False)
+    res["kill"] = child_watched(a, work / "killed", total // 2, ["--time-writes"], kill=True)
     res["resume"] = child(a, "run", ["--out", str(work / "killed"), "--time-writes"])
     full, killed = work / "full" / "predictions.jsonl", work / "killed" / "predictions.jsonl"
     res["resume_identical"] = full.read_bytes() == killed.read_bytes()
@@ -406,6 +421,12 @@ def kill_table(r: dict[str, Any]) -> str:
          f"{run['part_s']:.2f} + {run['save_s']:.2f} s = {(run['part_s'] + run['save_s']) / stub:.1%}", "<= 2 %"),
         ("outside SIGKILL at", f"{n:,} / {total:,} questions on disk ({n / total:.1%})", "~50 %"),
         ("evaluation before the kill + resumed", f"{kill['eval_s']:.1f} + {res['eval_s']:.1f} s", ""),
+        ("first half (same work): uninterrupted / killed run, wall; CPU",
+         f"{run['half_eval_s']:.1f} / {kill['eval_s']:.1f} s; {run['half_cpu_s']:.1f} / {kill['eval_cpu_s']:.1f} s",
+         ""),
+        ("second half + scoring: uninterrupted / resumed run, wall; CPU",
+         f"{stub - run['half_eval_s']:.1f} / {res['eval_s']:.1f} s; {run['eval_cpu_s'] - run['half_cpu_s']:.1f} / "
+         f"{res['eval_cpu_s']:.1f} s", ""),
         ("resume overhead, evaluation wall time (before + resumed - uninterrupted)",
          f"{over:+.1f} s ({over / stub:+.1%})", "<= 2 %"),
         ("same in CPU time of the evaluation (less sensitive to the other jobs on the machine)",
