@@ -75,8 +75,9 @@ def test_kill_watch_counts_part_file_lines_incrementally(tmp_path):
 
 def test_kill_resume_table_overheads():
     bench = _tool("bench_scale")
-    run = {"eval": 1000, "eval_s": 100.0, "eval_cpu_s": 80.0, "half_eval_s": 49.0, "half_cpu_s": 39.0, "wall_s": 120.0, "part_s": 1.0, "save_s": 0.5,
-           "resume_reads_s": 0.0, "model_calls": 16, "peak_rss_mb": 900.0, "load_before": 1.0, "load_after": 1.2}
+    run = {"eval": 1000, "eval_s": 100.0, "eval_cpu_s": 80.0, "half_eval_s": 49.0, "half_cpu_s": 39.0,
+           "wall_s": 120.0, "part_s": 1.0, "save_s": 0.5, "resume_reads_s": 0.0, "model_calls": 16,
+           "phases": {"data": 30.0}, "peak_rss_mb": 900.0, "load_before": 1.0, "load_after": 1.2}
     r = {"args": {"shots": "[0]", "trials": "1"}, "cpus": 2, "run": run, "resume_identical": True,
          "scores_identical": True, "predictions_mb": 0.3,
          "kill": {**run, "eval_s": 51.0, "eval_cpu_s": 40.0, "wall_s": 60.0, "lines_at_kill": 502},
