@@ -1,4 +1,5 @@
-"""tools/synth_vqav2.py writes what the vqav2 card reads; bench_scale's writer comparison is byte-exact."""
+"""tools/synth_vqav2.py writes what the vqav2 card reads; bench_scale's writer comparison is byte-exact; the
+--kill-resume watcher counts part-file lines and its table computes the overheads."""
 
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ def test_plan_only_table_has_the_planning_rows_only():
 
 
 def test_kill_watch_counts_part_file_lines_incrementally(tmp_path):
-    bench = _tool("bench_scale")
+    bench = _tool("scale_resume")
     part = tmp_path / "partial"
     part.mkdir()
     (part / "s0-t0.scored.jsonl").write_text("{}\n{}\n")  # not a part file: never counted
@@ -74,7 +75,7 @@ def test_kill_watch_counts_part_file_lines_incrementally(tmp_path):
 
 
 def test_kill_resume_table_overheads():
-    bench = _tool("bench_scale")
+    bench = _tool("scale_resume")
     run = {"eval": 1000, "eval_s": 100.0, "eval_cpu_s": 80.0, "half_eval_s": 49.0, "half_cpu_s": 39.0,
            "wall_s": 120.0, "part_s": 1.0, "save_s": 0.5, "resume_reads_s": 0.0, "model_calls": 16,
            "phases": {"data": 30.0}, "peak_rss_mb": 900.0, "load_before": 1.0, "load_after": 1.2}
