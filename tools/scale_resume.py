@@ -104,13 +104,15 @@ def child_watched(argv: list[str], out: Path, at: int, kill: bool) -> dict[str, 
         p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         while p.poll() is None and lines_on_disk(out / "partial", seen) < at:
             time.sleep(0.02)
+        if p.returncode is not None:  # ended (and reaped by poll) before the mark: nothing to measure
+            raise SystemExit(f"the watched run ended ({p.returncode}) before {at} lines: see {out}.log")
         t_half, cpu_half = time.time(), _cpu_s(p.pid)
         if kill:
             p.send_signal(signal.SIGKILL)
         _, status, usage = os.wait4(p.pid, 0)  # also its CPU time, which Popen.wait does not give
-    code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    code = p.returncode = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
     if code != (-signal.SIGKILL if kill else 0) or not cpu_half:
-        raise SystemExit(f"the watched run ended with {code} (or before {at} lines): see {out}.log")
+        raise SystemExit(f"the watched run ended with {code}: see {out}.log")
     wall0, cpu0 = map(float, Path(f"{out}.t0").read_text().split())
     r = {"half_eval_s": t_half - wall0, "half_cpu_s": cpu_half - cpu0, "load_before": before}
     if kill:
