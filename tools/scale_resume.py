@@ -123,10 +123,11 @@ def child_watched(argv: list[str], out: Path, at: int, kill: bool) -> dict[str, 
     return {**r, "wall_s": time.perf_counter() - t, "load_after": load1()}
 
 
-MEASURED = """measured (docs/performance.md, "Full-split scale"; shared 2-core VM, 1-min load average 6.4-7.1):
-  --kill-resume --shots 0 --trials 1 (214,354 questions): uninterrupted 118.8 s of evaluation; killed
-  at 50.2 % after 54.6 s, resumed in 84.5 s (+20.2 s, +17 %: the killed run had already built every
-  prompt of the trial, ~27 s, before its first batch); reading the partial state back 2.35 s (2.0 %);
-  predictions.jsonl (73 MB) and the record's scores byte-identical; write overhead 4.8 % (JSON encoding
-  of each line twice: part file and scored file).
+MEASURED = """measured (docs/performance.md, "Kill and resume at full size"; 2-core VM, 1-min load 1.3-2.9):
+  --kill-resume --shots 0 --trials 1 (214,354 questions): uninterrupted 60.0 s of evaluation; killed at
+  50.0 % after 28.1 s, resumed in 45.6 s (+13.7 s, +23 %: exactly the prompts the killed run had built
+  for questions it never reached, 13.2 s; every prompt of a trial is built before its first batch);
+  reading the partial state back 1.35 s (2.3 %); predictions.jsonl (73 MB) and the record's scores
+  byte-identical; write overhead 4.8 % (JSON encoding of each line twice: part file and scored file;
+  3.0 % on the 5 x 3 grid at 2 % of the split).
 """
