@@ -26,6 +26,7 @@ The config hash covers the resolved config minus fields that cannot change resul
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -133,30 +134,32 @@ def scored_line(line: dict[str, Any], part_text: str | None, score: Any) -> str:
     """``_LINE({**line, "score": score})``: the scored line, spliced from the line's part-file text when safe.
 
     A run would otherwise encode every line twice (part file, scored file): ~80 % of the harness's write
-    cost at full size. ``part_text`` is ``{"p": BODY}`` as :class:`PartSink` wrote it, and BODY is
-    ``_LINE(line)`` (a JSON round trip of what this encoder wrote gives the same text back). Where ``line``
-    holds ``"score": null`` after keys whose values hold no object, the first ``, "score": null`` in BODY
-    is that key: a bare ``"`` after ``, `` opens a string (inside strings quotes are escaped), ``"score":``
-    is then a key, and only an object before it could hold another. So BODY with that null replaced by
-    the score's JSON is the same bytes as encoding the merged dict (unit test with tricky values);
-    anything else is encoded whole.
+    cost at full size. ``part_text`` is ``{"p": BODY}`` as :class:`PartSink` wrote it (``line`` is BODY
+    decoded), and BODY is ``_LINE(line)``: this encoder's output decodes and re-encodes to the same text.
+    The first ``, "score": null`` in BODY is ``line``'s own ``score`` key when no ``{`` comes before it:
+    a bare ``"`` after ``, `` opens a string (inside strings quotes are escaped), ``"score":`` is then a
+    key, and with no object opened before it, a key of BODY itself. Replacing that null with the score's
+    JSON is then the same bytes as encoding the merged dict (unit test with tricky values); anything else
+    (a ``{`` before it, even inside a string; no ``score`` key; another writer's spacing) is encoded whole.
     """
-    if part_text is not None and line.get("score", 0) is None and part_text.startswith(_PART_HEAD) \
-            and part_text.endswith("}}") and _no_object_before_score(line):
-        body = part_text[6:-1]
-        i = body.find(_SCORE_NULL)
-        if i > 0:
-            return f"{body[:i]}, \"score\": {_LINE(score)}{body[i + len(_SCORE_NULL):]}"
+    if part_text is not None and part_text.startswith(_PART_HEAD) and part_text.endswith("}}"):
+        i = part_text.find(_SCORE_NULL)
+        if i > 0 and part_text.find("{", len(_PART_HEAD), i) == -1:
+            return f'{part_text[6:i]}, "score": {_score_json(score)}{part_text[i + len(_SCORE_NULL):-1]}'
     return _LINE({**line, "score": score})
 
 
-def _no_object_before_score(line: dict[str, Any]) -> bool:
-    for key, value in line.items():
-        if key == "score":
-            return True
-        if isinstance(value, dict) or (isinstance(value, list) and any(isinstance(x, (dict, list)) for x in value)):
-            return False
-    return False
+def _score_json(score: Any) -> str:
+    """``_LINE(score)``, memoised: a metric's per-sample scores take few distinct values (VQA: 0, 1/3, ...)."""
+    try:
+        return _score_json_cached(score)
+    except TypeError:  # unhashable: not a number
+        return _LINE(score)
+
+
+@functools.lru_cache(maxsize=4096, typed=True)  # typed: True, 1 and 1.0 are equal keys but encode differently
+def _score_json_cached(score: Any) -> str:
+    return _LINE(score)
 
 
 def _repair_tail(path: Path) -> None:

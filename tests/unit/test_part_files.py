@@ -33,7 +33,8 @@ TRICKY = [  # values a splice could get wrong: the text of "score" inside string
     {"raw_output": "", "answer": "\\\", \"score\": null", "extra": {"score": None, "w": [1e-7, -0.0, 1e300]}},
     {"raw_output": "a\nb\t\u0000", "answer": "ok", "extra": {}},
     {"raw_output": {"score": None, "k": 1}, "answer": "nested object before the score: encoded whole"},
-    {"raw_output": [["score"]], "answer": "a list of lists before the score: encoded whole"},
+    {"raw_output": [["score"]], "answer": "a list of lists before the score: no object, spliced"},
+    {"raw_output": "{", "answer": "a brace in a string before the score: encoded whole (conservative)"},
 ]
 
 
@@ -54,15 +55,15 @@ def test_scored_line_spliced_from_the_part_file_is_json_dumps_of_the_merged_dict
     PartSink(path, {"shots": 0, "trial": 0, "seed": 0})(lines)
     entries = _complete_entries(path)
     assert len(entries) == len(lines)
-    for score in (0.3333333333333333, 1.0, 0, None, float("nan"), 1e-300, True):
+    for score in (0.3333333333333333, 1.0, 1, 0, None, float("nan"), 1e-300, True, -0.0):
         for entry, text in entries:
             ln = entry["p"]
             want = json.dumps({**ln, "score": score}, ensure_ascii=False)
             assert scored_line(ln, text, score) == want
             assert scored_line(ln, None, score) == want  # no part-file text: encoded whole
     # the splice is taken where it is safe (not only the fallback): the part text's body is reused
-    encoded: list = []  # the splice is taken where it is safe: lines 0-2 are not encoded again, 3-4 are
+    encoded: list = []  # the splice is taken where it is safe: lines 0-2 and 4 are not encoded again
     monkeypatch.setattr(store, "_LINE", lambda obj: encoded.append(obj) or json.dumps(obj, ensure_ascii=False))
     got = [scored_line(entry["p"], text, 0.5) for entry, text in entries]
     assert got == [json.dumps({**e["p"], "score": 0.5}, ensure_ascii=False) for e, _ in entries]
-    assert [o["sample_id"] for o in encoded if isinstance(o, dict)] == ["q3", "q4"]
+    assert [o["sample_id"] for o in encoded if isinstance(o, dict)] == ["q3", "q5"]
