@@ -76,8 +76,8 @@ def kill_table(r: dict[str, Any]) -> str:
         ("same in CPU time of the evaluation (less sensitive to the other jobs on the machine)",
          f"{kill['eval_cpu_s']:.1f} + {res['eval_cpu_s']:.1f} s vs {run['eval_cpu_s']:.1f} s: "
          f"{cpu_over:+.1f} s ({cpu_over / run['eval_cpu_s']:+.1%})", "<= 2 %"),
-        ("demo choice + prompt building (phase `data`): uninterrupted / resumed run (all of a trial's prompts "
-         "are built before its first batch, so the killed run had built them all)",
+        ("demo choice + prompt building (phase `data`): uninterrupted / resumed run (prompts are built one "
+         "block of 2,048 questions ahead, so the killed run lost at most one block)",
          f"{run['phases'].get('data', 0):.1f} / {res['phases'].get('data', 0):.1f} s", ""),
         ("resume start-up: reading back the partial state (part files at open + before the trial)",
          f"{res['resume_reads_s']:.2f} s ({res['resume_reads_s'] / stub:.1%})", ""),
