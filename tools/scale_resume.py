@@ -123,11 +123,11 @@ def child_watched(argv: list[str], out: Path, at: int, kill: bool) -> dict[str, 
     return {**r, "wall_s": time.perf_counter() - t, "load_after": load1()}
 
 
-MEASURED = """measured (docs/performance.md, "Kill and resume at full size"; 2-core VM, 1-min load 1.3-2.9):
-  --kill-resume --shots 0 --trials 1 (214,354 questions): uninterrupted 60.0 s of evaluation; killed at
-  50.0 % after 28.1 s, resumed in 45.6 s (+13.7 s, +23 %: exactly the prompts the killed run had built
-  for questions it never reached, 13.2 s; every prompt of a trial is built before its first batch);
-  reading the partial state back 1.35 s (2.3 %); predictions.jsonl (73 MB) and the record's scores
-  byte-identical; write overhead 4.8 % (JSON encoding of each line twice: part file and scored file;
-  3.0 % on the 5 x 3 grid at 2 % of the split).
+MEASURED = """measured (docs/performance.md, "Kill and resume at full size"; 2-core VM, 1-min load 2.3-3.1):
+  --kill-resume --shots 0 --trials 1 (214,354 questions), two runs: uninterrupted 55.5 / 49.9 s of
+  evaluation; killed at 50 %, resumed: +2.2 s (+3.9 %) / +5.2 s (+10.4 %) (was +23 %: prompts are now
+  built one block of 2,048 questions ahead, so a kill loses at most one block); the rest is reading the
+  partial state back, 2.05 / 2.07 s, and this VM's noise; predictions.jsonl (73 MB) and the record's
+  scores byte-identical; write overhead 5.5 / 4.8 % (each line now JSON-encoded once; 2.6 % on the
+  5 x 3 grid at 2 % of the split).
 """
