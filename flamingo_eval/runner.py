@@ -125,8 +125,9 @@ def run_trial(task: Task, model: EvalModel, shots: int, seed: int, sink: Callabl
             sets = build(part)
         too_long = [{"sample_id": s.id, "error": ps.error, "dropped_demos": 0} for s, ps in zip(part, sets) if ps.error]
         if too_long and not skip:
-            raise UserError(f"{too_long[0]['error']} ({len(too_long)} such samples among eval samples "
-                            f"{start + 1}-{start + len(part)} of {len(samples)}; those before them are saved); "
+            raise UserError(f"{too_long[0]['error']} ({len(too_long)} such samples among samples {start + 1}-"
+                            f"{start + len(part)} of the {len(samples)} this trial had left to evaluate; the "
+                            "batches before them are saved); "
                             "shorten the input, raise model.max_context, or pass --on-bad-sample skip to skip "
                             "and count them")
         if too_long:

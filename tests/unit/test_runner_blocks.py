@@ -77,7 +77,7 @@ def test_too_long_query_stops_before_its_block_with_earlier_batches_saved(tmp_pa
     task = _task(tmp_path, "error", long_at=10)
     model, saved, err = _run(task, 8, monkeypatch)
     assert isinstance(err, UserError)
-    assert "among eval samples 9-16 of 20" in str(err) and "--on-bad-sample skip" in str(err)
+    assert "among samples 9-16 of the 20 this trial had left" in str(err) and "--on-bad-sample skip" in str(err)
     assert len(model.batches) == 2  # samples 1-8, two batches of 4; nothing of block 9-16 reached the model
     assert [ln["sample_id"] for ls, _ in saved for ln in ls] == [s.id for s in task.eval_samples[:8]]
     first_block = _task(tmp_path / "again", "error", long_at=2)
