@@ -2,13 +2,14 @@
 
 Demos are a pure function of stable keys (benchmark, split, seed, sample id, k), so a resumed or sharded run
 builds the same prompts. A query that alone overflows the model context gets a :class:`PromptSet` holding
-the reason instead of prompts; the runner skips and counts it, or stops before any model call.
+the reason instead of prompts; the runner skips and counts it, or stops before the model call of its block
+(``runner.PROMPT_BLOCK``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,26 +55,38 @@ def answer_room(task: Task, model: EvalModel) -> Callable[[Sample], int]:
     return task.kind.answer_room(task, model)
 
 
-def trial_prompt_sets(task: Task, model: EvalModel, shots: int, seed: int) -> list[PromptSet]:
-    """Per eval sample, its prompts: one per demo order (the request kind's ``demo_orders``: ``ensemble_orders``
-    when ranking, else 1)."""
+def prompt_builder(task: Task, model: EvalModel, shots: int, seed: int
+                   ) -> Callable[[Sequence[Sample]], list[PromptSet]]:
+    """The prompt sets of any eval samples of trial ``seed``: one sampler for the trial, prompts built per call.
+
+    Demos are keyed by sample id, so building a trial's prompts block by block (the runner does, so a kill
+    loses at most one block of prompt work) gives the same prompts as building them all at once.
+    """
     cfg, card = task.cfg, task.cfg.benchmarks
     sampler = make_sampler(task, seed)
     k = shots if shots > 0 else cfg.run.zero_shot_text_demos
     n_orders = task.kind.demo_orders(card)
     room = answer_room(task, model)
-    out = []
-    for s in task.eval_samples:
-        demos = sampler.demos(s, k)
-        if len(demos) != k:  # prepare() checked the pool size; never show fewer demos than recorded
-            raise UserError(f"sampler {cfg.run.sampler} gave {len(demos)} demos instead of {k} for sample {s.id}")
-        try:
-            out.append(PromptSet(tuple(
-                build_prompt(task.template, order, s, text_only_demos=shots == 0, count_tokens=model.count_tokens,
-                             max_tokens=model.max_context, reserve=room(s))
-                for order in demo_orders(demos, n_orders, card.id, seed, s.id))))
-        except PromptTooLong as e:
-            out.append(PromptSet(error=f"{card.id}: {e}"))
-    return out
+
+    def build(samples: Sequence[Sample]) -> list[PromptSet]:
+        out = []
+        for s in samples:
+            demos = sampler.demos(s, k)
+            if len(demos) != k:  # prepare() checked the pool size; never show fewer demos than recorded
+                raise UserError(f"sampler {cfg.run.sampler} gave {len(demos)} demos instead of {k} for sample {s.id}")
+            try:
+                out.append(PromptSet(tuple(
+                    build_prompt(task.template, order, s, text_only_demos=shots == 0,
+                                 count_tokens=model.count_tokens, max_tokens=model.max_context, reserve=room(s))
+                    for order in demo_orders(demos, n_orders, card.id, seed, s.id))))
+            except PromptTooLong as e:
+                out.append(PromptSet(error=f"{card.id}: {e}"))
+        return out
+
+    return build
 
 
+def trial_prompt_sets(task: Task, model: EvalModel, shots: int, seed: int) -> list[PromptSet]:
+    """Per eval sample, its prompts: one per demo order (the request kind's ``demo_orders``: ``ensemble_orders``
+    when ranking, else 1)."""
+    return prompt_builder(task, model, shots, seed)(task.eval_samples)

@@ -20,8 +20,8 @@ from flamingo_eval.config import Config, to_dict
 from flamingo_eval.display import Reporter
 from flamingo_eval.errors import UserError
 from flamingo_eval.metrics.base import MetricInput, MetricResult
-from flamingo_eval.metrics.stats import trial_summary
-from flamingo_eval.prompting import answer_room, make_sampler, trial_prompt_sets
+from flamingo_eval.metrics.stats import scores_ci, trial_summary
+from flamingo_eval.prompting import answer_room, make_sampler, prompt_builder, trial_prompt_sets
 from flamingo_eval.provenance import provenance, run_id
 from flamingo_eval.request_kinds import RequestKind
 from flamingo_eval.results.lines import TrialOutput, prediction
@@ -95,47 +95,75 @@ def batch_size(cfg: Config) -> int:
     return cfg.run.batch_size or cfg.model.batch_size
 
 
+PROMPT_BLOCK = 2048
+"""Eval samples whose prompts are built together (rounded up to whole batches). Prompts are built one block
+ahead of the model calls, not a whole trial ahead: a kill loses at most one block of prompt work (a whole
+trial's was +23 % of a full-split stub run's time: docs/performance.md), and a query too long for the
+context still stops the run before any model call on its block."""
+
+
 def run_trial(task: Task, model: EvalModel, shots: int, seed: int, sink: Callable[..., None],
               reporter: Reporter, timer: PhaseTimer | None = None) -> TrialOutput:
     """Evaluate ``task.eval_samples`` one batch at a time; ``sink(lines, skipped)`` persists each batch.
 
-    A sample whose query alone overflows the model context is a counted skip with
-    ``run.on_bad_sample=skip``; otherwise the trial stops before any model call with one line.
+    Prompts are built per :data:`PROMPT_BLOCK` samples. A sample whose query alone overflows the model
+    context is a counted skip with ``run.on_bad_sample=skip``; otherwise the trial stops with one line
+    before any model call on that sample's block (the batches before it are saved; a re-run resumes).
+    Batches are cut from the samples that have prompts exactly as if every prompt were built first.
     """
-    with (timer or PhaseTimer()).phase("data"):  # demo selection and prompt building
-        sets = trial_prompt_sets(task, model, shots, seed)
+    timer = timer or PhaseTimer()
+    with timer.phase("data"):  # demo selection and prompt building
+        build = prompt_builder(task, model, shots, seed)
     skip = task.cfg.run.on_bad_sample == "skip"
-    too_long = [{"sample_id": s.id, "error": ps.error, "dropped_demos": 0}
-                for s, ps in zip(task.eval_samples, sets) if ps.error]
-    if too_long and not skip:
-        raise UserError(f"{too_long[0]['error']} ({len(too_long)} such samples); shorten the input, raise "
-                        "model.max_context, or pass --on-bad-sample skip to skip and count them")
-    res = TrialOutput(skipped=too_long)
-    if too_long:
-        sink([], too_long)
-        reporter.advance(len(too_long))
-    todo = [(s, ps.prompts) for s, ps in zip(task.eval_samples, sets) if not ps.error]
     step = batch_size(task.cfg)
-    for start in range(0, len(todo), step):
-        chunk = todo[start : start + step]
-        outs, errors = call_ensembled(task, model, [s for s, _ in chunk], [v for _, v in chunk], skip)
-        lines: list[dict[str, Any]] = []
-        skipped: list[dict[str, Any]] = []
-        for (s, variants), out, err in zip(chunk, outs, errors):
-            p = variants[0]
-            res.dropped += p.dropped_demos
-            if err is not None:
-                skipped.append({"sample_id": s.id, "error": err, "dropped_demos": p.dropped_demos})
-                continue
-            line, item = to_prediction(task, s, p, out)
-            lines.append(line)
-            res.items.append(item)
-        sink(lines, skipped)
-        faults.crash_point("batch")
-        res.lines += lines
-        res.skipped += skipped
-        reporter.advance(len(chunk))
+    block = step * max(1, -(-PROMPT_BLOCK // step))
+    samples, res = task.eval_samples, TrialOutput()
+    pending: list[tuple[Sample, tuple[InterleavedPrompt, ...]]] = []
+    for start in range(0, len(samples), block):
+        part = samples[start : start + block]
+        with timer.phase("data"):
+            sets = build(part)
+        too_long = [{"sample_id": s.id, "error": ps.error, "dropped_demos": 0} for s, ps in zip(part, sets) if ps.error]
+        if too_long and not skip:
+            raise UserError(f"{too_long[0]['error']} ({len(too_long)} such samples among samples {start + 1}-"
+                            f"{start + len(part)} of the {len(samples)} this trial had left to evaluate; the "
+                            "batches before them are saved); "
+                            "shorten the input, raise model.max_context, or pass --on-bad-sample skip to skip "
+                            "and count them")
+        if too_long:
+            sink([], too_long)
+            res.skipped += too_long
+            reporter.advance(len(too_long))
+        pending += [(s, ps.prompts) for s, ps in zip(part, sets) if not ps.error]
+        last = start + block >= len(samples)
+        done = 0
+        while len(pending) - done >= step or (last and done < len(pending)):
+            run_chunk(task, model, pending[done : done + step], skip, sink, reporter, res)
+            done += step
+        del pending[:done]
     return res
+
+
+def run_chunk(task: Task, model: EvalModel, chunk: list[tuple[Sample, tuple[InterleavedPrompt, ...]]], skip: bool,
+              sink: Callable[..., None], reporter: Reporter, res: TrialOutput) -> None:
+    """One model call on ``chunk`` (sample, its prompts); its lines and skips go to ``sink`` and ``res``."""
+    outs, errors = call_ensembled(task, model, [s for s, _ in chunk], [v for _, v in chunk], skip)
+    lines: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    for (s, variants), out, err in zip(chunk, outs, errors):
+        p = variants[0]
+        res.dropped += p.dropped_demos
+        if err is not None:
+            skipped.append({"sample_id": s.id, "error": err, "dropped_demos": p.dropped_demos})
+            continue
+        line, item = to_prediction(task, s, p, out)
+        lines.append(line)
+        res.items.append(item)
+    sink(lines, skipped)
+    faults.crash_point("batch")
+    res.lines += lines
+    res.skipped += skipped
+    reporter.advance(len(chunk))
 
 
 def whole_chunks(mine: Sequence[Sample], todo: Sequence[Sample], step: int) -> list[Sample]:
@@ -199,6 +227,7 @@ def evaluate(cfg: Config, model: EvalModel, out_dir: Path, reporter: Reporter, c
     for shots in cfg.run.shots:
         entry = ShotsResult(shots=shots, sampler=cfg.run.sampler, n=len(task.eval_samples), seeds=seeds)
         record.results.append(entry)
+        scored: dict[int, TrialScores] = {}  # this shots setting's per-sample scores, for its ci95
         for trial, seed in enumerate(seeds):
             t0 = time.perf_counter()
             ttask = task.for_trial(seed)
@@ -212,8 +241,8 @@ def evaluate(cfg: Config, model: EvalModel, out_dir: Path, reporter: Reporter, c
             if store.dist.is_main:
                 with timer.phase("scoring"):
                     entry.trials.append(store.previous_trial(shots, trial, seed)
-                                        or score_trial(ttask, store, shots, trial, seed, order, t0))
-                    summarise_shots(task, store, entry, last=trial == len(seeds) - 1)
+                                        or score_trial(ttask, store, shots, trial, seed, order, t0, scored))
+                    summarise_shots(task, store, entry, last=trial == len(seeds) - 1, scored=scored)
                 n_new += store.evaluated_here(shots, trial, len(ttask.eval_samples))
                 record.throughput = throughput(n_new, time.perf_counter() - t_all)
                 record.throughput["phases"] = {**timer.since({}), **(
@@ -226,35 +255,58 @@ def evaluate(cfg: Config, model: EvalModel, out_dir: Path, reporter: Reporter, c
     return record.to_json()
 
 
-def summarise_shots(task: Task, store: RunStore, entry: ShotsResult, last: bool) -> None:
+TrialScores = tuple[list[str], tuple[Any, ...]]
+"""A scored trial's sample ids (eval order, skips left out) and the metric's per-sample scores of them."""
+
+
+def summarise_shots(task: Task, store: RunStore, entry: ShotsResult, last: bool,
+                    scored: dict[int, TrialScores] | None = None) -> None:
     """Set ``entry``'s trial mean/std from its trials so far and, after its ``last`` trial, its ``ci95``."""
     stats = trial_summary([t["value"] for t in entry.trials])
     if last:
-        stats.update(shots_ci(task, store, entry.shots, entry.seeds, entry.trials))
+        stats.update(shots_ci(task, store, entry.shots, entry.seeds, entry.trials, scored or {}))
     for key, value in stats.items():
         setattr(entry, key, value)
 
 
-def shots_ci(task: Task, store: RunStore, shots: int, seeds: list[int], trials: list[dict[str, Any]]
-             ) -> dict[str, Any]:
+def shots_ci(task: Task, store: RunStore, shots: int, seeds: list[int], trials: list[dict[str, Any]],
+             scored: dict[int, TrialScores]) -> dict[str, Any]:
     """``ci95`` / ``ci95_resamples`` of a finished shots setting: the bootstrap over samples x trials of
     ``metrics.stats.trials_ci`` with ``run.bootstrap`` resamples, on the items each trial scored (null
-    for unscored trials, i.e. submission files, and for ``run.bootstrap: 0``)."""
+    for unscored trials, i.e. submission files, and for ``run.bootstrap: 0``).
+
+    ``scored`` holds the per-sample scores of the trials this process scored: when every sample of every
+    trial has one, the interval is resampled from them (``metrics.stats.scores_ci``, the same numbers)
+    instead of reading the part files and running the metric again; a trial a killed process scored is
+    read back and scored here. Metrics without per-sample scores (ROC-AUC, VisDial) recompute per resample.
+    """
     if any(t["value"] is None for t in trials):
         return {"ci95": None, "ci95_resamples": None}
-    items = [store.collect(task.for_trial(seed), shots, t).items for t, seed in enumerate(seeds)]
-    return rescore_ci(task.metric, items, task.cfg.run.bootstrap)
+    per_trial: list[TrialScores] = []
+    for t, seed in enumerate(seeds):
+        if t not in scored:
+            items = store.collect(task.for_trial(seed), shots, t).items
+            scored[t] = ([i.sample_id for i in items], score_items(task.metric, items).per_sample)
+        per_trial.append(scored[t])
+    if not all(v is not None for _, per_sample in per_trial for v in per_sample):
+        every = [store.collect(task.for_trial(seed), shots, t).items for t, seed in enumerate(seeds)]
+        return rescore_ci(task.metric, every, task.cfg.run.bootstrap)
+    ci = scores_ci(per_trial, task.cfg.run.bootstrap)
+    return {"ci95": None if ci is None else list(ci[0]), "ci95_resamples": None if ci is None else ci[1]}
 
 
 def score_trial(task: Task, store: RunStore, shots: int, trial: int, seed: int, order: list[tuple[int, int]],
-                t0: float) -> dict[str, Any]:
-    """Merge every rank's part of (shots, trial) in eval order, score once, write the scored lines."""
+                t0: float, scored: dict[int, TrialScores] | None = None) -> dict[str, Any]:
+    """Merge every rank's part of (shots, trial) in eval order, score once, write the scored lines; the
+    per-sample scores go to ``scored[trial]`` (for the shots setting's ``ci95``)."""
     out = store.collect(task, shots, trial)
     if task.submission_key is not None:
         result = submit_trial(task, out, store.out_dir, shots, trial)
     else:
         result = score_items(task.metric, out.items)
     store.save_scores(out, result.per_sample, shots, trial, order)
+    if scored is not None:
+        scored[trial] = ([i.sample_id for i in out.items], tuple(result.per_sample))
     return {"seed": seed, "value": None if math.isnan(result.value) else result.value,
             "extras": dict(result.extras), "n": len(out.items), "skipped": len(out.skipped),
             "skipped_ids": [s["sample_id"] for s in out.skipped],

@@ -21,6 +21,13 @@ Each stage runs in its own child process (its peak RSS is its own ``ru_maxrss``)
   download; the real ViT-L/14 is ~50x the FLOPs) and the nearest-neighbour search over the full demo split
   for ``--rices-queries`` queries, both extrapolated to the full split.
 
+``--kill-resume`` runs only this (issue 17's acceptance point): the stub run over the WHOLE eval split
+(``--fraction`` is ignored), once uninterrupted and once SIGKILLed from this process when its part files
+hold 50 % of the questions (both runs are watched the same way; the wall and CPU time of each half are
+noted), then resumed with the same command; the finished ``predictions.jsonl`` and the record's scores
+must be byte-identical, and the table gives the resume overhead (wall and CPU), the resume start-up
+(reading the partial state back) and the write overhead. ``--shots 0 --trials 1`` takes ~6 min here.
+
 The machine is shared: the 1-minute load average is recorded before and after every stage.
 
     nice -n 10 .venv/bin/python tools/bench_scale.py [--fraction 0.1] [--shots 0 4 8 16 32] [--trials 3]
@@ -47,6 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
+from scale_resume import MEASURED, child_watched, kill_table, load1, record_scores  # noqa: E402
 from synth_vqav2 import REAL, generate  # noqa: E402
 
 
@@ -85,10 +93,6 @@ class StubModel:
 
     def fingerprint(self) -> str:
         return "stub-fast:v1"
-
-
-def load1() -> float:
-    return os.getloadavg()[0]
 
 
 def peak_rss_mb() -> float:
@@ -142,8 +146,9 @@ def stage_plan(a: argparse.Namespace) -> dict[str, Any]:
             "prompt_s_extrapolated": prompt_s_full, "peak_rss_mb": peak_rss_mb()}
 
 
-def _instrument() -> dict[str, float]:
-    """Wrap the part-file sink and the predictions writer with timers (this process only)."""
+def _instrument(old: bool = True) -> dict[str, float]:
+    """Wrap the part-file sink and the predictions writer with timers (this process only); with ``old``,
+    also time the old writer (the whole file rebuilt) after each trial, inside the run's time."""
     from flamingo_eval.results import store
 
     acc = {"part_s": 0.0, "save_s": 0.0, "old_rebuild_s": 0.0}
@@ -158,6 +163,8 @@ def _instrument() -> dict[str, float]:
         t = time.perf_counter()
         save(self, out, per_sample, shots, trial, order)
         acc["save_s"] += time.perf_counter() - t
+        if not old:
+            return
         t = time.perf_counter()  # what the old writer did here: rebuild the whole file from every trial
         from flamingo_eval.results.records import write_text_atomic
 
@@ -198,7 +205,7 @@ def stage_run(a: argparse.Namespace) -> dict[str, Any]:
     from flamingo_eval.runner import evaluate
     from flamingo_eval.task import prepare
 
-    acc = _instrument() if a.instrument else {}
+    acc = _instrument() if a.instrument else _instrument(old=False) if a.time_writes else {}
     reads = _time_resume_reads()  # filled while evaluate runs
     limit = max(1, round(sizes(a.scale)["val"][0] * a.fraction)) if a.fraction < 1 else None
     cfg = config(a, limit, a.out)
@@ -206,10 +213,13 @@ def stage_run(a: argparse.Namespace) -> dict[str, Any]:
     task = prepare(cfg)
     load_s = time.perf_counter() - t0
     model = StubModel()
-    Path(f"{a.out}.t0").write_text(str(time.time()))  # the parent times a killed evaluation from here
+    cpu0 = time.process_time()
+    Path(f"{a.out}.t0").write_text(f"{time.time()} {cpu0}")  # the parent times a killed evaluation from here
     t1 = time.perf_counter()
-    evaluate(cfg, model, Path(a.out), Reporter(), task=task)
+    rec = evaluate(cfg, model, Path(a.out), Reporter(), task=task)
     return {"eval": len(task.eval_samples), "load_s": load_s, "eval_s": time.perf_counter() - t1,
+            "phases": rec.get("throughput", {}).get("phases", {}),
+            "eval_cpu_s": time.process_time() - cpu0,
             "model_calls": model.calls, "peak_rss_mb": peak_rss_mb(), **acc, **reads}
 
 
@@ -271,18 +281,21 @@ STAGES = {"plan": stage_plan, "run": stage_run, "rices": stage_rices}
 
 
 # -- driver ---------------------------------------------------------------------------------------
-def child(a: argparse.Namespace, stage: str, extra: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run ``stage`` in a fresh process; its JSON result (``{"killed": True}`` when it was SIGKILLed)."""
-    argv = [sys.executable, __file__, "--child", stage, "--data-root", str(a.data_root), "--fraction",
+def _argv(a: argparse.Namespace, stage: str, extra: list[str]) -> list[str]:
+    return [sys.executable, __file__, "--child", stage, "--data-root", str(a.data_root), "--fraction",
             str(a.fraction), "--trials", str(a.trials), "--prompt-sample", str(a.prompt_sample),
             "--rices-images", str(a.rices_images), "--scale", str(a.scale), "--rices-queries", str(a.rices_queries),
-            "--shots",
-            *map(str, a.shots), *extra]
+            "--shots", *map(str, a.shots), *extra]
+
+
+def child(a: argparse.Namespace, stage: str, extra: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run ``stage`` in a fresh process; its JSON result (``{"killed": True}`` when it was SIGKILLed)."""
+    argv = _argv(a, stage, extra)
     before, t = load1(), time.perf_counter()
     p = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **(env or {})})
     wall = time.perf_counter() - t
     if p.returncode == -9:
-        t0 = float(Path(f"{extra[extra.index('--out') + 1]}.t0").read_text())
+        t0 = float(Path(f"{extra[extra.index('--out') + 1]}.t0").read_text().split()[0])
         return {"killed": True, "wall_s": wall, "eval_s": time.time() - t0, "load_before": before,
                 "load_after": load1()}
     if p.returncode != 0:
@@ -315,6 +328,25 @@ def measure(a: argparse.Namespace, work: Path) -> dict[str, Any]:
         res["writer"]["load_avg"] = load1()
     if a.rices_images > 0:
         res["rices"] = child(a, "rices", [])
+    res["load_end"] = os.getloadavg()
+    return res
+
+
+# -- --kill-resume (helpers: scale_resume.py) ------------------------------------------------------
+def kill_resume(a: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Uninterrupted stub run over the whole eval split, then the same run SIGKILLed from outside at 50 % of
+    its questions and resumed with the same command; same bytes, and what the interruption cost."""
+    res: dict[str, Any] = {"args": {k: str(v) for k, v in vars(a).items()}, "cpus": os.cpu_count(),
+                           "load_start": os.getloadavg()}
+    generate(Path(a.data_root), sizes(a.scale))
+    total = sizes(a.scale)["val"][0] * len(a.shots) * a.trials  # questions x (shots, trial)
+    for key, out, kill in (("run", work / "full", False), ("kill", work / "killed", True)):
+        res[key] = child_watched(_argv(a, "run", ["--out", str(out), "--time-writes"]), out, total // 2, kill)
+    res["resume"] = child(a, "run", ["--out", str(work / "killed"), "--time-writes"])
+    full, killed = work / "full" / "predictions.jsonl", work / "killed" / "predictions.jsonl"
+    res["resume_identical"] = full.read_bytes() == killed.read_bytes()
+    res["scores_identical"] = record_scores(work / "full") == record_scores(work / "killed")
+    res["predictions_mb"] = full.stat().st_size / 2**20
     res["load_end"] = os.getloadavg()
     return res
 
@@ -383,7 +415,8 @@ def _run_rows(r: dict[str, Any], trials_n: int) -> list[tuple[str, str, str]]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=MEASURED,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shots", type=int, nargs="+", default=[0, 4, 8, 16, 32])
     ap.add_argument("--trials", type=int, default=3)
     ap.add_argument("--fraction", type=float, default=0.1, help="share of the 214k eval questions in the stub run")
@@ -398,10 +431,15 @@ def main() -> None:
     ap.add_argument("--skip-plan", action="store_true", help="only the stub run, kill + resume (and RICES)")
     ap.add_argument("--plan-only", action="store_true", help="only the planning stage: data load, demo choice, RSS")
     ap.add_argument("--writer-only", type=Path, metavar="PREDICTIONS", help="time only the predictions writers")
+    ap.add_argument("--kill-resume", action="store_true",
+                    help="only: the stub run over the WHOLE eval split (--fraction ignored), uninterrupted, then "
+                         "SIGKILLed from outside at 50%% of its questions and resumed with the same command; "
+                         "byte-identity and the resume overhead (use --shots 0 --trials 1 for a few minutes)")
     ap.add_argument("--from-json", type=Path, help="print the table of a saved --json measurement")
     ap.add_argument("--child", choices=sorted(STAGES), help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--instrument", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--time-writes", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     a.data_root = a.data_root or a.cache_dir / ("vqav2-full" if a.scale == 1 else f"vqav2-x{a.scale:g}")
     if a.writer_only:  # the full-size writer comparison alone, from a finished run's predictions.jsonl
@@ -409,7 +447,8 @@ def main() -> None:
         print(json.dumps({**r, "load_avg": load1()}))
         return
     if a.from_json:  # re-render a saved measurement
-        print(table(json.loads(a.from_json.read_text())))
+        saved = json.loads(a.from_json.read_text())
+        print(kill_table(saved) if "resume_identical" in saved and "plan" not in saved else table(saved))
         return
     if a.child:
         import torch
@@ -417,9 +456,11 @@ def main() -> None:
         torch.set_num_threads(1)
         print(json.dumps(STAGES[a.child](a)))
         return
+    if a.kill_resume:
+        a.fraction = 1.0
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as work:
-        r = measure(a, Path(work))
-    md = table(r)
+        r = kill_resume(a, Path(work)) if a.kill_resume else measure(a, Path(work))
+    md = kill_table(r) if a.kill_resume else table(r)
     print(md)
     if a.json:
         a.json.write_text(json.dumps(r, indent=1))

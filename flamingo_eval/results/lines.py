@@ -67,6 +67,9 @@ class TrialOutput:
     """``{sample_id, error}`` per sample skipped (too long, or a bad image with ``on_bad_sample=skip``)."""
     dropped: int = 0
     """Demos dropped to fit the context, summed over the trial's samples."""
+    texts: list[str] = field(default_factory=list)
+    """Each line's part-file text (``{"p": line}``) when read back from one (``RunStore.collect``): the
+    scored line is spliced from it instead of encoding the line again (``results/store.scored_line``)."""
 
 
 def prediction(s: Sample, p: InterleavedPrompt, answer: Answer, *, metric_fields: Sequence[str]

@@ -1,4 +1,5 @@
-"""tools/synth_vqav2.py writes what the vqav2 card reads; bench_scale's writer comparison is byte-exact."""
+"""tools/synth_vqav2.py writes what the vqav2 card reads; bench_scale's writer comparison is byte-exact; the
+--kill-resume watcher counts part-file lines and its table computes the overheads."""
 
 from __future__ import annotations
 
@@ -57,3 +58,33 @@ def test_plan_only_table_has_the_planning_rows_only():
                       "load_start": [1.5], "load_end": [1.9], "cpus": 2})
     assert "| planning = load + demo choice | 37.0 s | <= 60 s |" in md and "stub run" not in md
     assert "demo choice, 214,354 questions x 6 trials" in md and "1.5 at start" in md
+
+
+def test_kill_watch_counts_part_file_lines_incrementally(tmp_path):
+    bench = _tool("scale_resume")
+    part = tmp_path / "partial"
+    part.mkdir()
+    (part / "s0-t0.scored.jsonl").write_text("{}\n{}\n")  # not a part file: never counted
+    (part / "s0-t0.r0.jsonl").write_text("{}\n{}\n{")  # a line being written is not done yet
+    seen: dict = {}
+    assert bench.lines_on_disk(part, seen) == 2
+    with open(part / "s0-t0.r0.jsonl", "a") as f:
+        f.write("}\n{}\n")
+    (part / "s4-t0.r1.jsonl").write_text("{}\n")
+    assert bench.lines_on_disk(part, seen) == 5 == bench.lines_on_disk(part, {})
+
+
+def test_kill_resume_table_overheads():
+    bench = _tool("scale_resume")
+    run = {"eval": 1000, "eval_s": 100.0, "eval_cpu_s": 80.0, "half_eval_s": 49.0, "half_cpu_s": 39.0,
+           "wall_s": 120.0, "part_s": 1.0, "save_s": 0.5, "resume_reads_s": 0.0, "model_calls": 16,
+           "phases": {"data": 30.0}, "peak_rss_mb": 900.0, "load_before": 1.0, "load_after": 1.2}
+    r = {"args": {"shots": "[0]", "trials": "1"}, "cpus": 2, "run": run, "resume_identical": True,
+         "scores_identical": True, "predictions_mb": 0.3,
+         "kill": {**run, "eval_s": 51.0, "eval_cpu_s": 40.0, "wall_s": 60.0, "lines_at_kill": 502},
+         "resume": {**run, "eval_s": 52.0, "eval_cpu_s": 41.6, "wall_s": 75.0, "resume_reads_s": 0.4,
+                    "model_calls": 8}}
+    md = bench.kill_table(r)
+    assert "| 502 / 1,000 questions on disk (50.2%) |" in md and "1.00 + 0.50 s = 1.5% | <= 2 % |" in md
+    assert "+3.0 s (+3.0%)" in md and "+1.6 s (+2.0%)" in md and "+15.0 s (+12.5% of 120.0 s)" in md
+    assert "| 16 / 8 |" in md and "0.40 s (0.4%)" in md
