@@ -11,6 +11,7 @@ import errno
 import io
 import json
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -509,7 +510,8 @@ def test_score_refuses_an_inexact_file_or_reports_the_counts(edit, message, coun
     assert out["checks"] == {**out["checks"], **counts, "partial": True}
     assert json.loads(report.read_text())["checks"] == out["checks"]
     values = {(r["shots"], t["seed"]): (t["value"], t["n"]) for r in out["results"] for t in r["trials"]}
-    assert values[(4, 1)] == (39.0, 200)  # untouched trials score as in the record
+    expected = float(np.mean([ln["score"] for ln in base_lines() if (ln["shots"], ln["seed"]) == (4, 1)]))
+    assert values[(4, 1)] == (expected, 200)  # untouched trials score as in the record
     if edit is _missing:  # what is there is scored: the 150 remaining samples of 0-shot seed 0
         # file order = id order
         kept = [ln["score"] for ln in base_lines() if ln["shots"] == 0 and ln["seed"] == 0][50:]
@@ -588,7 +590,8 @@ def test_score_reads_a_byte_order_mark(base_run, capsys):
     path = base_run / "mine.jsonl"
     path.write_bytes(b"\xef\xbb\xbf" + (BASELINE / "predictions.jsonl").read_bytes())
     rc, out, _ = score(capsys, "easyvqa", "--predictions", str(path))
-    assert rc == 0 and out["results"][0]["trials"][0]["value"] == 29.0
+    recorded = json.loads((BASELINE / "record.json").read_text())["results"][0]["trials"][0]["value"]
+    assert rc == 0 and out["results"][0]["trials"][0]["value"] == recorded
 
 
 # -- leaderboard and compare over runs of different --limit ------------------------------------------
@@ -612,6 +615,21 @@ def limited_copy(run: Path, limit: int, *, created: str, status: str = "complete
     return run
 
 
+def _cells(limit: int) -> list[tuple[float, float]]:
+    """(mean, std over the two trials) per shots setting of the baseline's first ``limit`` samples."""
+    out = []
+    for shots in (0, 4):
+        values = [np.mean([ln["score"] for ln in base_lines() if (ln["shots"], ln["seed"]) == (shots, seed)
+                           and int(ln["sample_id"].removeprefix("test-")) < limit]) for seed in (0, 1)]
+        out.append((float(np.mean(values)), float(np.std(values))))
+    return out
+
+
+def _md(row: list[tuple[float, float]], other: list[tuple[float, float]]) -> list[str]:
+    """The leaderboard's markdown cells of ``row``: mean ± std, bold where it beats ``other``."""
+    return [(f"**{m:.1f}**" if m > o else f"{m:.1f}") + f" ± {s:.1f}" for (m, s), (o, _) in zip(row, other)]
+
+
 def test_leaderboard_keeps_a_smoke_run_apart_and_marks_unfinished_runs(tmp_path, capsys):
     root = tmp_path / "results"
     (root / "full").mkdir(parents=True)
@@ -621,12 +639,13 @@ def test_leaderboard_keeps_a_smoke_run_apart_and_marks_unfinished_runs(tmp_path,
     capsys.readouterr()
     assert main(["leaderboard", "--results", str(root), "--output", "-"]) == 0
     md = capsys.readouterr().out
-    assert "| mini [run.limit=200] | 28.2 ± 0.8 | 39.8 ± 0.8 |" in md  # the 200-sample run, untouched
-    assert "| mini [run.limit=40] | **30.0** ± 2.5 | **41.2** ± 1.2 |" in md and "supersedes" not in md
+    full, smoke = _cells(200), _cells(40)
+    assert f"| mini [run.limit=200] | {' | '.join(_md(full, smoke))} |" in md  # the 200-sample run, untouched
+    assert f"| mini [run.limit=40] | {' | '.join(_md(smoke, full))} |" in md and "supersedes" not in md
     limited_copy(root / "busy", 200, created="2030-02-01T00:00:00+00:00", status="running")  # same config
     assert main(["leaderboard", "--results", str(root), "--output", "-"]) == 0
     md = capsys.readouterr().out
-    assert "| mini [run.limit=200] | 28.2 ± 0.8* | 39.8 ± 0.8* |" in md
+    assert f"| mini [run.limit=200] | {' | '.join(c + '*' for c in _md(full, smoke))} |" in md
     assert "unfinished runs (status: running)" in md and "-limit200" in md
 
 
@@ -636,8 +655,8 @@ def test_compare_different_limits_shows_paired_values(tmp_path, capsys):
     capsys.readouterr()
     assert main(["compare", str(BASELINE), str(cand), "--n-resamples", "200"]) == 0
     out = capsys.readouterr().out
-    assert "| easyvqa | 0 | 40 | 30.00 | 30.00 | +0.00 |" in out  # was 28.25 (all 200) vs 30.00
-    assert "| easyvqa | 4 | 40 | 41.25 | 41.25 | +0.00 |" in out
+    for shots, (mean, _) in zip((0, 4), _cells(40)):  # the 40 paired samples, not the baseline's 200
+        assert f"| easyvqa | {shots} | 40 | {mean:.2f} | {mean:.2f} | +0.00 |" in out
     assert "paired on 40 samples per trial (baseline has 200, candidate 40)" in out
 
 
@@ -771,14 +790,19 @@ def _record_with(edit):
     return write
 
 
+def _first_value(text: str, new: str) -> str:
+    """``text`` with its first trial ``"value": <number>`` replaced by ``new`` (a ``re.sub`` template)."""
+    return re.sub(r'"value": -?[0-9.]+', new, text, count=1)
+
+
 @pytest.mark.parametrize("corrupt,needle", [
-    (_record_with(lambda t: t.replace('"value": 29.0', '"value": NaN', 1).encode()),
+    (_record_with(lambda t: _first_value(t, '"value": NaN').encode()),
      "field 'results[0].trials[0].value': expected a finite number, got nan"),
-    (_record_with(lambda t: t.replace('"value": 29.0', '"value": ' + "9" * 400, 1).encode()),
+    (_record_with(lambda t: _first_value(t, '"value": ' + "9" * 400).encode()),
      "expected a finite number, got an integer of 400 digits"),
-    (_record_with(lambda t: t.replace('"value": 29.0', '"value": 1e999', 1).encode()),
+    (_record_with(lambda t: _first_value(t, '"value": 1e999').encode()),
      "expected a finite number, got inf"),
-    (_record_with(lambda t: t.replace('"value": 29.0', '"value": 29.0, "ci95": [NaN, 31.0]', 1).encode()),
+    (_record_with(lambda t: _first_value(t, r'\g<0>, "ci95": [NaN, 31.0]').encode()),
      "field 'results[0].trials[0].ci95': expected [low, high] (finite numbers, low <= high) or null"),
     (_record_with(lambda t: json.dumps({**json.loads(t), "results": [
         {**json.loads(t)["results"][0], "ci95": [31.0, 30.0]}]}).encode()),
