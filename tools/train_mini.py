@@ -7,7 +7,7 @@ the docs: ``docs/training/mini-bridge.json`` (config, loss curve, validation, wa
 ``flamingo_eval/training/``.
 
     python tools/train_mini.py                       # the shipped recipe
-    python tools/train_mini.py --steps 40 --out /tmp/b.safetensors --log-dir /tmp/log   # a quick look
+    python tools/train_mini.py --steps 40 --out runs/bridge.safetensors --log-dir runs/train-log   # a quick look
 """
 
 from __future__ import annotations
