@@ -151,6 +151,8 @@ def scored_line(line: dict[str, Any], part_text: str | None, score: Any) -> str:
 
 def _score_json(score: Any) -> str:
     """``_LINE(score)``, memoised: a metric's per-sample scores take few distinct values (VQA: 0, 1/3, ...)."""
+    if isinstance(score, float) and score == 0.0:  # -0.0 == 0.0 would share a cache entry but encodes as "-0.0"
+        return _LINE(score)
     try:
         return _score_json_cached(score)
     except TypeError:  # unhashable: not a number
