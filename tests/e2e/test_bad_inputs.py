@@ -324,7 +324,8 @@ def test_disk_full_during_a_write_then_resume(easy_reference, tmp_path, capsys, 
 def test_sigint_keeps_partial_results_and_resumes(tmp_path, capsys):
     # 1,500 samples: the run must still be going when the signal lands, even when this process is slow to see
     # the first part-file line (a loaded CI machine: with 400 the tiny run once finished first, exit 0)
-    args = ["run", "easyvqa", "--model", "tiny", "--shots", "0", "--trials", "1", "--limit", "1500"]
+    args = ["run", "easyvqa", "--model", "tiny", "--shots", "0", "--trials", "1", "--limit", "1500",
+            "--batch-size", "2"]  # many small batches: the run lasts long after its first part-file line
     run, ref = tmp_path / "run", tmp_path / "ref"
     proc = subprocess.Popen([sys.executable, "-m", "flamingo_eval", *args, "--output", str(run)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
