@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +72,26 @@ def _star(row: dict[str, Any]) -> str:
     return "*" if row.get("unfinished") else ""
 
 
+@dataclass(frozen=True)
+class CellStyle:
+    """How one format writes a cell: the missing marker, bold, the spread after the mean, the wrapper."""
+
+    missing: str
+    bold: Callable[[str], str]
+    spread: Callable[[str], str]
+    wrap: Callable[[str], str] = lambda t: t
+
+
+def _cell(row: dict[str, Any] | None, best: bool, ci: bool, factor: float, decimals: int, style: CellStyle) -> str:
+    """One cell: the mean (bold when best), its spread, ``*`` when unfinished; ``style.missing`` for no row."""
+    if row is None:
+        return style.missing
+    mean = _fmt(row["mean"], factor, decimals)
+    mean = style.bold(mean) if best else mean
+    spread = _spread(row, ci, factor, decimals)
+    return style.wrap(mean + ("" if spread is None else style.spread(spread)) + _star(row))
+
+
 def _legend(lb: Leaderboard, ci: bool, scale: str, missing: str) -> list[str]:
     spread = ("mean [95% CI]: the run's percentile bootstrap over samples x trials (record ci95); "
               "cells without [ ] have no recorded interval"
@@ -115,18 +136,9 @@ def _render_md(lb: Leaderboard, ci: bool, factor: float, decimals: int, scale: s
     esc = lambda s: s.replace("|", "\\|")  # noqa: E731
     lines = ["| Model | " + " | ".join(esc(f"{b} {s}") for b, s in lb.columns) + " |",
              "|---|" + "---:|" * len(lb.columns)]
+    style = CellStyle("—", lambda t: f"**{t}**", lambda t: f" [{t}]" if ci else f" ± {t}")
     for m in lb.models:
-        out = []
-        for col in lb.columns:
-            row = cells.get((m, col))
-            if row is None:
-                out.append("—")
-                continue
-            mean = _fmt(row["mean"], factor, decimals)
-            mean = f"**{mean}**" if (m, col) in best else mean
-            spread = _spread(row, ci, factor, decimals)
-            text = mean if spread is None else (f"{mean} [{spread}]" if ci else f"{mean} ± {spread}")
-            out.append(text + _star(row))
+        out = [_cell(cells.get((m, col)), (m, col) in best, ci, factor, decimals, style) for col in lb.columns]
         lines.append(f"| {esc(m)} | " + " | ".join(out) + " |")
     notes = "\n".join(f"- {n}" for n in _legend(lb, ci, scale, "—"))
     return "# Leaderboard\n\n" + "\n".join(lines) + "\n\n" + notes + "\n"
@@ -145,19 +157,10 @@ def _render_latex(lb: Leaderboard, ci: bool, factor: float, decimals: int, scale
     lines = ["% Requires \\usepackage{booktabs}", rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
              rf" & {head} \\", " ".join(rules),
              "Model & " + " & ".join(latex_escape(s) for _, s in lb.columns) + r" \\", r"\midrule"]
+    style = CellStyle("--", lambda t: rf"\textbf{{{t}}}",
+                      lambda t: rf"\,{{\scriptsize [{t}]}}" if ci else rf"\,{{\scriptsize$\pm${t}}}")
     for m in lb.models:
-        out = []
-        for col in lb.columns:
-            row = cells.get((m, col))
-            if row is None:
-                out.append("--")
-                continue
-            mean = _fmt(row["mean"], factor, decimals)
-            mean = rf"\textbf{{{mean}}}" if (m, col) in best else mean
-            spread = _spread(row, ci, factor, decimals)
-            if spread is not None:
-                mean += rf"\,{{\scriptsize [{spread}]}}" if ci else rf"\,{{\scriptsize$\pm${spread}}}"
-            out.append(mean + _star(row))
+        out = [_cell(cells.get((m, col)), (m, col) in best, ci, factor, decimals, style) for col in lb.columns]
         lines.append(latex_escape(m) + " & " + " & ".join(out) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     lines += [f"% {n}".replace("±", "+/-") for n in _legend(lb, ci, scale, "--")]
@@ -190,22 +193,13 @@ def _render_html(lb: Leaderboard, ci: bool, factor: float, decimals: int, scale:
     cells = _lookup(lb)
     best = _best(lb, cells, decimals, factor)
     e = html.escape
+    style = CellStyle('<td class="missing">—</td>', lambda t: f"<strong>{t}</strong>",
+                      lambda t: f" [{e(t)}]" if ci else f" ± {e(t)}", lambda t: f"<td>{t}</td>")
     top = "".join(f'<th colspan="{span}">{e(b)}</th>' for b, span in _groups(lb.columns))
     sub = "".join(f"<th>{e(s)}</th>" for _, s in lb.columns)
     body = []
     for m in lb.models:
-        tds = []
-        for col in lb.columns:
-            row = cells.get((m, col))
-            if row is None:
-                tds.append('<td class="missing">—</td>')
-                continue
-            mean = e(_fmt(row["mean"], factor, decimals))
-            mean = f"<strong>{mean}</strong>" if (m, col) in best else mean
-            spread = _spread(row, ci, factor, decimals)
-            if spread is not None:
-                mean += f" [{e(spread)}]" if ci else f" ± {e(spread)}"
-            tds.append(f"<td>{mean}{_star(row)}</td>")
+        tds = [_cell(cells.get((m, col)), (m, col) in best, ci, factor, decimals, style) for col in lb.columns]
         body.append(f"<tr><td>{e(m)}</td>{''.join(tds)}</tr>")
     notes = "".join(f"<li>{e(n)}</li>" for n in _legend(lb, ci, scale, "—"))
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Leaderboard</title>"
