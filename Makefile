@@ -67,7 +67,7 @@ gpu-wheels: install  ## fill .whl/ (wheels + tokenizer) for tools/gpu_check.sh o
 gpu-check:  ## on a CUDA machine: gpu tests + OpenFlamingo-3B-shaped bench -> runs/gpu-check/gpu_check.{json,md}
 	tools/gpu_check.sh --out runs/gpu-check
 
-train-mini: install  ## retrain the mini bridge on easy-vqa train (CPU, ~30-40 min) and log it in docs/training
+train-mini: install  ## retrain the mini bridge on easy-vqa train (CPU, ~25 min) and log it in docs/training
 	nice -n 10 $(PY) tools/train_mini.py
 
 clean:

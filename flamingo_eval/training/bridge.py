@@ -28,7 +28,7 @@ import itertools
 import math
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -72,6 +72,11 @@ class TrainConfig:
     text_demo_fraction: float = 0.2
     """Share of sequences opened by ``text_demos`` text-only demos (the evaluation's 0-shot prompt)."""
     text_demos: int = 2
+    yes_no_keep: float = 0.6
+    """Share of the train split's yes/no questions the sequences draw from (every colour and shape question is
+    kept). easy-VQA's yes/no answers mostly follow from the question text, so they teach little about the image
+    while they are 71% of the chunks. Measured with the full recipe (easy-VQA demo subset, 4 shots, 2 trials):
+    0.15 -> 84.75, 0.35 -> 86.0, 0.6 -> 88.0 (colour questions 91.7%, yes/no 84.9%)."""
     balance_answers: bool = False
     """Each image chunk's answer drawn uniformly among its question's answers (``data.build_sequences``): the
     question text then predicts nothing, so the bridge can only lower the loss by reading the image."""
@@ -94,6 +99,11 @@ class TrainConfig:
     """Keep the resampler's query/key/value projections at their random start. Trained, they learn within
     ~10 steps to attend to the latents themselves (an image-free answer prior) and the gradient to the image
     features vanishes; frozen, the latents stay a random view of the image that the rest learns to read."""
+    train_resampler_ff: bool = False
+    """Train the resampler's feed-forward. Off: its output projection starts at zero and stays frozen, so the
+    resampler is attention only. Trained, its output grew to ~80x the attention's (norm 5,766 vs 72) and drowned
+    the colour the attention carries (a linear probe reads colour 90% from the attention output, 57% from the
+    resampler's output), and the bridge answered 15% of colour questions."""
     eval_every: int = 400
     feature_batch: int = 64
     threads: int = 1
@@ -104,8 +114,21 @@ class TrainConfig:
     """Directory keeping the vision features between runs (None: recompute, as a cold run measures)."""
 
 
-RESAMPLER_ATTENTION = (".0.to_q.weight", ".0.to_kv.weight")
-"""Name endings of the resampler's attention projections (``perceiver.layers.<i>.0.to_q`` / ``to_kv``)."""
+YES_NO = ("yes", "no")
+
+
+def frozen_names(model: Flamingo, cfg: TrainConfig) -> set[str]:
+    """Bridge parameters that stay at their start: the resampler's query/key/value projections
+    (``freeze_resampler_attention``) and its feed-forward (unless ``train_resampler_ff``)."""
+    out: set[str] = set()
+    for i, layer in enumerate(model.perceiver.layers):
+        ff = layer[1]  # type: ignore[index]
+        pre = f"perceiver.layers.{i}."
+        if cfg.freeze_resampler_attention:
+            out |= {pre + "0.to_q.weight", pre + "0.to_kv.weight"}
+        if not cfg.train_resampler_ff:
+            out |= {pre + "1." + n for n, _ in ff.named_parameters()}
+    return out
 
 
 def fresh_bridge(model: Flamingo, cfg: TrainConfig) -> None:
@@ -118,6 +141,9 @@ def fresh_bridge(model: Flamingo, cfg: TrainConfig) -> None:
             blk.attn.to_out.weight.zero_()  # type: ignore[union-attr,operator]
             blk.ff[-1].weight.zero_()  # type: ignore[index,union-attr,operator]
         model.perceiver.latents.mul_(cfg.latent_init_scale)
+        if not cfg.train_resampler_ff:  # an attention-only resampler: its feed-forward adds exactly 0
+            for layer in model.perceiver.layers:
+                layer[1][-1].weight.zero_()  # type: ignore[index,union-attr,operator]
 
 
 @dataclass
@@ -133,7 +159,7 @@ class History:
 class BridgeTrainer:
     """Forward + loss of the bridge on a batch of sequences, from cached lower states or from the tokens."""
 
-    def __init__(self, model: Flamingo, pad_id: int, lm_vocab: int, frozen: tuple[str, ...] = ()) -> None:
+    def __init__(self, model: Flamingo, pad_id: int, lm_vocab: int, frozen: Collection[str] = ()) -> None:
         if model.lang.output_embeddings() is not None:
             raise UserError("bridge training learns the added token rows through a tied LM head; "
                             "this LM's head is untied")
@@ -142,7 +168,7 @@ class BridgeTrainer:
         self.pad_id, self.lm_vocab = pad_id, lm_vocab
         model.requires_grad_(False)
         self.bridge = [p for n, p in model.named_parameters()
-                       if n.startswith(("perceiver.", "xattn.")) and not n.endswith(frozen)]
+                       if n.startswith(("perceiver.", "xattn.")) and n not in frozen]
         for p in self.bridge:
             p.requires_grad_(True)
         emb = model.lang.input_embeddings().weight
@@ -244,17 +270,18 @@ def prepare(cfg: TrainConfig, progress: Progress) -> Prepared:
         keep = set(sorted({sample_image(s) for s in train_s})[: cfg.train_images])
         train_s = [s for s in train_s if sample_image(s) in keep]
     template = conf.prompts.templates[card.prompt]
+    pick = random.Random(f"yes-no/{cfg.seed}")
+    drawn = [s for s in train_s if s.references[0] not in YES_NO or pick.random() < cfg.yes_no_keep]
     rng = random.Random(f"sequences/{cfg.seed}")
     pools = image_pools(train_s)
     train, val = (build_sequences(part, n, tok, template, rng, max_chunks=cfg.max_chunks,
                                   text_fraction=cfg.text_demo_fraction, text_demos=cfg.text_demos,
                                   balance=image_pools(part) if cfg.balance_answers else None)
-                  for part, n in ((train_s, cfg.sequences), (val_s, cfg.val_sequences)))
+                  for part, n in ((drawn, cfg.sequences), (val_s, cfg.val_sequences)))
     t0 = time.perf_counter()
     feats = encode_features(model, built.preprocess, [sample_image(s) for s in train_s + val_s],
                             cfg.feature_batch, progress, cfg.feature_cache)
-    trainer = BridgeTrainer(model, int(tok.pad_token_id), lm_vocab,
-                            RESAMPLER_ATTENTION if cfg.freeze_resampler_attention else ())
+    trainer = BridgeTrainer(model, int(tok.pad_token_id), lm_vocab, frozen_names(model, cfg))
     info = {"train_images": len({sample_image(s) for s in train_s}),
             "val_images": len({sample_image(s) for s in val_s}),
             "train_questions": len(train_s), "val_questions": len(val_s), "split": card.demo_split,

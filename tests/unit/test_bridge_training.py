@@ -108,3 +108,26 @@ def test_training_is_deterministic_and_reaches_both_phases():
     emb = first.model.lang.input_embeddings().weight
     assert first.trainer.rows.grad is not None  # the full-depth phase reached the token rows
     assert torch.equal(emb[first.trainer.lm_vocab:], rows_before)  # and wrote them into the table
+
+
+def test_yes_no_keep_and_the_attention_only_resampler():
+    """``yes_no_keep=0`` leaves no yes/no chunk; by default the resampler's feed-forward adds exactly 0 and,
+    like its query/key/value projections, is not trained."""
+    from flamingo_eval.training import Silent, TrainConfig
+    from flamingo_eval.training.bridge import frozen_names, prepare
+
+    cfg = TrainConfig(model="tiny", val_images=2, train_images=30, sequences=40, val_sequences=2, max_chunks=2,
+                      yes_no_keep=0.0)
+    p = prepare(cfg, Silent())
+    answers = [a for s in p.train for _, a in s.pairs]
+    assert len(answers) >= 40 and not {"yes", "no"} & set(answers)
+    names = dict(p.model.named_parameters())
+    frozen = frozen_names(p.model, cfg)
+    assert {n.split(".", 3)[-1] for n in frozen} >= {"0.to_q.weight", "0.to_kv.weight", "1.3.weight"}
+    assert not any(q is names[n] for n in frozen for q in p.trainer.bridge)
+    ff = p.model.perceiver.layers[0][1]
+    assert torch.count_nonzero(ff[-1].weight) == 0 and torch.equal(ff(torch.randn(2, 3, ff[0].normalized_shape[0])),
+                                                                 torch.zeros(2, 3, ff[0].normalized_shape[0]))
+    assert not frozen_names(p.model, replace(cfg, train_resampler_ff=True, freeze_resampler_attention=False))
+    kept = prepare(replace(cfg, yes_no_keep=1.0), Silent())
+    assert {"yes", "no"} & {a for s in kept.train for _, a in s.pairs}
