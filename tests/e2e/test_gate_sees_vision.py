@@ -6,7 +6,7 @@ shipped to users); ``flamingo-eval compare`` against ``results/baselines/mini-ea
 every fault and 0 for an honest rerun. The faults hit the four places a regression can hide: the image
 loading (queries get other samples' images; every image grey), the media masking (each token sees the image
 before its own) and the perceiver (latents zeroed). A small subset is enough: the effect is large
-(measured on these 80 questions: 10 to 17.5 points lost per fault, p <= 0.022; docs/ci.md).
+(measured on these 80 questions: 16 to 24 points lost per fault, p <= 0.001; docs/ci.md).
 """
 
 from __future__ import annotations
