@@ -132,4 +132,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from flamingo_eval.errors import UserError
+
+    try:
+        sys.exit(main())
+    except UserError as e:  # bad input: one line, not a traceback
+        print(f"train_mini: error: {e}", file=sys.stderr)
+        sys.exit(2)

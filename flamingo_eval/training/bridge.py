@@ -255,6 +255,8 @@ def prepare(cfg: TrainConfig, progress: Progress) -> Prepared:
     from flamingo_eval.models.build import build_model, special_ids
     from flamingo_eval.task import make_adapter
 
+    if not 0.0 <= cfg.yes_no_keep <= 1.0:
+        raise UserError(f"yes_no_keep={cfg.yes_no_keep} is a share: give a value from 0 to 1 (--yes-no-keep)")
     conf = compose_config("easyvqa", cfg.model)
     card = conf.benchmarks
     built = build_model(replace(conf.model, checkpoint=None, init="zero_gates", blind=False, seed=cfg.seed))

@@ -129,5 +129,7 @@ def test_yes_no_keep_and_the_attention_only_resampler():
     assert torch.count_nonzero(ff[-1].weight) == 0 and torch.equal(ff(torch.randn(2, 3, ff[0].normalized_shape[0])),
                                                                  torch.zeros(2, 3, ff[0].normalized_shape[0]))
     assert not frozen_names(p.model, replace(cfg, train_resampler_ff=True, freeze_resampler_attention=False))
+    with pytest.raises(UserError, match=r"yes_no_keep=1.5 is a share.*--yes-no-keep"):
+        prepare(replace(cfg, yes_no_keep=1.5), Silent())
     kept = prepare(replace(cfg, yes_no_keep=1.0), Silent())
     assert {"yes", "no"} & {a for s in kept.train for _, a in s.pairs}
