@@ -7,13 +7,31 @@ default layout of its card under ``root/<data_dir>`` and returns ``root`` (the `
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 from functools import lru_cache
 from pathlib import Path
 
 from PIL import Image
 
 from tests.conftest import easyvqa_data, make_vqav2
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_tool(name: str):  # noqa: ANN201
+    """``tools/<name>.py`` imported as a module (tools/ is not a package; it is on sys.path while it loads)."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+        assert spec and spec.loader
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+
 
 CAPTION_WORDS = ["a red square on a white background", "a blue circle in the middle", "a photo of a flower",
                  "a building with a roof", "a woman in a uniform", "a green triangle on grey"]

@@ -3,24 +3,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
+from tests.fixtures_builders import load_tool as _tool
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _tool(name: str):  # noqa: ANN202
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-        assert spec and spec.loader
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        return mod
-    finally:
-        sys.path.remove(str(ROOT / "tools"))
 
 
 def test_synthetic_split_loads_through_the_vqav2_card_and_is_written_once(tmp_path):
