@@ -12,6 +12,7 @@ import io
 import json
 import os
 import re
+import signal
 import struct
 import subprocess
 import sys
@@ -319,6 +320,13 @@ def test_disk_full_during_a_write_then_resume(easy_reference, tmp_path, capsys, 
     assert (run / "predictions.jsonl").read_bytes() == (easy_reference / "predictions.jsonl").read_bytes()
 
 
+def _sigint_default() -> None:
+    """The child starts with Ctrl-C's default action. A suite started in the background by a non-interactive
+    shell (``make test &``, nohup) inherits SIGINT *ignored*, every child with it, and a Python started so never
+    raises KeyboardInterrupt: the run then finished (exit 0) -- the failure seen only in such runs."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_sigint_keeps_partial_results_and_resumes(tmp_path, capsys):
     """A Ctrl-C after the 3rd batch (the process signals itself there: FLAMINGO_EVAL_CRASH_AT, no timing race with
     a loaded machine) exits 130 with one line, keeps exactly those 3 batches, and the re-run resumes exactly."""
@@ -327,7 +335,8 @@ def test_sigint_keeps_partial_results_and_resumes(tmp_path, capsys):
     run, ref = tmp_path / "run", tmp_path / "ref"
     proc = subprocess.run([sys.executable, "-m", "flamingo_eval", *args, "--output", str(run)],
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=600,
-                          env={**os.environ, "CI": "true", "FLAMINGO_EVAL_CRASH_AT": "batch:3:INT"})
+                          env={**os.environ, "CI": "true", "FLAMINGO_EVAL_CRASH_AT": "batch:3:INT"},
+                          preexec_fn=_sigint_default)
     assert proc.returncode == 130, proc.stderr
     assert "Traceback" not in proc.stderr and "resume" in proc.stderr
     assert (run / "partial" / "s0-t0.r0.jsonl").read_text().count("\n") == 6
