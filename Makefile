@@ -38,7 +38,9 @@ DEMO_RUN = $(VENV)/bin/flamingo-eval run easyvqa --shots 0 4 8 --trials 2 --limi
 demo: install  ## mini vs its text-only control mini-blind on easy-vqa, 0/4/8 shots, 200 test questions (offline)
 	@mkdir -p runs/demo
 	@echo "mini-blind runs beside mini on the other core; its progress: runs/demo/mini-blind.log"
+	@# a background job of this (non-interactive) shell ignores Ctrl-C: the trap stops it with the mini run
 	$(DEMO_RUN) --model mini-blind --output runs/demo/mini-blind > runs/demo/mini-blind.log 2>&1 & blind=$$!; \
+	trap 'kill $$blind 2>/dev/null; echo "interrupted: re-run make demo to resume both runs"; exit 130' INT TERM; \
 	$(DEMO_RUN) --model mini --output runs/demo/mini; mini=$$?; \
 	wait $$blind || { tail -n 3 runs/demo/mini-blind.log; exit 1; }; \
 	tail -n 6 runs/demo/mini-blind.log; exit $$mini
