@@ -329,7 +329,8 @@ def _sigint_default() -> None:
 
 def test_sigint_keeps_partial_results_and_resumes(tmp_path, capsys):
     """A Ctrl-C after the 3rd batch (the process signals itself there: FLAMINGO_EVAL_CRASH_AT, no timing race with
-    a loaded machine) exits 130 with one line, keeps exactly those 3 batches, and the re-run resumes exactly."""
+    a loaded machine) exits 130 saying how to resume (no traceback), keeps exactly those 3 batches, and the re-run
+    resumes exactly."""
     args = ["run", "easyvqa", "--model", "tiny", "--shots", "0", "--trials", "1", "--limit", "40",
             "--batch-size", "2"]
     run, ref = tmp_path / "run", tmp_path / "ref"
