@@ -30,6 +30,7 @@ import random
 import time
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -37,6 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from flamingo_eval.errors import UserError
+from flamingo_eval.models.checkpoints import load_flamingo_checkpoint
 from flamingo_eval.models.decoders.base import build_attn_inputs
 from flamingo_eval.models.flamingo import Flamingo
 from flamingo_eval.training.data import (
@@ -51,68 +53,9 @@ from flamingo_eval.training.data import (
     sample_image,
     split_by_image,
 )
+from flamingo_eval.training.recipe import TrainConfig
 from flamingo_eval.training.validation import validate
-
-
-@dataclass
-class TrainConfig:
-    """What ``train`` does; the defaults produce the shipped ``mini`` bridge."""
-
-    model: str = "mini"
-    """Model config whose bridge is trained (its checkpoint is ignored: the bridge starts fresh)."""
-    seed: int = 0
-    val_images: int = 400
-    """Train-split images held out (with all their questions) for validation."""
-    train_images: int | None = 2000
-    """Cap on the images training draws from (None: all the others); small in tests."""
-    sequences: int = 2000
-    """Distinct training text sequences (their lower-layer states are cached)."""
-    val_sequences: int = 60
-    max_chunks: int = 3
-    text_demo_fraction: float = 0.2
-    """Share of sequences opened by ``text_demos`` text-only demos (the evaluation's 0-shot prompt)."""
-    text_demos: int = 2
-    yes_no_keep: float = 0.6
-    """Share of the train split's yes/no questions the sequences draw from (every colour and shape question is
-    kept). easy-VQA's yes/no answers mostly follow from the question text, so they teach little about the image
-    while they are 71% of the chunks. Measured with the full recipe (easy-VQA demo subset, 4 shots, 2 trials):
-    0.15 -> 84.75, 0.35 -> 86.0, 0.6 -> 88.0 (colour questions 91.7%, yes/no 84.9%)."""
-    balance_answers: bool = False
-    """Each image chunk's answer drawn uniformly among its question's answers (``data.build_sequences``): the
-    question text then predicts nothing, so the bridge can only lower the loss by reading the image."""
-    row_steps: int = 10
-    """Phase 1: steps training the two token rows through the whole frozen LM (the bridge is still 0)."""
-    row_lr: float = 1e-2
-    steps: int = 1200
-    """Phase 2: steps training the bridge over the cached lower-layer states."""
-    batch_size: int = 16
-    lr: float = 3e-3
-    gate_lr: float = 3e-3
-    warmup: int = 50
-    init_gate: float = 1.0
-    """Start value of every tanh gate. The blocks' output projections start at zero (``fresh_bridge``), so the
-    model still equals the text-only LM at step 0 while the gradient reaches the projections at once."""
-    latent_init_scale: float = 0.02
-    """The resampler's learned latents start at this scale (``torch.randn`` times it): its output is then
-    mostly what it read from the image, not its own latents."""
-    freeze_resampler_attention: bool = True
-    """Keep the resampler's query/key/value projections at their random start. Trained, they learn within
-    ~10 steps to attend to the latents themselves (an image-free answer prior) and the gradient to the image
-    features vanishes; frozen, the latents stay a random view of the image that the rest learns to read."""
-    train_resampler_ff: bool = False
-    """Train the resampler's feed-forward. Off: its output projection starts at zero and stays frozen, so the
-    resampler is attention only. Trained, its output grew to ~80x the attention's (norm 5,766 vs 72) and drowned
-    the colour the attention carries (a linear probe reads colour 90% from the attention output, 57% from the
-    resampler's output), and the bridge answered 15% of colour questions."""
-    eval_every: int = 400
-    feature_batch: int = 64
-    threads: int = 1
-    """torch CPU threads while training (fixed, so a rerun does the same float operations). One: flushing
-    subnormal floats to zero (``train``) is a per-thread CPU flag that torch's worker threads do not get, and a
-    second thread computing with subnormals made steps ~15x slower (measured: 0.4 s -> 6 s per step)."""
-    feature_cache: str | None = None
-    """Directory keeping the vision features between runs (None: recompute, as a cold run measures)."""
-
+from flamingo_eval.types import Sample
 
 YES_NO = ("yes", "no")
 
@@ -255,8 +198,10 @@ def prepare(cfg: TrainConfig, progress: Progress) -> Prepared:
     from flamingo_eval.models.build import build_model, special_ids
     from flamingo_eval.task import make_adapter
 
-    if not 0.0 <= cfg.yes_no_keep <= 1.0:
-        raise UserError(f"yes_no_keep={cfg.yes_no_keep} is a share: give a value from 0 to 1 (--yes-no-keep)")
+    for name in ("yes_no_keep", "balanced_share"):
+        if not 0.0 <= getattr(cfg, name) <= 1.0:
+            raise UserError(f"{name}={getattr(cfg, name)} is a share: give a value from 0 to 1 "
+                            f"(--{name.replace('_', '-')})")
     conf = compose_config("easyvqa", cfg.model)
     card = conf.benchmarks
     built = build_model(replace(conf.model, checkpoint=None, init="zero_gates", blind=False, seed=cfg.seed))
@@ -266,6 +211,8 @@ def prepare(cfg: TrainConfig, progress: Progress) -> Prepared:
     if model.lang.vocab_size - lm_vocab != 2:
         raise UserError(f"expected <|endofchunk|> and <image> to be the last two token ids, got {eoc_id}, {media_id}")
     fresh_bridge(model, cfg)
+    if cfg.init_from:
+        load_flamingo_checkpoint(model, Path(cfg.init_from), lm_vocab=lm_vocab)
     samples = make_adapter(card, None).load(card.demo_split)  # the TRAIN split; test is never read
     train_s, val_s = split_by_image(samples, cfg.val_images, cfg.seed)
     if cfg.train_images is not None:
@@ -276,10 +223,15 @@ def prepare(cfg: TrainConfig, progress: Progress) -> Prepared:
     drawn = [s for s in train_s if s.references[0] not in YES_NO or pick.random() < cfg.yes_no_keep]
     rng = random.Random(f"sequences/{cfg.seed}")
     pools = image_pools(train_s)
-    train, val = (build_sequences(part, n, tok, template, rng, max_chunks=cfg.max_chunks,
-                                  text_fraction=cfg.text_demo_fraction, text_demos=cfg.text_demos,
-                                  balance=image_pools(part) if cfg.balance_answers else None)
-                  for part, n in ((drawn, cfg.sequences), (val_s, cfg.val_sequences)))
+
+    def build(part: list[Sample], n: int, balance: bool) -> list[Seq]:
+        return build_sequences(part, n, tok, template, rng, max_chunks=cfg.max_chunks,
+                               text_fraction=cfg.text_demo_fraction, text_demos=cfg.text_demos,
+                               balance=image_pools(part) if balance else None)
+
+    k = int(cfg.sequences * cfg.balanced_share)  # the balanced ones come after the natural ones
+    train = build(drawn, cfg.sequences - k, cfg.balance_answers) + (build(drawn, k, True) if k else [])
+    val = build(val_s, cfg.val_sequences, cfg.balance_answers)
     t0 = time.perf_counter()
     feats = encode_features(model, built.preprocess, [sample_image(s) for s in train_s + val_s],
                             cfg.feature_batch, progress, cfg.feature_cache)

@@ -133,3 +133,29 @@ def test_yes_no_keep_and_the_attention_only_resampler():
         prepare(replace(cfg, yes_no_keep=1.5), Silent())
     kept = prepare(replace(cfg, yes_no_keep=1.0), Silent())
     assert {"yes", "no"} & {a for s in kept.train for _, a in s.pairs}
+
+
+def test_balanced_share_and_init_from(tmp_path):
+    """``balanced_share`` appends balanced sequences after the natural ones (which stay as they were);
+    ``init_from`` starts from a bridge file: every trained tensor and the token rows come from it."""
+    from safetensors.torch import save_file
+
+    from flamingo_eval.models.checkpoints import bridge_state_dict
+    from flamingo_eval.training import Silent, TrainConfig
+    from flamingo_eval.training.bridge import prepare
+
+    cfg = TrainConfig(model="tiny", val_images=2, train_images=30, sequences=40, val_sequences=2, max_chunks=2)
+    natural = prepare(cfg, Silent())
+    half = prepare(replace(cfg, balanced_share=0.5), Silent())
+    assert len(half.train) == 40 and half.train[:20] == natural.train[:20] and half.train[20:] != natural.train[20:]
+    with pytest.raises(UserError, match=r"balanced_share=1.5 is a share.*--balanced-share"):
+        prepare(replace(cfg, balanced_share=1.5), Silent())
+    with torch.no_grad():
+        for q in natural.trainer.bridge:
+            q.add_(0.25)
+    state = bridge_state_dict(natural.model, natural.trainer.lm_vocab)
+    save_file(state, str(tmp_path / "b.safetensors"))
+    again = prepare(replace(cfg, init_from=str(tmp_path / "b.safetensors")), Silent())
+    loaded = bridge_state_dict(again.model, again.trainer.lm_vocab)
+    assert loaded.keys() == state.keys() and all(torch.equal(loaded[k], state[k]) for k in state)
+    assert not all(torch.equal(v, bridge_state_dict(half.model, half.trainer.lm_vocab)[k]) for k, v in state.items())
