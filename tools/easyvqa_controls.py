@@ -27,6 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from shuffled_images import shuffling  # noqa: E402  (tools/ is on sys.path: the script's own folder)
+
 from flamingo_eval.config import compose_config  # noqa: E402
 from flamingo_eval.errors import UserError  # noqa: E402
 from flamingo_eval.task import make_adapter  # noqa: E402
@@ -93,6 +95,7 @@ def controls(runs: list[Path], shots: int | None) -> str:
     card = compose_config("easyvqa", "tiny").benchmarks
     adapter = make_adapter(card, None)
     test, train = adapter.load(card.eval_split), adapter.load(card.demo_split)
+    shown = shuffling(lambda c, r: make_adapter(card, None))(card, None).load(card.eval_split)  # what it runs
     by_id = {s.id: i for i, s in enumerate(test)}
     test_rows = _rows(test)
     attr = attributes(test_rows)
@@ -120,13 +123,12 @@ def controls(runs: list[Path], shots: int | None) -> str:
             for k in ("all", kind(ref)):
                 acc[k].append(score)
         table[f"{run}" + (f" ({shots}-shot)" if shots is not None else "")] = acc
-    n = len(test_rows)
     refs: dict[str, dict[str, list[float]]] = {k: defaultdict(list) for k in (
         "perfect reader, right images", "perfect reader, shuffled images", "question text only")}
     for sid in sorted(covered, key=by_id.__getitem__):
         i = by_id[sid]
         question, answer, image = test_rows[i]
-        guesses = (read_out(question, attr[image]), read_out(question, attr[test_rows[(i + n // 2) % n][2]]),
+        guesses = (read_out(question, attr[image]), read_out(question, attr[shown[i].media[0]]),
                    majority[question].most_common(1)[0][0] if majority[question] else None)
         for name, guess in zip(refs, guesses):
             for k in ("all", kind(answer)):

@@ -212,6 +212,9 @@ def prepare(cfg: TrainConfig, progress: Progress) -> Prepared:
         raise UserError(f"expected <|endofchunk|> and <image> to be the last two token ids, got {eoc_id}, {media_id}")
     fresh_bridge(model, cfg)
     if cfg.init_from:
+        if not Path(cfg.init_from).is_file():
+            raise UserError(f"--init-from {cfg.init_from}: no such bridge file; give a .safetensors bridge "
+                            "(e.g. flamingo_eval/weights/mini-bridge.safetensors)")
         load_flamingo_checkpoint(model, Path(cfg.init_from), lm_vocab=lm_vocab)
     samples = make_adapter(card, None).load(card.demo_split)  # the TRAIN split; test is never read
     train_s, val_s = split_by_image(samples, cfg.val_images, cfg.seed)

@@ -148,6 +148,8 @@ def test_balanced_share_and_init_from(tmp_path):
     natural = prepare(cfg, Silent())
     half = prepare(replace(cfg, balanced_share=0.5), Silent())
     assert len(half.train) == 40 and half.train[:20] == natural.train[:20] and half.train[20:] != natural.train[20:]
+    with pytest.raises(UserError, match=r"--init-from .*nope.safetensors: no such bridge file"):
+        prepare(replace(cfg, init_from=str(tmp_path / "nope.safetensors")), Silent())
     with pytest.raises(UserError, match=r"balanced_share=1.5 is a share.*--balanced-share"):
         prepare(replace(cfg, balanced_share=1.5), Silent())
     with torch.no_grad():
