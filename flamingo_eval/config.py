@@ -250,11 +250,10 @@ def compose_config(benchmark: str, model: str = "mini", overrides: list[str] | N
         with initialize_config_dir(config_dir=str(PACKAGE_DIR / "conf"), version_base=None):
             raw = compose("config", overrides=ovr)
         cfg = validate(OmegaConf.to_container(raw, resolve=True))  # type: ignore[arg-type]
-    except HydraException as e:
-        msg = str(e).strip().splitlines()[0]
-        raise UserError(f"bad override: {msg} (use key=value, e.g. run.limit=50 or model.batch_size=4)") from None
-    except OmegaConfBaseException as e:
-        raise UserError(f"config error: {_one_line(e)}") from None
+    except (HydraException, OmegaConfBaseException) as e:
+        from flamingo_eval.override_errors import explain_override_error
+
+        raise UserError(explain_override_error(e, list(overrides or []))) from None
     from flamingo_eval.models.model_dir import resolve_model  # light: no torch
 
     # model.path=DIR fills the model section; the command line's model.* keys stay as given.
