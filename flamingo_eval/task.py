@@ -57,7 +57,8 @@ class Task:
     submission_ids: tuple[Any, ...] = ()
     """Every id the submission must answer (the whole eval split, before --limit)."""
     metric_fields: tuple[str, ...] = ()
-    """Sample fields the metric reads (``Adapter.metric_fields``), carried in the prediction line's ``extra``."""
+    """Sample fields the metric reads (``Adapter.metric_fields``) and the card's ``gate.groups`` field, carried in
+    the prediction line's ``extra``."""
     trial_samples: dict[int, list[Sample]] = field(default_factory=dict)
     """``run.subset=random_per_trial``: each trial seed's own eval subset (else empty: ``eval_samples``)."""
 
@@ -91,12 +92,11 @@ def prepare(cfg: Config) -> Task:
     """Read the data and resolve the run; raises :class:`UserError` for anything that cannot run."""
     card = cfg.benchmarks
     metric = build_metric(card)  # its value checks (e.g. an unknown VQA variant) before any data is read
+    adapter = make_adapter(card, cfg.run.data_root)
+    check_shots(cfg, adapter)
     missing = data_missing(card, cfg.run.data_root)
     if missing:
-        name, path = missing[0]
-        raise UserError(f"{card.id}: missing {name} at {path} ({len(missing)} missing in all); "
-                        f"run `flamingo-eval data check {card.id} --data-root DIR` for the expected layout")
-    adapter = make_adapter(card, cfg.run.data_root)
+        raise UserError(missing_line(card, adapter, missing))
     eval_samples = adapter.load(card.eval_split)
     if not eval_samples:
         raise UserError(f"{card.id}: the eval split '{card.eval_split}' holds no samples (data under "
@@ -112,6 +112,7 @@ def prepare(cfg: Config) -> Task:
         eval_samples = trial_samples[run_seeds(run)[0]]
     else:
         eval_samples = queries = eval_subset(eval_samples, run.limit, run.subset, run.seed)
+    check_videos(cfg, queries)
     demo_samples = queries if card.demo_split == card.eval_split else adapter.load(card.demo_split)
     check_demo_pool(cfg, demo_samples, queries)
     template = cfg.prompts.templates[card.prompt]
@@ -122,7 +123,50 @@ def prepare(cfg: Config) -> Task:
                 metric=metric,
                 extractor=EXTRACTORS.get(template.extractor), template=template, sampler_context=context,
                 submission_key=submission_key, submission_ids=submission_ids,
-                metric_fields=tuple(adapter.metric_fields), trial_samples=trial_samples)
+                metric_fields=line_fields(adapter.metric_fields, card.gate.groups), trial_samples=trial_samples)
+
+
+def line_fields(metric_fields: tuple[str, ...], group_field: str) -> tuple[str, ...]:
+    """The sample fields each prediction line carries in ``extra``: the metric's, plus the card's
+    ``gate.groups`` field (``compare`` tests each group of samples on it)."""
+    return (*metric_fields, group_field) if group_field and group_field not in metric_fields else metric_fields
+
+
+def missing_line(card: BenchmarkCard, adapter: Adapter, missing: list[tuple[str, Path]]) -> str:
+    """One line for missing data files; when only the demo split's files are missing (a mirror without a train
+    split), it says where demos can come from instead."""
+    name, path = missing[0]
+    fix = f"run `flamingo-eval data check {card.id} --data-root DIR` for the expected layout"
+    eval_ok = not adapter.missing(card.eval_split)
+    if card.demo_split != card.eval_split and eval_ok:
+        return (f"{card.id}: demos come from split '{card.demo_split}', whose {name} is missing ({path}); get "
+                f"that official file, or draw demos from the eval split with benchmarks.demo_split={card.eval_split} "
+                f"(a query is never its own demo); {fix}")
+    return f"{card.id}: missing {name} at {path} ({len(missing)} missing in all); {fix}"
+
+
+def check_shots(cfg: Config, adapter: Adapter) -> None:
+    """Refuse shot counts above the adapter's ``max_shots`` (RareAct is 0-shot only: its rows are eval clips)."""
+    limit = getattr(adapter, "max_shots", None)
+    if limit is not None and max(cfg.run.shots) > limit:
+        raise UserError(f"{cfg.benchmarks.id} allows at most {limit} shots (adapter_args.max_shots: its demo split "
+                        f"is its eval split), got --shots {' '.join(map(str, cfg.run.shots))}; use --shots {limit}")
+
+
+def check_videos(cfg: Config, queries: list[Sample]) -> None:
+    """Before any model loads: every eval video exists and is readable (stat only), unless bad samples are
+    skipped (``run.on_bad_sample=skip`` counts them in the run record instead)."""
+    if cfg.run.on_bad_sample == "skip":
+        return
+    from flamingo_eval.video.files import accepted, video_problems
+
+    bad = video_problems(queries)
+    if bad:
+        path, problem = bad[0]
+        card = cfg.benchmarks
+        raise UserError(f"{card.id}: video {path}: {problem} (containers tried: {accepted()}); {len(bad)} eval "
+                        f"video(s) unusable: `flamingo-eval data check {card.id}` lists them all, or "
+                        "run.on_bad_sample=skip counts and skips them")
 
 
 def demo_pool_size(cfg: Config, n_demo_split: int) -> int:

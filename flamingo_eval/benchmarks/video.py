@@ -8,29 +8,32 @@
   stem: a JSON object ``{key: name}`` or text lines ``name key`` (MSVD's ``youtube_mapping.txt``); a key the
   mapping does not list is one error naming the question, the key and the mapping file;
 * ``adapter_args.video_pattern`` (default ``"{name}.mp4"``) names the file under ``files.<split>_videos``
-  (or ``files.videos``);
+  (or ``files.videos``); the clip is found by its stem in any container of
+  :data:`~flamingo_eval.video.files.VIDEO_EXTENSIONS` (``.mp4``/``.mkv``/``.webm``/``.avi``/..., any case),
+  and ``"a|b"`` names alternative layouts (Kinetics: class folders, or one flat folder);
 * ``adapter_args.start_field`` / ``end_field`` name row fields holding a segment in seconds (STAR, iVQA,
   YouCook2, Kinetics, RareAct).
 
 ``VideoQAAdapter`` (``adapter: video_qa``) reads open-ended video QA as a JSON list of rows with
 ``question``, ``answer``, ``video_id`` and ``id`` (the MSVD-QA / MSRVTT-QA files); other field names via
-``adapter_args.fields``. A new row format (csv, parquet) overrides ``rows`` only. ``EasyVideoAdapter`` is the
+``adapter_args.fields``. Tables are read by :func:`~flamingo_eval.benchmarks.video_rows.read_rows` (csv cells as
+text). A new row format overrides ``rows`` only. ``EasyVideoAdapter`` is the
 same format over the generated offline easyvideo dataset.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import re
 from pathlib import Path
 from typing import Any
 
-from flamingo_eval.benchmarks.base import Adapter, check_unique, need_field, read_json
+from flamingo_eval.benchmarks.base import Adapter, check_annotated, check_unique, need_field
+from flamingo_eval.benchmarks.video_rows import blank, cell_text, read_map, read_rows, row_name, seconds
 from flamingo_eval.errors import UserError
 from flamingo_eval.frames import frame_sampling
 from flamingo_eval.registry import ADAPTERS
 from flamingo_eval.types import FrameSampling, Sample, VideoRef
+from flamingo_eval.video.files import VideoFinder
 
 __all__ = ["EasyVideoAdapter", "VideoAdapter", "VideoQAAdapter", "read_rows"]
 
@@ -56,16 +59,26 @@ class VideoAdapter(Adapter):
             found.append(p)
         return found[0]
 
+    def has_file(self, key: str) -> bool:
+        """The card names ``files[key]`` (a ``null`` override, ``benchmarks.files.KEY=null``, removes it)."""
+        return self.card.files.get(key) not in (None, "")
+
     def sampling(self) -> FrameSampling:
         """The card's frame sampling (``frames:``; ``count: 8`` when unset)."""
         return frame_sampling(self.card)
+
+    @property
+    def max_shots(self) -> int | None:
+        """``adapter_args.max_shots``: the most demos a prompt may show (RareAct: 0), or None (no limit)."""
+        value = self.card.adapter_args.get("max_shots")
+        return None if value is None else int(value)
 
     def video_files(self, split: str) -> dict[str, Path]:
         """The split's video directory and mapping file (for ``files`` / ``data check``)."""
         out = {}
         for role in ("videos", "video_map"):
             key = f"{split}_{role}" if f"{split}_{role}" in self.card.files else role
-            if key in self.card.files:
+            if self.has_file(key):
                 out[key] = self.path(key)
         return out
 
@@ -77,8 +90,31 @@ class VideoAdapter(Adapter):
             return None
         cache: dict[Path, dict[str, str]] = self.__dict__.setdefault("_maps", {})
         if path not in cache:
-            cache[path] = _read_map(path)
+            cache[path] = read_map(path)
         return cache[path], path
+
+    def _finder(self) -> VideoFinder:
+        finder: VideoFinder | None = self.__dict__.get("_video_finder")
+        if finder is None:
+            finder = self.__dict__["_video_finder"] = VideoFinder()
+        return finder
+
+    def video_file(self, videos: Path, patterns: str, fields: dict[str, Any], source: Path, what: str) -> Path:
+        """The clip under ``videos`` named by the first of ``patterns`` (``"a|b"``: alternative layouts, e.g.
+        Kinetics' class folders or one flat folder) found in any accepted container; none found: the first
+        pattern's path (``data check`` and the run's start-up check name it)."""
+        first = None
+        for pattern in patterns.split("|"):
+            try:
+                file = videos / pattern.strip().format(**fields)
+            except (KeyError, ValueError, IndexError) as e:
+                raise UserError(f"{source}: {what} cannot fill adapter_args.video_pattern ({e})") from None
+            found = self._finder().find(file)
+            if found is not None:
+                return found
+            first = first or file
+        assert first is not None
+        return first
 
     def video_ref(
         self, split: str, row: dict[str, Any], source: Path, what: str, pattern: str | None = None
@@ -103,20 +139,19 @@ class VideoAdapter(Adapter):
         videos = next((p for k, p in self.video_files(split).items() if k.endswith("videos")), None)
         if videos is None:
             raise UserError(f"benchmark card '{self.card.id}' has no files.{split}_videos (or files.videos)")
-        try:
-            pattern = pattern or str(args.get("video_pattern", "{name}.mp4"))
-            file = videos / pattern.format(**{**row, "name": name, "key": key})
-        except (KeyError, ValueError) as e:
-            raise UserError(f"{source}: {what} cannot fill adapter_args.video_pattern ({e})") from None
+        pattern = pattern or str(args.get("video_pattern", "{name}.mp4"))
+        file = self.video_file(videos, pattern, {**row, "name": name, "key": key}, source, what)
         start, end = (
-            _seconds(row.get(args[f]), source, what, args[f]) if f in args else None
+            seconds(row.get(args[f]), source, what, args[f]) if f in args else None
             for f in ("start_field", "end_field")
         )
         if "segment_field" in args:  # one [start, end] field (YouCook2)
             seg = need_field(row, args["segment_field"], source, what)
             if not isinstance(seg, (list, tuple)) or len(seg) != 2:
                 raise UserError(f"{source}: {what} field '{args['segment_field']}' must be [start, end] seconds")
-            start, end = (_seconds(x, source, what, args["segment_field"]) for x in seg)
+            start, end = (seconds(x, source, what, args["segment_field"]) for x in seg)
+        if start is not None and end is not None and end <= start:
+            raise UserError(f"{source}: {what} has segment {start:g}-{end:g} s, which ends before it starts")
         return VideoRef(str(file), start=start, end=end, frames=self.sampling())
 
 
@@ -139,55 +174,64 @@ class VideoQAAdapter(VideoAdapter):
       ``Interaction_T1_13`` -> ``Interaction``); the type goes to the metric as ``extra["type"]``;
     * ``second_answers``: ``files.<split>_second_answers`` is a JSON ``{video: {qid: answer}}`` (NExT-OE's
       ``add_reference_answer_<split>.json``) whose answer becomes the second reference, looked up by the row
-      fields named in ``second_answers`` (e.g. ``[video, qid]``).
+      fields named in ``second_answers`` (e.g. ``[video, qid]``);
+    * ``second_answer_column``: a row column holding that second reference (the NExT-QA parquet mirror's
+      ``additional_ref_answer``); when the split's rows have it, it is used and the JSON file is not needed.
+
+    A blank question cell, or a blank segment bound, is one line naming the file, the row and the column.
     """
 
     def files(self, split: str) -> dict[str, Path]:
-        out = {k: self.path(k) for k in (f"{split}_qa", f"{split}_second_answers") if k in self.card.files}
+        out = {f"{split}_qa": self.path(f"{split}_qa")}
+        if self.has_file(f"{split}_second_answers") and not self._column_answers(split):
+            out[f"{split}_second_answers"] = self.path(f"{split}_second_answers")
         return {**out, **self.video_files(split)}
 
     def rows(self, split: str) -> tuple[list[dict[str, Any]], Path]:
-        """The split's rows (dicts) and the file they come from."""
+        """The split's rows (dicts) and the file they come from (read once per adapter)."""
         path = self.path(f"{split}_qa")
-        return read_rows(path), path
+        cache: dict[Path, list[dict[str, Any]]] = self.__dict__.setdefault("_rows", {})
+        if path not in cache:
+            cache[path] = read_rows(path)
+        return cache[path], path
+
+    def _column_answers(self, split: str) -> bool:
+        """The split's rows carry ``second_answer_column`` (then the second-answer JSON is not needed)."""
+        column = self.card.adapter_args.get("second_answer_column")
+        if not column or not self.path(f"{split}_qa").is_file():
+            return False
+        rows, _ = self.rows(split)
+        return bool(rows) and isinstance(rows[0], dict) and column in rows[0]
 
     def load(self, split: str) -> list[Sample]:
         args = self.card.adapter_args
         names = {**QA_FIELDS, **dict(args.get("fields", {}))}
         rows, path = self.rows(split)
-        second = self._second_answers(split)
+        second, column = self._second_answers(split), args.get("second_answer_column")
         samples = []
         for i, row in enumerate(rows):
-            what = f"entry {i}"
+            what = row_name(path, i)
             qid = _row_id(row, names["id"], args.get("id_format"), f"{split}-{i}")
             refs, label, options = self._answers(row, names["answer"], path, what)
-            if second is not None:
-                extra = _lookup(second, [row.get(f) for f in args["second_answers"]])
-                refs = refs + ((str(extra),) if extra is not None and refs else ())
+            extra = row.get(column) if column and column in row else (
+                None if second is None else _lookup(second, [row.get(f) for f in args["second_answers"]]))
+            refs = refs + ((cell_text(extra).strip(),) if not blank(extra) and refs else ())
+            question = need_field(row, names["question"], path, what)
+            if blank(question):
+                raise UserError(f"{path}: {what} column '{names['question']}' is empty; fix or drop the row")
             fields: dict[str, Any] = {
                 k: v for k, v in row.items() if isinstance(v, (str, int, float, bool)) or v is None
             }
-            fields.update(
-                question=str(need_field(row, names["question"], path, what)).strip(),
-                question_id=qid,
-                sample_id=str(qid),
-                video_id=need_field(row, names["video_id"], path, what),
-            )
+            fields.update(question=str(question).strip(), question_id=qid, sample_id=str(qid),
+                          video_id=need_field(row, names["video_id"], path, what))
             qtype = self._type(row, names["type"])
             if qtype:
                 fields.update(type=qtype, metric_extra={"type": qtype})
             if options is not None:
                 fields["candidates"] = options
-            samples.append(
-                Sample(
-                    id=str(qid),
-                    media=(self.video_ref(split, row, path, what),),
-                    fields=fields,
-                    references=refs,
-                    label=label,
-                )
-            )
-        return check_unique(samples, str(path))
+            samples.append(Sample(id=str(qid), media=(self.video_ref(split, row, path, what),), fields=fields,
+                                  references=refs, label=label))
+        return check_annotated(check_unique(samples, str(path)), str(path))
 
     def _answers(
         self, row: dict[str, Any], answer_field: str, path: Path, what: str
@@ -196,13 +240,13 @@ class VideoQAAdapter(VideoAdapter):
         args = self.card.adapter_args
         answer = row.get(answer_field)
         if "answers" in args:
-            return tuple(str(row[c]) for c in args["answers"] if not _blank(row.get(c))), None, None
+            return tuple(cell_text(row[c]).strip() for c in args["answers"] if not blank(row.get(c))), None, None
         options = _options(row, args, path, what)
         if options is None:
             if isinstance(answer, (list, tuple)):
-                return tuple(str(a) for a in answer), None, None
-            return (() if _blank(answer) else (str(answer),)), None, None
-        if _blank(answer):
+                return tuple(cell_text(a).strip() for a in answer if not blank(a)), None, None
+            return (() if blank(answer) else (cell_text(answer).strip(),)), None, None
+        if blank(answer):
             return (), None, options  # an unannotated (test) split
         if args.get("answer_is_index", False):
             try:
@@ -217,7 +261,7 @@ class VideoQAAdapter(VideoAdapter):
 
     def _type(self, row: dict[str, Any], type_field: str) -> str:
         value = row.get(type_field)
-        if _blank(value):
+        if blank(value):
             return ""
         pattern = self.card.adapter_args.get("type_regex")
         if pattern:
@@ -227,14 +271,9 @@ class VideoQAAdapter(VideoAdapter):
 
     def _second_answers(self, split: str) -> Any:
         key = f"{split}_second_answers"
-        if key not in self.card.files or "second_answers" not in self.card.adapter_args:
+        if not self.has_file(key) or "second_answers" not in self.card.adapter_args or self._column_answers(split):
             return None
         return self.json_file(self.path(key))
-
-
-def _blank(value: Any) -> bool:
-    """None, NaN (pandas' empty csv cell) or an empty string."""
-    return value is None or (isinstance(value, float) and math.isnan(value)) or value == ""
 
 
 def _row_id(row: dict[str, Any], id_field: str | None, id_format: str | None, fallback: str) -> Any:
@@ -243,7 +282,7 @@ def _row_id(row: dict[str, Any], id_field: str | None, id_format: str | None, fa
             return str(id_format).format(**row)
         except (KeyError, IndexError):
             return fallback
-    if id_field and not _blank(row.get(id_field)):
+    if id_field and not blank(row.get(id_field)):
         return row[id_field]
     return fallback
 
@@ -266,42 +305,6 @@ def _lookup(table: Any, keys: list[Any]) -> Any:
             return None
         table = table[str(k)]
     return table
-
-
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of a JSON list, a jsonl, a csv or a parquet file (by extension), as dicts."""
-    suffix = path.suffix.lower()
-    if suffix == ".json":
-        rows = read_json(path)
-        if not isinstance(rows, list):
-            raise UserError(f"{path}: expected a JSON list of rows; is this the official file?")
-        return rows
-    if not path.is_file():
-        raise UserError(f"missing file {path}; run `flamingo-eval data check` to see the expected layout")
-    try:
-        if suffix == ".jsonl":
-            with open(path, encoding="utf-8-sig") as f:
-                return [json.loads(line) for line in f if line.strip()]
-        import pandas as pd
-
-        if suffix == ".csv":
-            frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
-        elif suffix == ".parquet":
-            frame = pd.read_parquet(path)
-        else:
-            raise UserError(f"{path}: unknown table format '{suffix}' (json, jsonl, csv or parquet)")
-    except ImportError as e:
-        raise UserError(f"reading {path} needs {e.name}; pip install pyarrow") from None
-    except (ValueError, OSError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: unreadable ({str(e)[:160]}); re-download the official file") from None
-    return [{k: _plain(v) for k, v in r.items()} for r in frame.to_dict(orient="records")]
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars/arrays (pandas cells) -> Python values, so rows are JSON-like whatever the format."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return value
 
 
 @ADAPTERS.register("easyvideo")
@@ -329,34 +332,3 @@ class EasyVideoAdapter(VideoQAAdapter):
 
             easyvideo_root()  # generates it (about 20 s of CPU) unless make install already did
         return super().load(split)
-
-
-def _read_map(path: Path) -> dict[str, str]:
-    """A video-id mapping: JSON ``{key: name}`` or text lines ``name key`` (whitespace separated)."""
-    if path.suffix == ".json":
-        data = read_json(path)
-        if not isinstance(data, dict):
-            raise UserError(f"{path}: expected a JSON object {{video key: file name}}")
-        return {str(k): str(v) for k, v in data.items()}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"cannot read the video mapping {path} ({e}); re-download it") from None
-    out = {}
-    for n, line in enumerate(lines, 1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) != 2:
-            raise UserError(f"{path}:{n}: expected 'file_name video_key', got {line.strip()!r}")
-        out[parts[1]] = parts[0]
-    return out
-
-
-def _seconds(value: Any, source: Path, what: str, field: str) -> float | None:
-    if value is None or value == "":
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise UserError(f"{source}: {what} has {field}={value!r}, not a number of seconds") from None

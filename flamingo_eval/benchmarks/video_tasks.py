@@ -29,8 +29,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from flamingo_eval.benchmarks.base import check_unique, need_field
-from flamingo_eval.benchmarks.video import VideoAdapter, _blank, read_rows
+from flamingo_eval.benchmarks.base import check_annotated, check_unique, need_field
+from flamingo_eval.benchmarks.video import VideoAdapter
+from flamingo_eval.benchmarks.video_rows import blank, cell_text, read_rows, row_name
 from flamingo_eval.errors import UserError
 from flamingo_eval.registry import ADAPTERS
 from flamingo_eval.types import Sample
@@ -51,7 +52,7 @@ class VideoCaptionAdapter(VideoAdapter):
         if self.card.adapter_args.get("layout", "rows") != "youcook2":
             return read_rows(path)
         if path.suffix.lower() != ".json":  # the parquet mirror: id, segment, sentence, video_path per segment
-            return [{**r, "video_id": Path(str(r.get("video_path", ""))).stem} for r in read_rows(path)]
+            return _mirror_segments(read_rows(path), path)
         data = self.json_file(path)
         base = need_field(data, "database", path, "the file")
         subset = dict(self.card.adapter_args.get("subsets", {})).get(split, split)
@@ -73,17 +74,17 @@ class VideoCaptionAdapter(VideoAdapter):
         path = self.path(f"{split}_annotations")
         samples = []
         for i, row in enumerate(self.rows(split)):
-            what = f"entry {i}"
+            what = row_name(path, i)
             caps = row.get(names["captions"])
-            refs = tuple(str(c) for c in caps) if isinstance(caps, (list, tuple)) else (
-                () if _blank(caps) else (str(caps),))
+            refs = tuple(cell_text(c).strip() for c in caps if not blank(c)) if isinstance(caps, (list, tuple)) else (
+                () if blank(caps) else (cell_text(caps).strip(),))
             sid = need_field(row, names["id"], path, what)
             row = {**row, "video_id": need_field(row, names["video_id"], path, what)}
             fields = {k: v for k, v in row.items() if isinstance(v, (str, int, float, bool))}
             pattern = "{video_path}" if "video_path" in row else None  # the mirror names each row's file
             samples.append(Sample(id=str(sid), media=(self.video_ref(split, row, path, what, pattern),),
                                   fields=fields, references=refs))
-        return check_unique(samples, str(path))
+        return check_annotated(check_unique(samples, str(path)), str(path))
 
 
 @ADAPTERS.register("video_classes")
@@ -129,7 +130,7 @@ class VideoClassAdapter(VideoAdapter):
         kept: dict[str, int] = {}
         samples = []
         for i, row in enumerate(self._rows(split)):
-            what = f"entry {i}"
+            what = row_name(path, i)
             fields: dict[str, Any] = {k: v for k, v in row.items() if isinstance(v, (str, int, float, bool))}
             if self._layout() == "kinetics":
                 name = str(need_field(row, "label", path, what))
@@ -149,3 +150,27 @@ class VideoClassAdapter(VideoAdapter):
             samples.append(Sample(id=sid, media=(self.video_ref(split, row, path, what),), fields=fields,
                                   references=(name,), label=index[name]))
         return check_unique(samples, str(path))
+
+
+def _mirror_segments(rows: list[dict[str, Any]], path: Path) -> list[dict[str, Any]]:
+    """The YouCook2 parquet mirror's rows with ``video_id`` (the ``video_path`` stem) and a unique, stable ``id``.
+
+    The mirror's ``id`` repeats within a video, so a segment is named ``<video>_<k>`` instead: ``k`` is its rank
+    among its video's segments ordered by (start, end), the official annotations' ``<video>_<segment id>``
+    numbering; the mirror's own value stays in ``mirror_id``.
+    """
+    out = []
+    for i, r in enumerate(rows):
+        video_path = need_field(r, "video_path", path, row_name(path, i))
+        if blank(video_path):
+            raise UserError(f"{path}: {row_name(path, i)} column 'video_path' is empty; fix or drop the row")
+        seg = r.get("segment")
+        key = tuple(seg) if isinstance(seg, (list, tuple)) else ()
+        out.append((Path(str(video_path)).stem, key, i, r))
+    rank: dict[int, int] = {}
+    seen: dict[str, int] = {}
+    for video, _key, i, _r in sorted(out, key=lambda t: (t[0], t[1], t[2])):
+        rank[i] = seen.get(video, 0)
+        seen[video] = rank[i] + 1
+    return [{**r, "mirror_id": r.get("id"), "id": f"{video}_{rank[i]}", "video_id": video}
+            for video, _key, i, r in out]

@@ -157,12 +157,20 @@ class VideoDecoder(ABC):
 
 def check_file(path: str | os.PathLike[str]) -> Path:
     """``path`` as a Path when it is a non-empty file, else one ``UserError`` naming it."""
+    from flamingo_eval.video.files import accepted, file_problem
+
     p = Path(path)
-    if not p.is_file():
-        what = "is a directory, not a video file" if p.is_dir() else "does not exist"
-        raise UserError(f"video {p} {what}; check the dataset path (`flamingo-eval data check` lists the layout)")
-    if p.stat().st_size == 0:
+    problem = file_problem(p)
+    if problem == "missing":
+        raise UserError(f"video {p} does not exist (any of {accepted()} would do); check the dataset path "
+                        "(`flamingo-eval data check` lists the layout)")
+    if problem == "a directory, not a video file":
+        raise UserError(f"video {p} is a directory, not a video file; check the dataset path")
+    if problem == "empty (zero-byte) file":
         raise UserError(f"video {p} is an empty (zero-byte) file; delete it and re-download the dataset")
+    if problem is not None:
+        raise UserError(f"video {p} is a {problem}; fix the file (`flamingo-eval data check` lists every such video)"
+                        if "link" in problem else f"video {p} is {problem}; fix the file or its permissions")
     return p
 
 

@@ -64,35 +64,46 @@ def test_kinetics_keeps_the_first_n_clips_per_class(root: Path) -> None:
 
 
 def test_parquet_mirrors(tmp_path: Path, capsys) -> None:
+    """The Hugging Face mirrors under the file names they publish (docs/benchmarks.md lists them)."""
     pd = pytest.importorskip("pandas")
     pytest.importorskip("pyarrow")
     d = tmp_path / "nextqa"
     (d / "MC").mkdir(parents=True)
     pd.DataFrame(
         [{"video": 7, "question": "why", "answer": 2, "type": "CW", **{f"a{k}": f"option {k}" for k in range(5)}}]
-    ).to_parquet(d / "MC" / "validation-00000-of-00001.parquet")
+    ).to_parquet(d / "MC" / "test-00000-of-00001.parquet")
     (d / "map_vid_vidorID.json").write_text('{"7": "0001/7"}')
-    mc = _adapter("nextqa_mc", tmp_path).load("val")
-    assert mc[0].id == "val-0" and mc[0].label == 2 and mc[0].references == ("option 2",)  # no qid: numbered
-    v = tmp_path / "vatex"
-    v.mkdir()
+    mc = _adapter("nextqa_mc", tmp_path).load("test")
+    assert mc[0].id == "test-0" and mc[0].label == 2 and mc[0].references == ("option 2",)  # no qid: numbered
+    (d / "OE").mkdir()
+    pd.DataFrame([{"video": 7, "qid": 3, "question": "what", "answer": "dog", "type": "CW",
+                   "additional_ref_answer": "puppy"},
+                  {"video": 7, "qid": 4, "question": "who", "answer": "man", "type": "DC",
+                   "additional_ref_answer": None}]).to_parquet(d / "OE" / "test-00000-of-00001.parquet")
+    oe = _adapter("nextqa_oe", tmp_path)
+    assert "test_second_answers" not in oe.files("test")  # the mirror's column replaces the official json
+    assert [s.references for s in oe.load("test")] == [("dog", "puppy"), ("man",)]
+    v = tmp_path / "vatex" / "vatex_test"
+    v.mkdir(parents=True)
     pd.DataFrame([{"videoID": "abc_000001_000011", "enCap": ["a cat", "a kitten"]}]).to_parquet(
-        v / "validation-0.parquet"
+        v / "test-00000-of-00001.parquet"
     )
-    vx = _adapter("vatex", tmp_path).load("val")
+    vx = _adapter("vatex", tmp_path).load("test")
     assert vx[0].references == ("a cat", "a kitten") and vx[0].media[0].path.endswith("videos/abc_000001_000011.mp4")
-    y = tmp_path / "youcook2"
-    y.mkdir()
+    y = tmp_path / "youcook2" / "data"
+    y.mkdir(parents=True)
     pd.DataFrame(
-        [{"id": "xyz_3", "segment": [1.0, 4.5], "sentence": "stir the soup", "video_path": "validation/113/xyz.mp4"}]
-    ).to_parquet(y / "validation-0.parquet")
-    clip(y / "raw_videos" / "validation" / "113" / "xyz.mp4", 1)
+        [{"id": "3", "segment": [5.0, 9.0], "sentence": "add salt", "video_path": "validation/113/xyz.mp4"},
+         {"id": "3", "segment": [1.0, 4.5], "sentence": "stir the soup", "video_path": "validation/113/xyz.mp4"}]
+    ).to_parquet(y / "val-00000-of-00001.parquet")
+    clip(tmp_path / "youcook2" / "raw_videos" / "validation" / "113" / "xyz.mp4", 1)
     yc = _adapter("youcook2", tmp_path).load("val")
-    assert yc[0].references == ("stir the soup",) and (yc[0].media[0].start, yc[0].media[0].end) == (1.0, 4.5)
+    assert [s.id for s in yc] == ["xyz_1", "xyz_0"]  # the mirror's id repeats: <video>_<rank by start>
+    assert yc[1].references == ("stir the soup",) and (yc[1].media[0].start, yc[1].media[0].end) == (1.0, 4.5)
     assert yc[0].media[0].path.endswith("raw_videos/validation/113/xyz.mp4")
     capsys.readouterr()
-    main(["data", "check", "youcook2", "--data-root", str(tmp_path)])
-    assert "validation-0.parquet" in capsys.readouterr().out  # data check says which layout it found
+    assert main(["data", "check", "youcook2", "--data-root", str(tmp_path), "benchmarks.demo_split=val"]) == 0
+    assert "val-00000-of-00001.parquet" in capsys.readouterr().out  # data check says which layout it found
 
 
 def test_bad_rows_are_one_line(tmp_path: Path) -> None:
