@@ -1,45 +1,84 @@
 """A small WordNet stand-in for WUPS tests (nltk's WordNet data does not ship on PyPI).
 
-A toy noun taxonomy with NLTK's Wu-Palmer convention: ``wup(a, b) = 2 * depth(lcs) / (depth(a) + depth(b))``,
-where a node's depth counts the nodes on its path from the root, the root included (``entity`` has depth 1)::
+Every word has one synset, named ``word.<pos>.01`` (a synonym shares another word's synset), in a hand-built
+graph with WordNet's shape: one noun tree under ``entity``, several verb trees (``move``, ``consume``,
+``hold``), adjectives and adverbs without hypernyms. The max depth (edges on the longest path up to a root)
+of each noun is in brackets::
 
-    entity(1) ── animal(2) ── dog(3) ── puppy(4)
-             │            └─ cat(3)
-             └─ artifact(2) ── toy(3) ── ball(4)
-                           └─ tool(3)
+    entity(0) ── animal(1) ── dog(2) ── puppy(3)
+             │            │        └─ hound(4) ── whelp(5)     hound has TWO hypernyms: dog and hunter,
+             │            └─ cat(2)                             so its min depth is 3 and its max depth 4
+             ├─ artifact(1) ── toy(2) ── ball(3)
+             │              └─ tool(2)
+             ├─ agent(1) ── worker(2) ── hunter(3) ── hound
+             ├─ physical(1) ── object(2) ── whole(3) ── structure(4) ── fixture(5) ── furnishing(6)
+             │      ── furniture(7) ── seat(8) ── sofa(9)
+             └─ yes, no, two, three, boy (1)
+    verbs:  move(0) ── walk(1) ── march(2);  move ── run(1);  consume(0) ── eat(1);  hold(0)
+    adjectives: happy (joyful: the same synset), sad, on;  adverbs: quickly, slowly
 
-So wup(dog, cat) = 2*2/(3+3) = 2/3; wup(dog, puppy) = 2*3/(3+4) = 6/7; wup(ball, toy) = 6/7;
-wup(dog, ball) = 2*1/(3+4) = 2/7; wup(puppy, ball) = 2/8 = 1/4. Every word has exactly one synset (itself).
-Tokens are whitespace-separated; tags are ``NNS`` for words ending in ``s`` else ``NN``; the lemma of a noun
-drops a final ``s`` when the rest is a known word; the Porter stem drops a final ``ing``.
+The Wu-Palmer values that tests use are derived where they are used (tests/unit/test_video_metrics.py),
+from nltk's rule: depth = subsumer's max depth + 1, len_i = shortest distance to the subsumer + depth,
+wup = 2 depth / (len_1 + len_2). With one path up, e.g. wup(dog, cat) = 2*2/(3+3) = 2/3; wup(dog, puppy)
+= 2*3/(3+4) = 6/7; wup(ball, toy) = 6/7; wup(dog, ball) = 2*1/(3+4) = 2/7; wup(puppy, ball) = 2/8 = 1/4.
+
+Tokens are whitespace-separated. Tags: the word's entry in ``TAGS``, else ``NNS`` for a word ending in ``s``
+and ``NN`` otherwise (a word is tagged the same alone as in a sentence). Lemmas: a noun drops a final ``s``
+when the rest is a known word; a verb form in ``VERB_FORMS`` becomes its base; else the word. The Porter stem
+drops a final ``ing``.
 """
 
 from __future__ import annotations
 
-PARENT = {"animal": "entity", "artifact": "entity", "dog": "animal", "cat": "animal", "puppy": "dog",
-          "toy": "artifact", "tool": "artifact", "ball": "toy"}
-OTHER_WORDS = {"run", "yes", "no", "two", "three", "boy", "hold"}
-"""Words WordNet 'knows' outside the taxonomy (wup to anything else: undefined -> 0)."""
+NOUN_PARENTS = {
+    "animal": ("entity",), "dog": ("animal",), "puppy": ("dog",), "cat": ("animal",),
+    "hound": ("dog", "hunter"), "whelp": ("hound",),
+    "artifact": ("entity",), "toy": ("artifact",), "ball": ("toy",), "tool": ("artifact",),
+    "agent": ("entity",), "worker": ("agent",), "hunter": ("worker",),
+    "physical": ("entity",), "object": ("physical",), "whole": ("object",), "structure": ("whole",),
+    "fixture": ("structure",), "furnishing": ("fixture",), "furniture": ("furnishing",), "seat": ("furniture",),
+    "sofa": ("seat",),
+    "yes": ("entity",), "no": ("entity",), "two": ("entity",), "three": ("entity",), "boy": ("entity",),
+}
+VERB_PARENTS = {"move": (), "walk": ("move",), "march": ("walk",), "run": ("move",), "consume": (), "eat": ("consume",),
+                "hold": ()}
+ADJECTIVES = {"happy", "sad", "on"}
+ADVERBS = {"quickly", "slowly"}
+SYNONYMS = {"joyful": "happy.a.01"}
+"""Words whose first synset is another word's."""
+TAGS = {"the": "DT", "a": "DT", "on": "IN", "happy": "JJ", "sad": "JJ", "joyful": "JJ", "quickly": "RB",
+        "slowly": "RB", "walked": "VBD", "running": "VBG", "run": "VB", "walk": "VB", "eat": "VB", "move": "VB",
+        "march": "VB"}
+VERB_FORMS = {"walked": "walk", "running": "run", "ate": "eat"}
 
 
-def _path(word: str) -> list[str]:
-    out = [word]
-    while out[-1] in PARENT:
-        out.append(PARENT[out[-1]])
-    return out[::-1]
+def _first_synset(word: str) -> str | None:
+    if word in SYNONYMS:
+        return SYNONYMS[word]
+    if word in NOUN_PARENTS or word == "entity":
+        return f"{word}.n.01"
+    if word in VERB_PARENTS:
+        return f"{word}.v.01"
+    if word in ADJECTIVES:
+        return f"{word}.a.01"
+    if word in ADVERBS:
+        return f"{word}.r.01"
+    return None
 
 
 class StandInWordNet:
-    """Implements ``flamingo_eval.metrics.wups.WordNetBackend`` over the toy taxonomy."""
+    """Implements ``flamingo_eval.metrics.wups.WordNetBackend`` over the hand-built graph."""
 
     def tag(self, text: str) -> list[tuple[str, str]]:
-        return [(t, "NNS" if t.endswith("s") else "NN") for t in text.split()]
+        return [(t, TAGS.get(t.lower(), "NNS" if t.endswith("s") else "NN")) for t in text.split()]
 
     def tokenize(self, text: str) -> list[str]:
         return text.split()
 
     def lemma(self, word: str, pos: str | None) -> str:
-        if word.endswith("s") and self.has_synsets(word[:-1]):
+        if pos == "v":
+            return VERB_FORMS.get(word, word)
+        if pos in (None, "n") and word.endswith("s") and self.has_synsets(word[:-1]):
             return word[:-1]
         return word
 
@@ -47,11 +86,15 @@ class StandInWordNet:
         return word[:-3] if word.endswith("ing") else word
 
     def has_synsets(self, word: str) -> bool:
-        return word in PARENT or word == "entity" or word in OTHER_WORDS
+        return _first_synset(word) is not None
 
-    def first_wup(self, a: str, b: str) -> float | None:
-        if a in OTHER_WORDS or b in OTHER_WORDS:
-            return None
-        pa, pb = _path(a), _path(b)
-        common = sum(1 for x, y in zip(pa, pb) if x == y)
-        return 2 * common / (len(pa) + len(pb))
+    def first_synset(self, word: str) -> str | None:
+        return _first_synset(word)
+
+    def synset_pos(self, synset: str) -> str:
+        return synset.split(".")[1]
+
+    def hypernyms(self, synset: str) -> list[str]:
+        word, pos, _ = synset.split(".")
+        parents = {"n": NOUN_PARENTS, "v": VERB_PARENTS}.get(pos, {}).get(word, ())
+        return [f"{p}.{pos}.01" for p in parents]

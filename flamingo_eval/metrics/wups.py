@@ -8,7 +8,10 @@ dropped (what ``eval_oe.py`` does through pywsd's ``lemmatize_sentence``). On th
 strings:
 
 * ``wup(a, b)`` is 1 for equal words, 0 when either has no WordNet synset, else the Wu-Palmer similarity of
-  the two words' FIRST synsets (0 when undefined), multiplied by 0.1 when it is below the threshold;
+  the two words' FIRST synsets, IN THIS ORDER, as the nltk that ``eval_oe.py`` pins (3.3) computes it
+  (``wordnet_wup.py``: undefined, hence 0, when the first word's synset is an adjective or adverb, or a noun
+  against another part of speech; metric arg ``variant: nltk36`` gives nltk >= 3.6's values instead),
+  multiplied by 0.1 when it is below the threshold;
 * ``wups(A, B)`` is the product over the words ``a`` of A of ``max_b wup(a, b)``, where words whose best
   match is 0 are left out of the product; 0 when every word was left out (or A is empty);
 * the similarity of a prediction P to a reference R is ``min(wups(P, R), wups(R, P))``.
@@ -32,6 +35,7 @@ from typing import Any, Protocol
 
 from flamingo_eval.errors import UserError
 from flamingo_eval.metrics.base import MetricInput, MetricResult
+from flamingo_eval.metrics.wordnet_wup import VARIANTS, WuPalmer
 from flamingo_eval.registry import METRICS
 
 __all__ = ["NltkWordNet", "Wups", "WordNetBackend", "clean", "wup", "wups", "wups_pair"]
@@ -62,8 +66,14 @@ class WordNetBackend(Protocol):
     def has_synsets(self, word: str) -> bool:
         """Whether WordNet knows the word (any POS)."""
 
-    def first_wup(self, a: str, b: str) -> float | None:
-        """Wu-Palmer similarity of the first synsets of ``a`` and ``b`` (None when undefined)."""
+    def first_synset(self, word: str) -> str | None:
+        """The name of the word's first WordNet synset (nouns first, then verbs, adjectives, adverbs)."""
+
+    def synset_pos(self, synset: str) -> str:
+        """The synset's part of speech (``n v a s r``)."""
+
+    def hypernyms(self, synset: str) -> list[str]:
+        """Names of the synset's hypernyms, then of its instance hypernyms."""
 
 
 class NltkWordNet:
@@ -84,6 +94,7 @@ class NltkWordNet:
         from nltk.stem import PorterStemmer, WordNetLemmatizer
 
         self._wn, self._lemmatizer, self._stemmer = wordnet, WordNetLemmatizer(), PorterStemmer()
+        self._named: dict[str, Any] = {}
 
     def tag(self, text: str) -> list[tuple[str, str]]:
         import nltk
@@ -104,9 +115,28 @@ class NltkWordNet:
     def has_synsets(self, word: str) -> bool:
         return bool(self._wn.synsets(word))
 
-    def first_wup(self, a: str, b: str) -> float | None:
-        sa, sb = self._wn.synsets(a), self._wn.synsets(b)
-        return sa[0].wup_similarity(sb[0]) if sa and sb else None
+    def first_synset(self, word: str) -> str | None:
+        found = self._wn.synsets(word)
+        if not found:
+            return None
+        self._named.setdefault(found[0].name(), found[0])
+        return str(found[0].name())
+
+    def synset_pos(self, synset: str) -> str:
+        return str(self._synset(synset).pos())
+
+    def hypernyms(self, synset: str) -> list[str]:
+        s = self._synset(synset)
+        out = []
+        for h in s.hypernyms() + s.instance_hypernyms():
+            self._named.setdefault(h.name(), h)
+            out.append(str(h.name()))
+        return out
+
+    def _synset(self, name: str) -> Any:
+        if name not in self._named:
+            self._named[name] = self._wn.synset(name)
+        return self._named[name]
 
 
 def _morphy_pos(penn: str) -> str | None:
@@ -131,31 +161,39 @@ def clean(text: str, wn: WordNetBackend, stopwords: frozenset[str]) -> str:
     return " ".join(words)
 
 
-def wup(a: str, b: str, threshold: float, wn: WordNetBackend) -> float:
-    """Thresholded Wu-Palmer similarity of two words (module docstring)."""
+def wup(a: str, b: str, threshold: float, wn: WordNetBackend, wp: WuPalmer | None = None) -> float:
+    """Thresholded Wu-Palmer similarity of word ``a`` to word ``b`` (module docstring; not symmetric).
+
+    Args:
+        wp: the Wu-Palmer computation (its variant and caches); default: the official variant on ``wn``.
+    """
     if a == b:
         return 1.0
-    if not wn.has_synsets(a) or not wn.has_synsets(b):
+    sa, sb = wn.first_synset(a), wn.first_synset(b)
+    if sa is None or sb is None:
         return 0.0
-    sim = wn.first_wup(a, b) or 0.0
+    sim = (wp or WuPalmer(wn)).similarity(sa, sb) or 0.0
     return 0.1 * sim if sim < threshold else sim
 
 
-def wups(words_a: Sequence[str], words_b: Sequence[str], threshold: float, wn: WordNetBackend) -> float:
+def wups(words_a: Sequence[str], words_b: Sequence[str], threshold: float, wn: WordNetBackend,
+         wp: WuPalmer | None = None) -> float:
     """Product over ``words_a`` of each word's best match in ``words_b``; zero matches are left out."""
+    wp = wp or WuPalmer(wn)
     product, used = 1.0, False
     for a in words_a:
-        best = max((wup(a, b, threshold, wn) for b in words_b), default=0.0)
+        best = max((wup(a, b, threshold, wn, wp) for b in words_b), default=0.0)
         if best > 0:
             product *= best
             used = True
     return product if used else 0.0
 
 
-def wups_pair(pred: str, ref: str, threshold: float, wn: WordNetBackend) -> float:
+def wups_pair(pred: str, ref: str, threshold: float, wn: WordNetBackend, wp: WuPalmer | None = None) -> float:
     """``min(wups(P, R), wups(R, P))`` on the tokens of two cleaned strings."""
+    wp = wp or WuPalmer(wn)
     p, r = wn.tokenize(pred), wn.tokenize(ref)
-    return min(wups(p, r, threshold, wn), wups(r, p, threshold, wn))
+    return min(wups(p, r, threshold, wn, wp), wups(r, p, threshold, wn, wp))
 
 
 def _read_stopwords(path: str | None) -> frozenset[str]:
@@ -163,8 +201,8 @@ def _read_stopwords(path: str | None) -> frozenset[str]:
         raise UserError("WUPS needs NExT-OE's stopwords.txt (github.com/doc-doc/NExT-OE); pass "
                         "benchmarks.metric.args.stopwords_file=PATH")
     file = Path(path).expanduser()
-    try:
-        return frozenset(ln.strip() for ln in file.read_text(encoding="utf-8").splitlines() if ln.strip())
+    try:  # as eval_oe.py reads it: one word a line, only the line end removed (a trailing space stays)
+        return frozenset(file.read_text(encoding="utf-8").split("\n"))
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"cannot read the WUPS stop-word list {file} ({e}); get stopwords.txt from NExT-OE") from None
 
@@ -175,15 +213,21 @@ class Wups:
     name = "wups"
     corpus_level = False
 
-    def __init__(self, stopwords_file: str | None = None, backend: WordNetBackend | None = None) -> None:
+    def __init__(self, stopwords_file: str | None = None, backend: WordNetBackend | None = None,
+                 variant: str = "official") -> None:
         """Create the metric (checks the nltk data and reads the stop-words at start).
 
         Args:
             stopwords_file: NExT-OE's ``stopwords.txt`` (one word a line).
             backend: WordNet/nltk access; default :class:`NltkWordNet`.
+            variant: ``official`` (Wu-Palmer as nltk 3.3, which ``eval_oe.py`` pins) or ``nltk36`` (as
+                nltk >= 3.6 computes it).
         """
+        if variant not in VARIANTS:
+            raise UserError(f"wups: variant must be one of {', '.join(VARIANTS)}, got '{variant}'")
         self.stopwords = _read_stopwords(stopwords_file)
         self.wn = backend if backend is not None else NltkWordNet()
+        self.wp = WuPalmer(self.wn, variant)
 
     def sample(self, item: MetricInput) -> tuple[float, float]:
         """(WUPS@0, WUPS@0.9) of one question, 0-1."""
@@ -195,8 +239,8 @@ class Wups:
         if qtype in EXACT_TYPES:
             hit = 1.0 if pred in refs else 0.0
             return hit, hit
-        return (max(wups_pair(pred, r, 0.0, self.wn) for r in refs),
-                max(wups_pair(pred, r, 0.9, self.wn) for r in refs))
+        return (max(wups_pair(pred, r, 0.0, self.wn, self.wp) for r in refs),
+                max(wups_pair(pred, r, 0.9, self.wn, self.wp) for r in refs))
 
     def __call__(self, items: list[MetricInput]) -> MetricResult:
         pairs = [self.sample(item) for item in items]
@@ -219,6 +263,6 @@ class Wups:
 
 
 @METRICS.register("wups")
-def wups_metric(stopwords_file: str | None = None) -> Any:
-    """Factory for the ``wups`` metric (card arg: ``stopwords_file``)."""
-    return Wups(stopwords_file=stopwords_file)
+def wups_metric(stopwords_file: str | None = None, variant: str = "official") -> Any:
+    """Factory for the ``wups`` metric (card args: ``stopwords_file``, ``variant``: official | nltk36)."""
+    return Wups(stopwords_file=stopwords_file, variant=variant)
