@@ -6,6 +6,9 @@
 * ``accuracy_by_type`` (NExT-QA multiple choice, STAR): the top-ranked option is right or wrong; extras give
   the accuracy per question type (``Sample`` field ``type``, passed as ``extra["type"]``); the headline is the
   overall accuracy or, with ``headline: mean_of_types`` (STAR's "Mean"), the mean of the per-type accuracies.
+  ``merge_types`` renames types first (NExT-QA's ``eval_mc.py``: ``{TP: TN}``, its "Bef&Aft");
+  ``groups: first_letter`` adds ``acc_<letter>``, the accuracy over all questions whose type starts with that
+  letter (``eval_mc.py``'s Acc_C / Acc_T / Acc_D: pooled over questions, not a mean of the types).
 * ``rareact_mwap`` (RareAct): mean over actions of a video-weighted average precision, as RareAct's
   ``compute_score.py`` computes it without its optional resampling (module function :func:`rareact_mwap`).
 """
@@ -62,15 +65,20 @@ class AccuracyByType:
     name = "accuracy_by_type"
     corpus_level = False
 
-    def __init__(self, headline: str = "overall") -> None:
+    def __init__(self, headline: str = "overall", merge_types: dict[str, str] | None = None,
+                 groups: str = "none") -> None:
         """Create the metric.
 
         Args:
             headline: ``overall`` (mean over questions) or ``mean_of_types`` (mean of the type accuracies).
+            merge_types: type renames applied before grouping (``{TP: TN}``).
+            groups: ``none`` or ``first_letter`` (``acc_<letter>`` pooled over the questions of its types).
         """
         if headline not in ("overall", "mean_of_types"):
             raise UserError(f"accuracy_by_type: headline must be overall or mean_of_types, got '{headline}'")
-        self.headline = headline
+        if groups not in ("none", "first_letter"):
+            raise UserError(f"accuracy_by_type: groups must be none or first_letter, got '{groups}'")
+        self.headline, self.merge, self.groups = headline, dict(merge_types or {}), groups
         # A mean of type accuracies is not a mean of per-sample scores: bootstrap it as a corpus value.
         self.corpus_level = headline == "mean_of_types"
 
@@ -83,9 +91,14 @@ class AccuracyByType:
             best = max(range(len(item.scores)), key=lambda i: (item.scores[i], -i))  # type: ignore[index]
             hit = 100.0 if best == item.label else 0.0
             per_sample.append(hit)
-            by_type.setdefault(str(item.extra.get("type", "")), []).append(hit)
+            qtype = str(item.extra.get("type", ""))
+            by_type.setdefault(self.merge.get(qtype, qtype), []).append(hit)
         overall = sum(per_sample) / max(len(per_sample), 1)
         extras = {f"acc_{t}": sum(v) / len(v) for t, v in sorted(by_type.items()) if t}
+        if self.groups == "first_letter":
+            for letter in sorted({t[0] for t in by_type if t}):
+                hits = [h for t, v in by_type.items() if t[:1] == letter for h in v]
+                extras[f"acc_{letter}"] = sum(hits) / len(hits)
         types = [v for t, v in by_type.items() if t]
         mean_types = sum(sum(v) / len(v) for v in types) / len(types) if types else overall
         extras.update(overall=overall, mean_of_types=mean_types)
@@ -169,9 +182,10 @@ def ivqa_accuracy(normalize: bool = True) -> IvqaAccuracy:
 
 
 @METRICS.register("accuracy_by_type")
-def accuracy_by_type(headline: str = "overall") -> AccuracyByType:
-    """Factory for the ``accuracy_by_type`` metric (card arg: ``headline``)."""
-    return AccuracyByType(headline=headline)
+def accuracy_by_type(headline: str = "overall", merge_types: dict[str, str] | None = None,
+                     groups: str = "none") -> AccuracyByType:
+    """Factory for the ``accuracy_by_type`` metric (card args: ``headline``, ``merge_types``, ``groups``)."""
+    return AccuracyByType(headline=headline, merge_types=merge_types, groups=groups)
 
 
 @METRICS.register("rareact_mwap")

@@ -123,6 +123,25 @@ def test_accuracy_by_type_mean_of_types():
     assert AccuracyByType()(items).value == 50.0
 
 
+def test_accuracy_by_type_nextqa_mc_as_eval_mc():
+    # eval_mc.py: TP is counted as TN ("Bef&Aft"); Acc_C / Acc_T / Acc_D sum the right answers of the types that
+    # start with C / T / D and divide by their question count (pooled, not a mean of the type accuracies).
+    rows = [("CW", 1), ("CW", 0), ("CH", 1), ("TN", 0), ("TP", 1), ("TC", 1), ("TC", 1), ("TC", 1), ("DC", 0),
+            ("DL", 1), ("DO", 0)]  # (type, right?)
+    items = [MetricInput(str(i), "", label=0 if ok else 1, scores=(1.0, 0.0), extra={"type": t})
+             for i, (t, ok) in enumerate(rows)]
+    res = AccuracyByType(merge_types={"TP": "TN"}, groups="first_letter")(items)
+    assert res.extras["acc_TN"] == 50.0 and "acc_TP" not in res.extras  # TN wrong + TP right
+    assert res.extras["acc_CW"] == 50.0 and res.extras["acc_TC"] == 100.0 and res.extras["acc_DO"] == 0.0
+    assert res.extras["acc_C"] == pytest.approx(200 / 3)  # 2 of 3 (the mean of CW 50, CH 100 would be 75)
+    assert res.extras["acc_T"] == pytest.approx(80.0)  # 4 of 5 (mean of TN 50, TC 100: 75)
+    assert res.extras["acc_D"] == pytest.approx(100 / 3)  # 1 of 3
+    assert res.value == pytest.approx(700 / 11) and res.extras["overall"] == res.value  # 7 of 11 right
+    assert "acc_C" not in AccuracyByType()(items).extras  # no groups unless asked
+    with pytest.raises(UserError, match="first_letter"):
+        AccuracyByType(groups="prefix")
+
+
 # RareAct: actions A=(cut, phone) 0, B=(wash, phone) 1, C=(blend, book) 2; rows (action, video, annotation):
 RARE_ROWS = [(0, "v0", 1), (0, "v1", 0), (1, "v2", 1), (1, "v2", 2), (2, "v3", 1), (2, "v3", 1)]
 RARE_SCORES = np.array(
