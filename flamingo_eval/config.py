@@ -201,7 +201,10 @@ class RunCfg:
     query_set_size: int | None = None
     on_bad_sample: str = "error"
     bootstrap: int = 1000
-    """Resamples of each shots setting's ``ci95`` (bootstrap over samples x trials, metrics/stats.py); 0 = none."""
+    """Resamples of each shots setting's ``ci95`` (bootstrap of the headline over samples, metrics/stats.py);
+    0 = none."""
+    bootstrap_trials: bool = False
+    """Two-level ``ci95``: each resample also draws the trials (demo draws) with replacement (docs/results.md)."""
     resume: bool = True
     """Continue a compatible partial run found in ``output`` (run-only: not part of the config hash)."""
     overwrite: bool = False

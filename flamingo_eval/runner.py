@@ -20,7 +20,7 @@ from flamingo_eval.config import Config, to_dict
 from flamingo_eval.display import Reporter
 from flamingo_eval.errors import UserError
 from flamingo_eval.metrics.base import MetricInput, MetricResult
-from flamingo_eval.metrics.stats import scores_ci, trial_summary
+from flamingo_eval.metrics.stats import ci_method, is_plain_mean, scores_ci, trial_summary
 from flamingo_eval.prompting import answer_room, make_sampler, prompt_builder, trial_prompt_sets
 from flamingo_eval.provenance import provenance, run_id
 from flamingo_eval.request_kinds import RequestKind
@@ -278,21 +278,24 @@ def shots_ci(task: Task, store: RunStore, shots: int, seeds: list[int], trials: 
     ``scored`` holds the per-sample scores of the trials this process scored: when every sample of every
     trial has one, the interval is resampled from them (``metrics.stats.scores_ci``, the same numbers)
     instead of reading the part files and running the metric again; a trial a killed process scored is
-    read back and scored here. Metrics without per-sample scores (ROC-AUC, VisDial) recompute per resample.
+    read back and scored here. A metric whose headline is not the mean of its per-sample scores (ROC-AUC,
+    CIDEr-D, mean of types, ...) goes through ``trials_ci`` on the items: the bootstrap of its own headline.
     """
     if any(t["value"] is None for t in trials):
-        return {"ci95": None, "ci95_resamples": None}
+        return {"ci95": None, "ci95_resamples": None, "ci95_method": None}
     per_trial: list[TrialScores] = []
     for t, seed in enumerate(seeds):
         if t not in scored:
             items = store.collect(task.for_trial(seed), shots, t).items
             scored[t] = ([i.sample_id for i in items], score_items(task.metric, items).per_sample)
         per_trial.append(scored[t])
-    if not all(v is not None for _, per_sample in per_trial for v in per_sample):
+    two_level = bool(getattr(task.cfg.run, "bootstrap_trials", False))
+    if not all(is_plain_mean(task.metric, t["value"], per_sample) for t, (_, per_sample) in zip(trials, per_trial)):
         every = [store.collect(task.for_trial(seed), shots, t).items for t, seed in enumerate(seeds)]
-        return rescore_ci(task.metric, every, task.cfg.run.bootstrap)
-    ci = scores_ci(per_trial, task.cfg.run.bootstrap)
-    return {"ci95": None if ci is None else list(ci[0]), "ci95_resamples": None if ci is None else ci[1]}
+        return rescore_ci(task.metric, every, task.cfg.run.bootstrap, two_level)
+    ci = scores_ci(per_trial, task.cfg.run.bootstrap, resample_trials=two_level)
+    return {"ci95": None if ci is None else list(ci[0]), "ci95_resamples": None if ci is None else ci[1],
+            "ci95_method": None if ci is None else ci_method(two_level)}
 
 
 def score_trial(task: Task, store: RunStore, shots: int, trial: int, seed: int, order: list[tuple[int, int]],

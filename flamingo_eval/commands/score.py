@@ -42,6 +42,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--allow-partial", action="store_true",
                    help="score despite duplicate/missing/unknown ids (last duplicate wins, unknown ids left out); "
                         "the counts go into the output")
+    p.add_argument("--bootstrap-trials", action="store_true", default=None,
+                   help="two-level ci95: resample the trials (demo draws) too, not only the samples "
+                        "(default: the run's run.bootstrap_trials)")
     p.add_argument("--output", metavar="FILE", default=None, help="also write the JSON result to FILE")
     p.set_defaults(func=run)
 
@@ -77,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
     card = load_scoring_card(args.benchmark, list(args.overrides))
     out = score_file(card, args.predictions, record=args.record, data_root=args.data_root,
-                     allow_partial=args.allow_partial)
+                     allow_partial=args.allow_partial, bootstrap_trials=args.bootstrap_trials)
     text = json.dumps(out, indent=2)
     print(text)
     if out["checks"]["partial"]:

@@ -134,81 +134,120 @@ def bootstrap_values(stat: Callable[[np.ndarray], float], n: int, n_resamples: i
     return np.asarray(out, dtype=np.float64)
 
 
-def _masked_trial_means(scores: np.ndarray, present: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:
-    """Per resample: mean over trials of each trial's mean score over the drawn samples it holds."""
-    filled = np.where(present, scores, 0.0)
-    out = []
-    for idx in resample_chunks(scores.shape[1], n_resamples, seed):
-        sums = filled[:, idx].sum(axis=2)  # (trials, rows)
-        counts = present[:, idx].sum(axis=2)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out.append((sums / counts).mean(axis=0))
-    stats = np.concatenate(out)
-    return stats[np.isfinite(stats)]  # a draw missing every sample of some trial has no value
+def count_chunks(n: int, n_resamples: int, seed: int) -> Iterator[np.ndarray]:
+    """The resamples of :func:`resample_chunks` as count matrices ``(rows, n)``: how often each item is drawn.
+
+    A metric's value on a resample depends only on these counts (every metric is a function of the multiset
+    of its items), so the aggregates of ``metrics/aggregates.py`` take them as weights, vectorised.
+    """
+    for idx in resample_chunks(n, n_resamples, seed):
+        rows = idx.shape[0]
+        flat = (idx + (np.arange(rows, dtype=np.int64) * n)[:, None]).ravel()
+        yield np.bincount(flat, minlength=rows * n).reshape(rows, n).astype(np.float64)
+
+
+TrialAggregates = Sequence[tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]]
+"""Per trial: (the columns of its items among the sorted sample ids, its aggregate on count matrices)."""
+
+
+def _aggregate_matrix(aggs: TrialAggregates, n: int, n_resamples: int, seed: int) -> np.ndarray:
+    """Each trial's headline on each resample, ``(trials, n_resamples)``; NaN where undefined."""
+    chunks = [np.stack([agg(counts[:, cols]) for cols, agg in aggs]) for counts in count_chunks(n, n_resamples, seed)]
+    return np.concatenate(chunks, axis=1)
+
+
+def combine_trials(values: np.ndarray, seed: int, resample_trials: bool = False) -> np.ndarray:
+    """Per resample, the mean over trials of ``values`` ``(trials, resamples)``, like the record's ``mean``.
+
+    With ``resample_trials`` (the two-level bootstrap) each resample also draws the trials with replacement
+    (``default_rng(seed + 1).integers(0, trials, size=(resamples, trials))``), so the interval holds the
+    spread over demo draws as well. Resamples where a used trial is undefined are dropped.
+    """
+    if resample_trials:
+        picks = np.random.default_rng(seed + 1).integers(0, values.shape[0], size=(values.shape[1], values.shape[0]))
+        stats_ = values[picks, np.arange(values.shape[1])[:, None]].mean(axis=1)
+    else:
+        stats_ = values.mean(axis=0)
+    return stats_[np.isfinite(stats_)]
+
+
+def ci_method(resample_trials: bool) -> str:
+    """The ``ci95_method`` a record carries: what the interval resamples (docs/results.md)."""
+    return "bootstrap: samples x trials" if resample_trials else "bootstrap: samples"
 
 
 def trials_ci(metric: Metric, trials: Sequence[Sequence[MetricInput]], n_resamples: int,
-              seed: int = BOOTSTRAP_SEED, level: float = 0.95) -> tuple[tuple[float, float], int] | None:
-    """Percentile bootstrap interval of a shots setting's value over samples x trials.
+              seed: int = BOOTSTRAP_SEED, level: float = 0.95,
+              resample_trials: bool = False) -> tuple[tuple[float, float], int] | None:
+    """Percentile bootstrap interval of a shots setting's headline value over samples (x trials).
 
     Args:
         metric: The benchmark's metric.
-        trials: Each trial's scored items. Sample ids are resampled over the union of the trials' ids (in
-            first-seen order); a trial that skipped a drawn sample is scored on the drawn samples it holds.
+        trials: Each trial's scored items. Sample ids are resampled over the sorted union of the trials' ids
+            (so the line order of the predictions does not matter), the same draw for every trial; a trial
+            that skipped a drawn sample is scored on the drawn samples it holds.
         n_resamples: Resamples (``run.bootstrap``); 0 disables the interval.
         seed: Seed of the resamples.
         level: Confidence level.
+        resample_trials: Also resample the trials (two-level bootstrap, :func:`combine_trials`).
 
     Returns:
-        ``((lo, hi), resamples used)`` on the metric's scale, or None when there is nothing to resample
-        (``n_resamples`` 0, or no scored item). When every item has a per-sample score (all per-sample
-        metrics, and CIDEr: its value is the mean of per-image scores) the per-sample scores are
-        resampled, vectorised -- for CIDEr the document frequencies stay those of the whole split. Else
-        (ROC-AUC, VisDial) the metric is recomputed on every resample; resamples where it is undefined
-        are dropped, so fewer may be used.
+        ``((lo, hi), resamples used)`` on the metric's scale, or None when there is nothing to resample.
+        Each resample's statistic is the mean over trials of the metric's OWN headline on the drawn samples
+        (``metrics.aggregates.aggregate_for``: vectorised where the metric has a fast path, else the metric
+        recomputed on the drawn items); resamples where it is undefined (ROC-AUC of one class) are dropped,
+        so fewer may be used.
     """
+    from flamingo_eval.metrics.aggregates import aggregate_for
+
     if n_resamples < 1 or not any(trials):
         return None
-    results = [metric(list(items)) for items in trials]
-    if all(v is not None for r in results for v in r.per_sample):
-        return scores_ci([([i.sample_id for i in items], r.per_sample) for items, r in zip(trials, results)],
-                         n_resamples, seed, level)
-    ids = list(dict.fromkeys(item.sample_id for items in trials for item in items))
-    by_id = [{i.sample_id: i for i in items} for items in trials]
-
-    def value(idx: np.ndarray) -> float:
-        drawn = [ids[j] for j in idx]
-        return float(np.mean([metric([t[s] for s in drawn if s in t]).value for t in by_id]))
-
-    stats = bootstrap_values(value, len(ids), n_resamples, seed)
-    if stats.size == 0:
+    ordered = [sorted(items, key=lambda i: i.sample_id) for items in trials]
+    ids = sorted({i.sample_id for items in ordered for i in items})
+    col = {sid: j for j, sid in enumerate(ids)}
+    aggs = [(np.array([col[i.sample_id] for i in items], dtype=np.int64), aggregate_for(metric, items))
+            for items in ordered if items]
+    stats_ = combine_trials(_aggregate_matrix(aggs, len(ids), n_resamples, seed), seed, resample_trials)
+    if stats_.size == 0:
         return None
-    return interval(stats, level), int(stats.size)
+    return interval(stats_, level), int(stats_.size)
+
+
+def is_plain_mean(metric: Metric, value: float | None, per_sample: Sequence[float | None]) -> bool:
+    """Whether a trial's headline ``value`` is the mean of its per-sample scores, so :func:`scores_ci` gives
+    the bootstrap of the headline (else :func:`trials_ci` on the items must)."""
+    if getattr(metric, "corpus_level", False) or any(v is None for v in per_sample):
+        return False
+    if not per_sample:
+        return True
+    return value is not None and abs(float(np.mean(np.asarray(per_sample, dtype=np.float64))) - value) <= 1e-6
 
 
 def scores_ci(trials: Sequence[tuple[Sequence[str], Sequence[float | None]]], n_resamples: int,
-              seed: int = BOOTSTRAP_SEED, level: float = 0.95) -> tuple[tuple[float, float], int] | None:
+              seed: int = BOOTSTRAP_SEED, level: float = 0.95,
+              resample_trials: bool = False) -> tuple[tuple[float, float], int] | None:
     """:func:`trials_ci` from per-sample scores already computed: per trial, (sample ids, their scores).
 
     The runner has every trial's per-sample scores from scoring it, so the interval needs no second pass of
-    the metric (it was ~half of a stub-fast run's time at full size). Same ids, same order, same numbers as
-    :func:`trials_ci` on the items those scores came from; valid only when every sample has a per-sample
-    score (else :func:`trials_ci` recomputes the metric per resample).
+    the metric. Same numbers as :func:`trials_ci` for a metric whose headline is the mean of its per-sample
+    scores (``corpus_level`` False); for any other metric use :func:`trials_ci`.
     """
+    from flamingo_eval.metrics.aggregates import mean_aggregate
+
     if n_resamples < 1 or not any(len(ids) for ids, _ in trials):
         return None
-    ids = list(dict.fromkeys(sid for sample_ids, _ in trials for sid in sample_ids))
+    ids = sorted({sid for sample_ids, _ in trials for sid in sample_ids})
     col = {sid: j for j, sid in enumerate(ids)}
-    scores = np.zeros((len(trials), len(ids)))
-    present = np.zeros((len(trials), len(ids)), dtype=bool)
-    for t, (sample_ids, per_sample) in enumerate(trials):
-        cols = [col[sid] for sid in sample_ids]
-        scores[t, cols] = np.asarray(per_sample, dtype=np.float64)
-        present[t, cols] = True
-    stats = _masked_trial_means(scores, present, n_resamples, seed)
-    if stats.size == 0:
+    aggs = []
+    for sample_ids, per_sample in trials:
+        if len(sample_ids):
+            pairs = sorted(zip(sample_ids, per_sample, strict=True), key=lambda p: p[0])
+            scores = np.array([s for _, s in pairs], dtype=np.float64)
+            aggs.append((np.array([col[s] for s, _ in pairs], dtype=np.int64), mean_aggregate(scores)))
+    stats_ = combine_trials(_aggregate_matrix(aggs, len(ids), n_resamples, seed), seed, resample_trials)
+    if stats_.size == 0:
         return None
-    return interval(stats, level), int(stats.size)
+    return interval(stats_, level), int(stats_.size)
 
 
 def sign_flip_pvalue(x: np.ndarray, n_resamples: int, seed: int) -> float:
@@ -254,3 +293,88 @@ def basic_bootstrap_pvalues(boot: np.ndarray, observed: float, max_drop: float) 
     p_drop = (1 + np.sum(boot - observed - max_drop <= observed)) / (len(boot) + 1)
     p_gain = (1 + np.sum(boot - observed + max_drop >= observed)) / (len(boot) + 1)
     return float(p_drop), float(p_gain)
+
+
+def paired_aggregate_deltas(metric: Metric, base: Sequence[Sequence[MetricInput]],
+                            cand: Sequence[Sequence[MetricInput]], n_resamples: int,
+                            seed: int) -> tuple[float, float, np.ndarray]:
+    """The paired bootstrap of a metric's OWN headline: ``compare`` on metrics that are not a plain mean.
+
+    Args:
+        metric: The metric of both runs.
+        base: The baseline's items per trial seed, on the paired samples.
+        cand: The candidate's, the same seeds in the same order.
+        n_resamples: Resamples.
+        seed: Seed of the draws (:func:`count_chunks` over the sorted paired ids: both runs get the same draw).
+
+    Returns:
+        ``(baseline value, candidate value, deltas)``: the values are means over trials of the metric on all
+        paired samples; ``deltas`` holds, per resample where both are defined, candidate minus baseline of
+        that mean recomputed on the draw (vectorised aggregates, ``metrics/aggregates.py``).
+    """
+    from flamingo_eval.metrics.aggregates import aggregate_for
+
+    ids = sorted({i.sample_id for items in [*base, *cand] for i in items})
+    col = {sid: j for j, sid in enumerate(ids)}
+    values, aggs = [], []
+    for side in (base, cand):
+        ordered = [sorted(items, key=lambda i: i.sample_id) for items in side]
+        results = [metric(list(items)) for items in ordered]
+        values.append(float(np.mean([r.value for r in results])))
+        aggs.append([(np.array([col[i.sample_id] for i in items], dtype=np.int64), aggregate_for(metric, items, r))
+                     for items, r in zip(ordered, results)])
+    both = _aggregate_matrix([*aggs[0], *aggs[1]], len(ids), n_resamples, seed)
+    deltas = both[len(aggs[0]):].mean(axis=0) - both[: len(aggs[0])].mean(axis=0)
+    return values[0], values[1], deltas[np.isfinite(deltas)]
+
+
+def holm_adjust(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (family-wise error at most alpha when ``adjusted < alpha``).
+
+    The i-th smallest p-value is multiplied by ``k - i`` (i from 0, k p-values), the products are made
+    non-decreasing in that order, and capped at 1; returned in the input order.
+    """
+    k = len(pvalues)
+    out = [1.0] * k
+    running = 0.0
+    for rank, i in enumerate(sorted(range(k), key=lambda j: pvalues[j])):
+        running = max(running, min(1.0, (k - rank) * float(pvalues[i])))
+        out[i] = running
+    return out
+
+
+def detectable_drop(scores: np.ndarray, max_drop: float, alpha: float, power: float = 0.8) -> float:
+    """The smallest drop (metric points) that the paired gate detects with probability ``power``.
+
+    Args:
+        scores: The baseline's per-sample scores on the paired samples, ``(trials, n)``, 0-100.
+        max_drop: The gate's margin D; alpha: its one-sided level.
+        power: The detection probability wanted (0.8).
+
+    Returns:
+        The drop in points, or NaN when even losing every sample would not be detected (docs/ci.md,
+        *Sensitivity*, gives the model): a fault that loses a fraction q of the samples outright in every
+        trial, on top of the baseline's own trial-to-trial disagreement (the per-sample difference between
+        two of its trials, averaged over the trials' pairs, divided by the number of trials; 0 with one
+        trial). With ``m1, m2`` the mean and mean square of the trial-averaged baseline scores, the drop is
+        ``q m1`` and the per-sample differences ``d`` have variance ``s2 = q m2 - (q m1)**2 + noise``; the
+        sign-flip test on ``x = d + D`` rejects, in the normal approximation, when
+        ``mean(x) < -z(1-alpha) sqrt(E[x**2] / n)``, so the drop is detected with ``power`` when
+        ``(drop - D) - z(1-alpha) sqrt((s2 + (drop - D)**2) / n) >= z(power) sqrt(s2 / n)``; the smallest such
+        drop on a 0.01-point grid is returned.
+    """
+    scores = np.atleast_2d(np.asarray(scores, dtype=np.float64))
+    trials, n = scores.shape
+    mean = scores.mean(axis=0)
+    m1, m2 = float(mean.mean()), float((mean**2).mean())
+    pairs = list(itertools.combinations(range(trials), 2))
+    noise = float(np.mean([np.var(scores[a] - scores[b]) for a, b in pairs])) / trials if pairs else 0.0
+    drops = np.arange(max_drop + 0.01, m1 + 0.005, 0.01)
+    if n < 2 or m1 <= 0 or drops.size == 0:
+        return float("nan")
+    q = drops / m1
+    s2 = np.maximum(q * m2 - drops**2, 0.0) + noise
+    za, zb = statistics.NormalDist().inv_cdf(1 - alpha), statistics.NormalDist().inv_cdf(power)
+    excess = drops - max_drop
+    ok = excess - za * np.sqrt((s2 + excess**2) / n) >= zb * np.sqrt(s2 / n)
+    return float(drops[np.argmax(ok)]) if ok.any() else float("nan")

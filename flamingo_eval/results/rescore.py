@@ -263,13 +263,15 @@ def build_metric(card: Any) -> Any:
 
 
 def rescore(card: Any, metric: Any, lines: list[dict[str, Any]], path: Path,
-            leave_out: Collection[tuple[int, int, str]] = (), bootstrap: int = 0) -> list[dict[str, Any]]:
+            leave_out: Collection[tuple[int, int, str]] = (), bootstrap: int = 0,
+            resample_trials: bool = False) -> list[dict[str, Any]]:
     """Score ``lines`` per (shots, trial); the last line of a repeated key wins; ``leave_out`` keys are skipped.
 
     Returns:
         One entry per shots: ``shots``, ``trials`` (trial, seed, value, n, extras), ``mean``, ``std``,
-        ``std_ddof1`` (None for one trial), ``n`` (trials), ``ci95`` and ``ci95_resamples`` (the run's
-        bootstrap over samples x trials with ``bootstrap`` resamples, as the runner records it; null for 0).
+        ``std_ddof1`` (None for one trial), ``n`` (trials), ``ci95``, ``ci95_resamples`` and ``ci95_method``
+        (the bootstrap of the headline with ``bootstrap`` resamples, two-level with ``resample_trials``, as
+        the runner records it; null for 0).
     """
     from flamingo_eval.metrics.stats import trial_summary
     from flamingo_eval.results.lines import metric_input
@@ -294,18 +296,22 @@ def rescore(card: Any, metric: Any, lines: list[dict[str, Any]], path: Path,
             trials.append({"trial": trial, "seed": rows[0]["seed"], "value": res.value, "n": len(items),
                            "extras": dict(res.extras)})
             trial_items.append(items)
-        ci = _guarded(card, path, f"{shots}-shot", shots_ci, metric, trial_items, bootstrap)
+        ci = _guarded(card, path, f"{shots}-shot", shots_ci, metric, trial_items, bootstrap,
+                      resample_trials)
         results.append({"shots": shots, "trials": trials, **trial_summary([t["value"] for t in trials]),
                         "n": len(trials), **ci})
     return results
 
 
-def shots_ci(metric: Any, trial_items: list[list[Any]], bootstrap: int) -> dict[str, Any]:
-    """The ``ci95`` / ``ci95_resamples`` fields of one shots setting (both None when not computed)."""
-    from flamingo_eval.metrics.stats import trials_ci
+def shots_ci(metric: Any, trial_items: list[list[Any]], bootstrap: int,
+             resample_trials: bool = False) -> dict[str, Any]:
+    """The ``ci95`` / ``ci95_resamples`` / ``ci95_method`` fields of one shots setting (None when not computed):
+    the bootstrap of the metric's own headline (``metrics.stats.trials_ci``), two-level with ``resample_trials``."""
+    from flamingo_eval.metrics.stats import ci_method, trials_ci
 
-    ci = trials_ci(metric, trial_items, bootstrap)
-    return {"ci95": None if ci is None else list(ci[0]), "ci95_resamples": None if ci is None else ci[1]}
+    ci = trials_ci(metric, trial_items, bootstrap, resample_trials=resample_trials)
+    return {"ci95": None if ci is None else list(ci[0]), "ci95_resamples": None if ci is None else ci[1],
+            "ci95_method": None if ci is None else ci_method(resample_trials)}
 
 
 def _guarded(card: Any, path: Path, where: str, score: Callable[..., Any], *args: Any) -> Any:
@@ -322,7 +328,7 @@ def _guarded(card: Any, path: Path, where: str, score: Callable[..., Any], *args
 
 def score_file(card: Any, predictions: str | Path, *, record: str | Path | None = None,
                data_root: str | None = None, allow_partial: bool = False,
-               bootstrap: int | None = None) -> dict[str, Any]:
+               bootstrap: int | None = None, bootstrap_trials: bool | None = None) -> dict[str, Any]:
     """Check and score one predictions file with ``card``'s metric (see the module docstring).
 
     Returns:
@@ -352,7 +358,10 @@ def score_file(card: Any, predictions: str | Path, *, record: str | Path | None 
     if bootstrap is None:  # the run's own setting, so the interval is the record's
         run_conf = (_run_section(rec) if rec is not None else None) or {}
         bootstrap = max(0, int(run_conf.get("bootstrap", DEFAULT_BOOTSTRAP)))
-    results = rescore(card, metric, lines, path, check.unknown_keys, bootstrap)
+    if bootstrap_trials is None:  # likewise: the run's two-level setting
+        run_conf = (_run_section(rec) if rec is not None else None) or {}
+        bootstrap_trials = run_conf.get("bootstrap_trials") is True
+    results = rescore(card, metric, lines, path, check.unknown_keys, bootstrap, bootstrap_trials)
     if not results:
         raise UserError(f"{path}: nothing left to score ({check.summary()})")
     return {

@@ -39,8 +39,10 @@ class ShotsResult:
     std: float | None = None
     std_ddof1: float | None = None
     ci95: list[float] | None = None
-    """Bootstrap over samples x trials; set when the setting's last trial is scored."""
+    """Bootstrap of the metric's own headline over samples; set when the setting's last trial is scored."""
     ci95_resamples: int | None = None
+    ci95_method: str | None = None
+    """What ``ci95`` resamples: ``bootstrap: samples`` or ``bootstrap: samples x trials`` (two-level)."""
 
 
 @dataclass

@@ -60,10 +60,11 @@ __all__ = ["PARTIAL_DIR", "RUN_ONLY", "STATE_FILE", "PartSink", "RunStore", "che
            "tidy_complete", "writing"]
 
 RUN_ONLY: dict[str, tuple[str, ...]] = {
-    "run": ("output", "resume", "overwrite", "batch_size", "threads", "rices_cache_dir"),
+    "run": ("output", "resume", "overwrite", "batch_size", "threads", "rices_cache_dir", "bootstrap_trials"),
     "model": ("batch_size", "latent_cache_mb", "latent_cache_dir", "device_map", "devices", "max_memory"),
 }
-"""Config fields excluded from the config hash: where things go and how fast, never what comes out.
+"""Config fields excluded from the config hash: where things go and how fast, never what comes out (and
+``run.bootstrap_trials``, newer than most runs: which interval a record carries, named by its ``ci95_method``).
 
 LM batch size and thread count can change float results in the last bits (kernel choice), which can flip
 a genuine near-tie; they are recorded, and kept out of the hash so a run can resume on another machine or
