@@ -2,7 +2,7 @@
 
 * ``ivqa_accuracy`` (iVQA): a question has 5 annotator answers; a prediction given by ``k`` of them scores
   ``min(k / 2, 1)`` (two agreeing annotators make an answer fully right). Answers are compared after the VQA
-  answer normalisation (``normalize: true``).
+  answer normalisation (``normalize: true``), or exactly as they are (``normalize: false``, Just Ask's own rule).
 * ``accuracy_by_type`` (NExT-QA multiple choice, STAR): the top-ranked option is right or wrong; extras give
   the accuracy per question type (``Sample`` field ``type``, passed as ``extra["type"]``); the headline is the
   overall accuracy or, with ``headline: mean_of_types`` (STAR's "Mean"), the mean of the per-type accuracies.
@@ -30,10 +30,15 @@ __all__ = ["AccuracyByType", "IvqaAccuracy", "RareActMwap", "ivqa_score", "rarea
 
 
 def ivqa_score(prediction: str, answers: Sequence[str], normalize: bool = True) -> float:
-    """``min(#answers equal to the prediction / 2, 1)`` (0-1)."""
-    norm = normalize_answer if normalize else (lambda s: s.strip())
-    pred = norm(prediction)
-    return min(sum(norm(a) == pred for a in answers) / 2.0, 1.0)
+    """``min(#answers equal to the prediction / 2, 1)`` (0-1).
+
+    With ``normalize=False`` the strings are compared exactly as they are (no strip, no case folding), as Just
+    Ask's evaluation compares the predicted vocabulary entry with the raw annotator cells.
+    """
+    if not normalize:
+        return min(sum(a == prediction for a in answers) / 2.0, 1.0)
+    pred = normalize_answer(prediction)
+    return min(sum(normalize_answer(a) == pred for a in answers) / 2.0, 1.0)
 
 
 class IvqaAccuracy:

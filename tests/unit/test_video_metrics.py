@@ -95,6 +95,16 @@ def test_ivqa_vectors(pred, expected):
     assert ivqa_score(pred, answers) == expected
 
 
+@pytest.mark.parametrize("pred,expected", [("red", 1.0), ("Red", 0.5), ("red ", 0.0), ("Red.", 0.0)])
+def test_ivqa_raw_as_just_ask(pred, expected):
+    # Just Ask counts each raw annotator cell (collections.Counter over answer1..answer5) and scores the
+    # predicted string's count: min(count / 2, 1); nothing is stripped or lower-cased.
+    answers = ("red", "red", "Red", "blue", " red")  # "red" x2 -> 1; "Red" x1 -> 1/2; "red " x0; " red" is its own
+    assert ivqa_score(pred, answers, normalize=False) == expected
+    assert ivqa_score(" red", answers, normalize=False) == 0.5
+    assert IvqaAccuracy(normalize=False)([MetricInput("a", "Red", answers)]).value == 50.0
+
+
 def test_ivqa_metric_mean():
     res = IvqaAccuracy()(
         [MetricInput("a", "blue", ("blue", "x", "y", "z", "w")), MetricInput("b", "x", ("x", "x", "y", "z", "w"))]
