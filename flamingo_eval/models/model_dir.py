@@ -24,11 +24,13 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flamingo_eval.errors import UserError
+from flamingo_eval.models.checkpoint_shapes import tensor_shapes
+from flamingo_eval.models.vision_dir import TowerFiles, find_tower, is_tower_weights
 from flamingo_eval.models.weight_files import check_file, check_weights_file, pickled_strings
 
 if TYPE_CHECKING:  # annotations only: config imports this module lazily, so no import cycle
@@ -39,7 +41,6 @@ __all__ = ["CHECKPOINT_NAMES", "checkpoint_fixes", "cross_attn_layers", "find_we
 CHECKPOINT_NAMES = ("checkpoint.pt", "checkpoint.safetensors", "checkpoint.pth", "checkpoint.bin")
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 LM_DIR, VISION_DIR, BRIDGE_FILE = "lm", "vision", "flamingo.json"
-VISION_CONFIGS = ("config.json", "open_clip_config.json")
 _XATTN = re.compile(r"(?:^|\.)lang_encoder\.(?:.+\.)?(\d+)\.gated_cross_attn_layer\.|"
                     r"(?:^|\.)lang_encoder\.gated_cross_attn_layers\.(\d+)\.")
 _DOCS = "see docs/openflamingo.md, \"Your own checkpoint\""
@@ -62,11 +63,19 @@ def resolve_model(cfg: ModelCfg, explicit: Iterable[str] | None = None) -> Model
     """
     cfg = copy.deepcopy(cfg)
     given = _Given(explicit)
+    if cfg.architecture == "idefics":
+        _idefics(cfg, given)
+        return cfg
+    sizes: dict[str, int] = {}
     if cfg.path:
-        _from_directory(cfg, Path(cfg.path).expanduser(), given)
+        sizes = _from_directory(cfg, Path(cfg.path).expanduser(), given)
     cfg.flamingo = {k: v for k, v in cfg.flamingo.items() if v is not None}  # null = "not given"
+    if cfg.vision.name == "open_clip":
+        _check_tower(cfg, given)
     if cfg.checkpoint:
         _cross_attn(cfg, checkpoint_path(cfg.checkpoint))
+        _bridge_shapes(cfg, checkpoint_path(cfg.checkpoint), lambda k: "given on the command line" if given.cli(
+            f"model.flamingo.{k}") else "from flamingo.json" if k in sizes else "from the --model config")
     return cfg
 
 
@@ -87,7 +96,7 @@ class _Given:
         return self.keys is not None and any(key == k or key.startswith(k + ".") for k in self.keys)
 
 
-def _from_directory(cfg: ModelCfg, root: Path, given: _Given) -> None:
+def _from_directory(cfg: ModelCfg, root: Path, given: _Given) -> dict[str, int]:
     if not root.is_dir():
         check_file(root, "model.path", f"pass the model directory ({_DOCS})")
         raise UserError(f"model.path {root} is a file, not a directory: pass the directory holding checkpoint.pt "
@@ -95,7 +104,8 @@ def _from_directory(cfg: ModelCfg, root: Path, given: _Given) -> None:
     if not given("model.name", cfg.name):
         cfg.name = root.resolve().name
     if not given("model.checkpoint", cfg.checkpoint):
-        cfg.checkpoint = str(find_weights(root, CHECKPOINT_NAMES, "checkpoint", "model.checkpoint=FILE"))
+        cfg.checkpoint = str(find_weights(root, CHECKPOINT_NAMES, "checkpoint", "model.checkpoint=FILE",
+                                          skip=is_tower_weights))
     if cfg.lm.source == "hf" and not given("model.lm.path", cfg.lm.path):
         lm = root / LM_DIR
         if not lm.is_dir():
@@ -105,8 +115,9 @@ def _from_directory(cfg: ModelCfg, root: Path, given: _Given) -> None:
         cfg.lm.path = str(lm)
         if not given("model.lm.tokenizer", cfg.lm.tokenizer):
             cfg.lm.tokenizer = None  # the tokenizer follows the LM (OpenFlamingo's tokenizer_path)
-    if (root / VISION_DIR).is_dir() and cfg.vision.name == "open_clip":
-        _vision(cfg, root / VISION_DIR, given)
+    tower = find_tower(root, checkpoint_path(cfg.checkpoint)) if cfg.vision.name == "open_clip" else None
+    if tower is not None:
+        _vision(cfg, tower, given)
     bridge = root / BRIDGE_FILE
     sizes: dict[str, int] = {}
     if bridge.exists():
@@ -115,17 +126,20 @@ def _from_directory(cfg: ModelCfg, root: Path, given: _Given) -> None:
     key = "cross_attn_every_n_layers"
     if not given(f"model.flamingo.{key}", cfg.flamingo.get(key)) and key not in sizes:
         cfg.flamingo.pop(key, None)  # the directory's checkpoint decides (read in _cross_attn)
+    return sizes
 
 
-def _vision(cfg: ModelCfg, vision: Path, given: _Given) -> None:
-    opts = cfg.vision.options
-    configs = [vision / n for n in VISION_CONFIGS if (vision / n).is_file()]
+def _vision(cfg: ModelCfg, tower: TowerFiles, given: _Given) -> None:
+    opts, vision, weights = cfg.vision.options, tower.place, tower.weights
+    configs = _fitting(tower)
+    if len(configs) > 1 and not given("model.vision.options.config", opts.get("config")):
+        raise UserError(f"{vision} holds several open_clip configs ({', '.join(p.name for p in configs)}); keep "
+                        "one or pass model.vision.options.config=FILE")
     if configs and not given("model.vision.options.config", opts.get("config")) \
             and not given.cli("model.vision.options.model_name"):
         opts["config"] = str(configs[0])
         opts.pop("model_name", None)  # the file names the architecture
     if not given("model.vision.options.pretrained", opts.get("pretrained")):
-        weights = [p for p in sorted(vision.iterdir()) if p.suffix in WEIGHT_SUFFIXES]
         if len(weights) > 1:
             raise UserError(f"{vision} holds several weight files ({', '.join(p.name for p in weights)}); keep one "
                             "or pass model.vision.options.pretrained=FILE")
@@ -134,6 +148,33 @@ def _vision(cfg: ModelCfg, vision: Path, given: _Given) -> None:
         elif configs:
             raise UserError(f"{vision} has {configs[0].name} but no weights file (.safetensors, .pt, .pth or .bin) "
                             "for that tower; add it or pass model.vision.options.pretrained=FILE")
+
+
+def _idefics(cfg: ModelCfg, given: _Given) -> None:
+    """A local IDEFICS directory: named after itself (unless ``model.name`` is given); its image processor's
+    ``image_mean`` / ``image_std`` / ``image_size`` go into ``model.vision.options`` (recorded, then applied)."""
+    root = Path(cfg.lm.path).expanduser() if cfg.lm.path else None
+    if root is None or not root.is_dir():
+        return  # a hub id: found in the cache (and its processor read) when the model loads
+    if given.cli("model.lm.path") and not given.cli("model.name"):
+        cfg.name = root.resolve().name
+    from flamingo_eval.models.idefics_preprocessor import read_preprocessor
+
+    for key, value in read_preprocessor(root).items():
+        if not given(f"model.vision.options.{key}", cfg.vision.options.get(key)):
+            cfg.vision.options[key] = value
+
+
+def _check_tower(cfg: ModelCfg, given: _Given) -> None:
+    """A config file names the architecture (no stale ``model_name`` beside it); local weights must fit it."""
+    opts = cfg.vision.options
+    if opts.get("config") and not given.cli("model.vision.options.model_name"):
+        opts.pop("model_name", None)  # the record would otherwise name a tower that is not the one built
+    pretrained = opts.get("pretrained")
+    if isinstance(pretrained, str) and Path(pretrained).expanduser().is_file():
+        from flamingo_eval.models.vision_fit import check_tower_fits
+
+        check_tower_fits(Path(pretrained).expanduser(), opts.get("config"), opts.get("model_name"))
 
 
 def _read_bridge(path: Path) -> dict[str, int]:
@@ -148,8 +189,21 @@ def _read_bridge(path: Path) -> dict[str, int]:
     return sizes
 
 
-def find_weights(root: Path, names: tuple[str, ...], what: str, override: str) -> Path:
-    """The one weights file of ``root``: the first of ``names`` present, else its only ``*.pt``-like file.
+def _fitting(tower: TowerFiles) -> list[Path]:
+    """The tower's config files; of several, those whose ViT sizes fit its one weights file."""
+    if len(tower.configs) < 2 or len(tower.weights) != 1:
+        return tower.configs
+    from flamingo_eval.models.vision_fit import tower_of_config, tower_of_weights
+
+    have = tower_of_weights(tensor_shapes(tower.weights[0]))
+    fit = [p for p in tower.configs if have is not None and tower_of_config(json.loads(p.read_text())) == have]
+    return fit or tower.configs
+
+
+def find_weights(root: Path, names: tuple[str, ...], what: str, override: str,
+                 skip: Callable[[Path], bool] | None = None) -> Path:
+    """The one weights file of ``root``: the first of ``names`` present, else its only ``*.pt``-like file
+    (files ``skip`` says are something else, e.g. a vision tower, are not candidates).
 
     Raises:
         UserError: none, or several candidates (named), with the override that picks one.
@@ -158,6 +212,8 @@ def find_weights(root: Path, names: tuple[str, ...], what: str, override: str) -
         if (root / name).exists():
             return root / name
     found = [p for p in sorted(root.iterdir()) if p.suffix in WEIGHT_SUFFIXES]
+    if skip is not None and len(found) > 1:
+        found = [p for p in found if not skip(p)]
     if len(found) == 1:
         return found[0]
     if not found:
@@ -189,6 +245,16 @@ def checkpoint_fixes(path: Path) -> tuple[str, str]:
     """(fix, fix when it is a directory) for messages about a checkpoint file."""
     return ("pass model.checkpoint=/path/to/checkpoint.pt", f"pass the file inside it (model.checkpoint={path}/"
             f"checkpoint.pt) or the whole model directory as model.path={path}")
+
+
+def _bridge_shapes(cfg: ModelCfg, checkpoint: Path, origin: Any) -> None:
+    """Fill the bridge sizes the checkpoint's tensor shapes fix; a given value they contradict is one error."""
+    if not checkpoint.exists():
+        return
+    from flamingo_eval.models.checkpoint_shapes import bridge_settings, implied_bridge, tensor_shapes
+
+    implied = implied_bridge(tensor_shapes(checkpoint))
+    cfg.flamingo.update(bridge_settings(implied, cfg.flamingo, str(checkpoint), origin))
 
 
 def _cross_attn(cfg: ModelCfg, checkpoint: Path) -> None:

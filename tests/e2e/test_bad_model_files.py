@@ -177,7 +177,7 @@ VISION_CASES: list[tuple[str, Callable[[Path], object], str]] = [
     ("bad_value", lambda d: _vision_config(d, lambda c: c["vision_cfg"].update(width="wide")),
      "open_clip cannot build the model of"),
     ("other_architecture", lambda d: _vision_config(d, lambda c: c["vision_cfg"].update(layers=3)),
-     "do not match the encoder: missing ['transformer.resblocks.2."),
+     "(width 32, 2 layers, patch 8, 32 px) do not fit the open_clip config"),
     ("no_weights", lambda d: (d / "vision" / "open_clip.safetensors").unlink(),
      "vision has config.json but no weights file"),
     ("corrupt_weights", lambda d: (d / "vision" / "open_clip.safetensors").write_text(HTML),

@@ -49,9 +49,10 @@ def test_one_flag_runs_an_openflamingo_directory(tmp_path: Path) -> None:
         d / "vision" / "open_clip.safetensors")}
     assert m["flamingo"]["cross_attn_every_n_layers"] == 2  # not in flamingo.json: read from the checkpoint
     assert len((out / "predictions.jsonl").read_text().splitlines()) == 3  # --limit 3, one shot setting
-    # The same weights as the seven explicit overrides a user had to write before (parity config, bf16).
+    assert rec["model"]["precision"] == "fp32"  # `auto` on CPU
+    # The same weights as the seven explicit overrides a user had to write before (parity config, fp32).
     meta = json.loads((PARITY / "opt" / "expected.json").read_text())
-    assert build_model(model_cfg("opt", meta, precision="bf16")).fingerprint() == rec["model"]["fingerprint"]
+    assert build_model(model_cfg("opt", meta, precision="fp32")).fingerprint() == rec["model"]["fingerprint"]
     assert build_leaderboard([rec]).models == ["my-flamingo"]
 
 
@@ -69,10 +70,11 @@ def test_command_line_beats_directory_beats_config(tmp_path: Path) -> None:
     assert (m.name, m.lm.path, m.vision.options["config"]) == ("my-flamingo", str(d / "lm"), str(d / "vision" /
                                                                                                 "config.json"))
     assert m.flamingo["cross_attn_every_n_layers"] == 2 and m.flamingo["num_latents"] == 8  # keys; flamingo.json
-    # ... and a command-line override beats the directory.
-    m = _resolve("openflamingo", [f"model.path={d}", f"model.lm.path={other_lm}", "model.flamingo.num_latents=16",
+    # ... and a command-line override beats the directory (heads x dim_head = 32 either way: the keys allow both).
+    m = _resolve("openflamingo", [f"model.path={d}", f"model.lm.path={other_lm}", "model.flamingo.perceiver_heads=4",
+                                  "model.flamingo.perceiver_dim_head=8",
                                   "model.vision.options.pretrained=/x/tower.safetensors"])
-    assert m.lm.path == other_lm and m.flamingo["num_latents"] == 16
+    assert m.lm.path == other_lm and (m.flamingo["perceiver_heads"], m.flamingo["perceiver_dim_head"]) == (4, 8)
     assert m.vision.options["pretrained"] == "/x/tower.safetensors"
     # Without the command line (programmatic use), values already set are kept; resolving twice changes nothing.
     assert resolve_model(m) == m
@@ -91,7 +93,8 @@ def test_cross_attention_layout_is_read_from_any_checkpoint_format(tmp_path: Pat
     safe = tmp_path / "checkpoint.safetensors"
     save_file({k: v.contiguous() for k, v in state.items()}, str(safe))
     for path in (PARITY / "llama" / "checkpoint.pt", legacy, training, safe):
-        cfg = compose_config("easyvqa", "openflamingo", [f"model.checkpoint={path}"]).model
+        cfg = compose_config("easyvqa", "openflamingo", [f"model.checkpoint={path}", "model.flamingo.perceiver_heads=2",
+                                                         "model.flamingo.xattn_heads=2"]).model
         assert cfg.flamingo["cross_attn_every_n_layers"] == 4, path
     assert cross_attn_layers(["lang_encoder.gated_cross_attn_layers.5.attn.to_q.weight",
                               "module.lang_encoder.transformer.blocks.2.gated_cross_attn_layer.ff_gate"]) == [2, 5]
@@ -130,3 +133,24 @@ def test_custom_open_clip_config_with_any_config(tmp_path: Path) -> None:
     with torch.no_grad():  # same weights, same input shape and threads; tolerance only for kernel choice
         assert torch.allclose(ours(px[None]), registered(px[None]), atol=1e-6, rtol=0)
     assert (ours.num_tokens, ours.width) == (16, 32) and ours.config()["arch"]["embed_dim"] == 16
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("model.flamingo.perceiver_depth=6", r"perceiver_depth=6 \(given on the command line\), but checkpoint .* has 2 "
+                                         r"perceiver layers; drop the setting .* or set it to 2"),
+    ("model.flamingo.num_latents=64", r"num_latents=64 \(given on the command line\), but .* has 8 perceiver latents"),
+    ("model.flamingo.xattn_ff_mult=4", r"xattn_ff_mult=4 .* 64-wide cross-attention feed-forward on width 32; .* 2$"),
+])
+def test_bridge_shapes_are_read_from_the_checkpoint(tmp_path: Path, override: str, message: str) -> None:
+    """Every size the keys fix comes from the checkpoint (no flamingo.json needed for them); a given value the
+    shapes contradict is one line naming both. Heads x dim_head is one product: the split needs the heads."""
+    d = make_openflamingo_dir(tmp_path, bridge_file=False)
+    with pytest.raises(UserError, match=r"32-wide perceiver attention projections .* set "
+                                        r"model\.flamingo\.perceiver_heads=N"):
+        _resolve("openflamingo", [f"model.path={d}"])
+    (d / "flamingo.json").write_text(json.dumps({"perceiver_heads": 2, "xattn_heads": 2}))
+    m = _resolve("openflamingo", [f"model.path={d}"])
+    meta = json.loads((PARITY / "opt" / "expected.json").read_text())
+    assert {k: m.flamingo[k] for k in meta["bridge"]} == meta["bridge"]  # depth 2, 8 latents, 2 x 16, ff 2
+    with pytest.raises(UserError, match=message):
+        _resolve("openflamingo", [f"model.path={d}", override])

@@ -42,6 +42,13 @@ def build_idefics(cfg: ModelCfg, batch_size: int | None = None) -> FlamingoEvalM
     device = resolve_device(cfg.device)
     dtype = resolve_precision(cfg.precision, "cuda" if str(device).startswith("cuda") else str(device))
     model, _ = load_idefics(root, dtype=dtype, device=device, tokenizer=tok)
+    from flamingo_eval.models.idefics_preprocessor import PROCESSOR_KEYS, read_preprocessor
+
+    pixels = {**read_preprocessor(root), **{k: cfg.vision.options[k] for k in PROCESSOR_KEYS
+                                            if k in cfg.vision.options}}  # recorded at start-up when local
+    enc = model.vision_encoder
+    enc.image_mean = tuple(pixels.get("image_mean", enc.image_mean))
+    enc.image_std = tuple(pixels.get("image_std", enc.image_std))
     cls = ReferenceEvalModel if cfg.engine == "reference" else FlamingoEvalModel
     return cls(model, tok, model.vision_encoder.preprocess, model_id=cfg.name,
                fingerprint=weights_fingerprint(model), batch_size=batch_size or cfg.batch_size,

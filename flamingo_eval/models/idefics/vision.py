@@ -140,6 +140,7 @@ class IdeficsVisionTransformer(VisionEncoder):
         self.encoder = IdeficsVisionEncoder(cfg)
         # Loaded (strict accounting: the checkpoint has it) but unused: it only normalises the pooled output.
         self.post_layernorm = nn.LayerNorm(cfg.embed_dim, eps=cfg.layer_norm_eps)
+        self.image_mean, self.image_std = CLIP_MEAN, CLIP_STD  # preprocessor_config.json's, when it has them
 
     def preprocess(self, img: Image.Image) -> Tensor:
         """transformers' ``IdeficsImageProcessor``: RGB, bicubic (antialiased) resize of the uint8 image to
@@ -150,8 +151,8 @@ class IdeficsVisionTransformer(VisionEncoder):
         size = self.cfg.image_size
         pixels = TF.pil_to_tensor(img.convert("RGB"))  # (3, H, W) uint8
         pixels = TF2.resize(pixels, [size, size], interpolation=InterpolationMode.BICUBIC, antialias=True)
-        mean = torch.tensor(CLIP_MEAN)[:, None, None] * 255.0
-        std = torch.tensor(CLIP_STD)[:, None, None] * 255.0
+        mean = torch.tensor(self.image_mean)[:, None, None] * 255.0
+        std = torch.tensor(self.image_std)[:, None, None] * 255.0
         return (pixels.float() - mean) / std
 
     def forward(self, pixels: Tensor) -> Tensor:
@@ -161,4 +162,5 @@ class IdeficsVisionTransformer(VisionEncoder):
         return x
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), **self.cfg.__dict__}
+        return {**super().config(), **self.cfg.__dict__, "image_mean": list(self.image_mean),
+                "image_std": list(self.image_std)}
