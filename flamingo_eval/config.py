@@ -62,6 +62,9 @@ class FramesCfg:
     count: int | None = None
     fps: float | None = None
     max: int | None = None
+    rule: str = "bin_centre"
+    """How ``count`` frames are spread: ``bin_centre`` (centres of equal time bins) or ``linspace`` (indices
+    ``numpy.linspace(0, N - 1, count, dtype=int)``, other harnesses' rule)."""
 
 
 @dataclass

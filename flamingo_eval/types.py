@@ -18,11 +18,17 @@ IMAGE_TOKEN = "<image>"
 END_OF_CHUNK = "<|endofchunk|>"
 
 
+FRAME_RULES = ("bin_centre", "linspace")
+"""How ``count`` frames are spread over a clip (:class:`FrameSampling`, docs/video.md)."""
+
+
 @dataclass(frozen=True)
 class FrameSampling:
     """Which frames of a clip (or of its segment) a video contributes; exactly one mode is set.
 
-    * ``count``: that many frames spread uniformly over the clip (the centres of ``count`` equal bins);
+    * ``count``: that many frames spread uniformly over the clip: by ``rule`` ``bin_centre`` (the default) the
+      frames shown at the centres of ``count`` equal bins of time; by ``linspace`` the frames at the indices
+      ``numpy.linspace(0, N - 1, count, dtype=int)`` among the segment's N frames (other harnesses' rule);
     * ``fps`` (+ ``max``): one frame every ``1 / fps`` seconds from the start; more than ``max`` such
       timestamps are thinned to ``max`` spread uniformly over the clip.
 
@@ -36,10 +42,16 @@ class FrameSampling:
     """Frames per second of clip time (set ``count`` to None)."""
     max: int | None = None
     """Upper bound on frames in ``fps`` mode (required there)."""
+    rule: str = "bin_centre"
+    """How ``count`` frames are spread: ``bin_centre`` or ``linspace`` (:data:`FRAME_RULES`)."""
 
     def __post_init__(self) -> None:
         if (self.count is None) == (self.fps is None):
             raise ValueError("frame sampling needs exactly one of count or fps")
+        if self.rule not in FRAME_RULES:
+            raise ValueError(f"frames.rule must be one of {', '.join(FRAME_RULES)}, got '{self.rule}'")
+        if self.rule != "bin_centre" and self.count is None:
+            raise ValueError(f"frames.rule {self.rule} spreads frames.count frames; with frames.fps leave it out")
         if self.count is not None and self.count < 1:
             raise ValueError(f"frames.count must be >= 1, got {self.count}")
         if self.fps is not None and (self.fps <= 0 or self.max is None or self.max < 1):
@@ -56,8 +68,11 @@ class FrameSampling:
         return cls(count=None, fps=fps, max=max)
 
     def describe(self) -> str:
-        """Stable text form (part of cache keys and prompt hashes): ``count=8`` or ``fps=3,max=30``."""
-        return f"count={self.count}" if self.count is not None else f"fps={self.fps:g},max={self.max}"
+        """Stable text form (part of cache keys and prompt hashes): ``count=8``, ``count=8,linspace`` or
+        ``fps=3,max=30`` (the default rule is not written, so earlier keys and hashes stay valid)."""
+        if self.count is None:
+            return f"fps={self.fps:g},max={self.max}"
+        return f"count={self.count}" + ("" if self.rule == "bin_centre" else f",{self.rule}")
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from PIL import Image
 from flamingo_eval.errors import UserError
 from flamingo_eval.registry import VIDEO_DECODERS
 from flamingo_eval.types import VideoRef
-from flamingo_eval.video.sampling import FramePicker, Picked, clip_bounds, plan_times
+from flamingo_eval.video.sampling import FramePicker, IndexPicker, Picked, clip_bounds, linspace_indices, plan_times
 
 __all__ = ["DEFAULT_MAX_FRAME_PIXELS", "Clip", "PyAVDecoder", "VideoDecoder", "VideoInfo", "VideoSource",
            "bounded_size", "check_file", "get_decoder", "max_frame_pixels", "upright"]
@@ -144,6 +144,9 @@ class VideoDecoder(ABC):
         with self.open(path) as source:
             info = source.info
             start, end = clip_bounds(info.duration, ref.start, ref.end, str(path))
+            if ref.frames.rule == "linspace":
+                by_index = _pick_by_index(source, start, end, ref.frames.count or 1, limit, str(path))
+                return Clip(frames=by_index.frames, short=by_index.short, seconds=time.perf_counter() - t0, info=info)
             times = plan_times(ref.frames, start, end)
             long = info.fps is not None and info.fps * (end - start) >= 2 * len(times)  # as the headers say
             picker = FramePicker(times, start, end, expect_long=long)
@@ -153,6 +156,15 @@ class VideoDecoder(ABC):
                 source.feed(start, picker, limit)
             picked: Picked = picker.finish(str(path))  # may still convert the last frame: source open
         return Clip(frames=picked.frames, short=picked.short, seconds=time.perf_counter() - t0, info=info)
+
+
+def _pick_by_index(source: VideoSource, start: float, end: float, count: int, limit: int, path: str) -> Picked:
+    """The ``linspace`` rule: a first pass counts the segment's frames, the second takes the indices."""
+    counter = IndexPicker(start, end, None)
+    source.feed(start, counter, limit)
+    picker = IndexPicker(start, end, linspace_indices(max(counter.seen, 1), count))
+    source.feed(start, picker, limit)
+    return picker.finish(path)
 
 
 def check_file(path: str | os.PathLike[str]) -> Path:

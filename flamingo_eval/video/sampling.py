@@ -6,11 +6,14 @@ so the selection rule is the same whichever library decodes:
 
 * the frame picked for a timestamp ``t`` is the frame *shown* at ``t``: the last frame whose presentation
   time is <= ``t`` (correct for variable frame rates, where frame index and time are not proportional);
-* ``count`` mode: ``count`` timestamps at the centres of equal bins over the segment ``[start, end)``;
-  ``fps`` mode: ``start + k / fps`` for every ``k`` with the timestamp before ``end``, thinned to ``max``
-  evenly spread ones when there are more;
+* ``count`` mode: ``count`` timestamps at the centres of equal bins over the segment ``[start, end)``
+  (rule ``bin_centre``); with rule ``linspace`` frames are chosen by index instead, the indices
+  ``numpy.linspace(0, N - 1, count, dtype=int)`` among the segment's N frames (:class:`IndexPicker`; the
+  segment is decoded twice: a first pass counts its frames); ``fps`` mode: ``start + k / fps`` for every
+  ``k`` with the timestamp before ``end``, thinned to ``max`` evenly spread ones when there are more;
 * a segment holding fewer frames than timestamps (a clip shorter than requested) gives all its frames in
-  order and repeats the last one to the requested count; the clip is reported ``short``;
+  order and repeats the last one to the requested count (rule ``linspace``: the indices' own repeats, e.g.
+  3 frames, 8 requested: 0 0 0 0 1 1 1 2); the clip is reported ``short``;
 * decoding stops as soon as every timestamp has its frame (and the clip is known not to be short).
 
 Memory is bounded by the request, not the clip: at most ``2 * count`` converted frames are held, plus one
@@ -30,7 +33,7 @@ from PIL import Image
 from flamingo_eval.errors import UserError
 from flamingo_eval.types import FrameSampling
 
-__all__ = ["EPS", "FramePicker", "Picked", "clip_bounds", "plan_times"]
+__all__ = ["EPS", "FramePicker", "IndexPicker", "Picked", "clip_bounds", "linspace_indices", "plan_times"]
 
 EPS = 1e-6
 """Seconds: presentation times closer than this are equal (they come from integer timestamps)."""
@@ -168,3 +171,68 @@ class FramePicker:
 
     def _segment(self) -> str:
         return "the clip" if self.start <= 0 and math.isinf(self.end) else f"{self.start:g}-{self.end:g} s"
+
+
+def linspace_indices(n_frames: int, count: int) -> list[int]:
+    """``numpy.linspace(0, n_frames - 1, count, dtype=int)``: indices truncated toward zero, ends included.
+
+    Other harnesses' rule (``dtype=int`` truncates; rounding instead would move some indices up by one).
+    """
+    import numpy as np
+
+    return [int(i) for i in np.linspace(0, n_frames - 1, count, dtype=int)]
+
+
+class IndexPicker(FramePicker):
+    """The ``linspace`` rule: the segment's frames at given ordinals (0 = its first frame in ``[start, end)``).
+
+    Built with ``indices=None`` it only counts the segment's frames (``seen``) and converts none: the first of
+    the two passes. Indices past the segment (it held fewer frames than counted) take its last frame. A
+    segment with no frame of its own gives the frame shown at its start, repeated (as :class:`FramePicker`).
+    """
+
+    def __init__(self, start: float, end: float, indices: list[int] | None, count: int = 0) -> None:
+        super().__init__([], start, end)
+        self.indices, self.n = indices, len(indices) if indices is not None else count
+        self.wanted = set(indices or ())
+        self.picked: dict[int, Image.Image] = {}
+        self.last: _Lazy | None = None
+
+    def offer(self, t: float, convert: Callable[[], Image.Image]) -> bool:
+        """Count (and keep, when wanted) the frame presented at clip time ``t``; False once nothing is left."""
+        frame = _Lazy(convert)
+        if t < self.start - EPS:
+            self.prev = frame
+            return True
+        if t >= self.end - EPS and (self.seen > 0 or self.prev is not None):
+            return False
+        if self.seen in self.wanted:
+            self.picked[self.seen] = frame.get()
+        self.seen += 1
+        self.last = frame
+        return self.indices is None or self.seen <= max(self.wanted, default=-1)
+
+    def seek_hint(self) -> float | None:
+        """Never: frames are chosen by index, so every frame up to the last index is counted."""
+        return None
+
+    def needs_first_frames(self) -> bool:
+        """Never: indices are chosen from the counted frames."""
+        return False
+
+    def finish(self, path: str) -> Picked:
+        """The frames at the indices, in order.
+
+        Raises:
+            UserError: the segment has no decodable frame.
+        """
+        if self.seen == 0 and self.prev is None:
+            raise UserError(f"video {path} has no decodable frame in {self._segment()}; the file is empty or "
+                            "corrupt: re-download it")
+        if self.seen == 0:
+            assert self.prev is not None
+            return Picked(frames=(self.prev.get(),) * self.n, short=self.n > 1, seen=0)
+        assert self.indices is not None and self.last is not None, "IndexPicker(indices=None) only counts"
+        last = self.last.get()
+        frames = tuple(self.picked.get(i, last) for i in self.indices)
+        return Picked(frames=frames, short=self.seen < self.n, seen=self.seen)

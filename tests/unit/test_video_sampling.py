@@ -9,7 +9,7 @@ from flamingo_eval.config import compose_config
 from flamingo_eval.errors import UserError
 from flamingo_eval.frames import frame_sampling
 from flamingo_eval.types import FrameSampling, VideoRef, media_name
-from flamingo_eval.video.sampling import FramePicker, clip_bounds, plan_times
+from flamingo_eval.video.sampling import FramePicker, IndexPicker, clip_bounds, linspace_indices, plan_times
 
 
 def test_count_mode_takes_the_centres_of_equal_bins() -> None:
@@ -134,3 +134,56 @@ def test_a_clip_promised_long_but_short_asks_for_a_second_pass() -> None:
     assert long.seek_hint() == 0.5  # nothing to keep: skipping ahead is safe from the start
     _feed(long, [i / 10 for i in range(20)])
     assert not long.needs_first_frames() and _indices(long.finish("v.mp4").frames) == [5, 15]
+
+
+def test_linspace_indices_truncate_as_numpy_dtype_int() -> None:
+    # np.linspace(0, N-1, n, dtype=int) by hand: 0 + i * (N-1)/(n-1), truncated toward zero, ends included.
+    assert linspace_indices(100, 8) == [0, 14, 28, 42, 56, 70, 84, 99]  # 99/7 = 14.142...: 14, 28.28, 42.43, ...
+    assert linspace_indices(10, 4) == [0, 3, 6, 9]
+    assert linspace_indices(11, 4) == [0, 3, 6, 10]  # 10/3 = 3.33, 6.67 -> 3, 6 (rounding would give 3, 7)
+    assert linspace_indices(3, 8) == [0, 0, 0, 0, 1, 1, 1, 2]  # 2/7 steps: 0 .29 .57 .86 1.14 1.43 1.71 2
+    assert linspace_indices(50, 1) == [0]  # numpy gives the start alone
+
+
+def test_index_picker_counts_then_takes_the_linspace_frames() -> None:
+    times = [i / 10 for i in range(100)]  # 10 fps, 10 s
+    counter = IndexPicker(2.0, 6.0, None)  # the segment [2, 6) holds frames 20..59: 40 frames
+    assert _feed(counter, times) == 61  # stopped at the first frame past the segment (6.0 s)
+    assert counter.seen == 40
+    picker = IndexPicker(2.0, 6.0, linspace_indices(counter.seen, 4))  # 39/3 = 13: ordinals 0, 13, 26, 39
+    assert _feed(picker, times) == 60  # stops right after the last index (frame 59)
+    got = picker.finish("v.mp4")
+    assert _indices(got.frames) == [20, 33, 46, 59] and not got.short
+    # bin centres on the same segment: 2.5, 3.5, 4.5, 5.5 s -> frames 25, 35, 45, 55
+    bins = FramePicker(plan_times(FrameSampling.uniform(4), 2.0, 6.0), 2.0, 6.0)
+    _feed(bins, times)
+    assert _indices(bins.finish("v.mp4").frames) == [25, 35, 45, 55]
+
+
+def test_index_picker_short_and_variable_frame_rate_clips() -> None:
+    short = IndexPicker(0.0, 1.0, linspace_indices(3, 8))
+    _feed(short, [0.0, 0.1, 0.2])
+    got = short.finish("v.mp4")
+    assert _indices(got.frames) == [0, 0, 0, 0, 1, 1, 1, 2] and got.short and got.seen == 3
+    vfr = [0.0, 0.1, 0.5, 0.55, 1.5, 1.6, 3.0, 3.9]  # by index, not by time: ordinals 0, 2, 4, 7 (7/3: 0 2 4 7)
+    picker = IndexPicker(0.0, 4.0, linspace_indices(len(vfr), 4))
+    _feed(picker, vfr)
+    assert _indices(picker.finish("v.mp4").frames) == [0, 2, 4, 7]
+    with pytest.raises(UserError, match="no decodable frame"):
+        IndexPicker(0.0, 1.0, [0]).finish("v.mp4")
+
+
+def test_frame_rule_is_validated_recorded_and_keyed() -> None:
+    from flamingo_eval.config import BenchmarkCard, FramesCfg, to_dict
+
+    cfg = compose_config("easyvideo", "tiny", ["benchmarks.frames.rule=linspace"])
+    assert frame_sampling(cfg.benchmarks) == FrameSampling(count=8, rule="linspace")
+    assert to_dict(cfg)["benchmarks"]["frames"]["rule"] == "linspace"  # the run record's config holds it
+    assert to_dict(compose_config("easyvideo", "tiny", []))["benchmarks"]["frames"]["rule"] == "bin_centre"
+    with pytest.raises(UserError, match="frames.rule 'middle' is not a frame rule; use one of bin_centre, linspace"):
+        compose_config("easyvideo", "tiny", ["benchmarks.frames.rule=middle"])  # checked at start-up
+    with pytest.raises(UserError, match="spreads frames.count"):
+        frame_sampling(BenchmarkCard(id="v", frames=FramesCfg(count=None, fps=3.0, max=30, rule="linspace")))
+    # the default rule keeps the earlier cache keys and prompt hashes; linspace is keyed apart
+    assert FrameSampling(count=8).describe() == "count=8"
+    assert FrameSampling(count=8, rule="linspace").describe() == "count=8,linspace"
