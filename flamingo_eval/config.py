@@ -78,7 +78,8 @@ class BenchmarkCard:
     adapter_args: dict[str, Any] = field(default_factory=dict)
     data_dir: str = ""
     """Sub-directory of --data-root holding this benchmark (files below are relative to it)."""
-    files: dict[str, str] = field(default_factory=dict)
+    files: dict[str, str | None] = field(default_factory=dict)
+    """Named files relative to the data directory; ``benchmarks.files.KEY=null`` removes an optional one."""
     demo_split: str = "train"
     eval_split: str = "test"
     prompt: str = "vqa"
@@ -275,6 +276,7 @@ def validate(data: dict[str, Any]) -> Config:
     except OmegaConfBaseException as e:
         raise UserError(f"config error: {_one_line(e)}") from None
     _check_values(cfg)
+    cfg.benchmarks.files = {k: v for k, v in cfg.benchmarks.files.items() if v is not None}  # KEY=null: removed
     _expand_home(cfg)
     from flamingo_eval.card_args import check_card  # registries: imported only when a config is validated
 

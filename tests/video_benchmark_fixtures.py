@@ -21,9 +21,21 @@ TYPES_OE = ("CW", "TN", "DB", "DC")
 STAR_TYPES = ("Interaction", "Sequence", "Prediction", "Feasibility")
 
 
-def clip(path: Path, i: int, frames: int = 16) -> Path:
-    """A 2 s clip (8 fps) whose colour depends on ``i`` and that brightens over time (more than one frame matters)."""
+CONTAINERS = (".mp4", ".webm", ".mkv", ".avi", ".MP4")
+"""What official downloaders leave (youtube-dl: mp4/webm/mkv; MSVD: avi; an upper-case extension): clip ``i`` of a
+fixture is written as ``CONTAINERS[i % 5]`` whatever extension its card's pattern names, so every benchmark
+reads clips in H.264 MP4, VP9 WebM, H.264 MKV and MPEG-4 AVI with no renaming. Clip ``i % 7 == 3`` has a
+variable frame rate."""
+
+VFR_TIMES = [0.0, 0.05, 0.1, 0.4, 0.45, 0.5, 0.9, 1.0, 1.1, 1.2, 1.5, 1.55, 1.6, 1.7, 1.8, 1.95]
+
+
+def clip(path: Path, i: int, frames: int = 16, mixed: bool = True) -> Path:
+    """A 2 s clip (8 fps) whose colour depends on ``i`` and that brightens over time (more than one frame matters);
+    ``mixed``: in container ``CONTAINERS[i % 5]`` (module docstring), variable-rate when ``i % 7 == 3``."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if mixed:
+        path = path.with_name(path.name[: -len(path.suffix)] + CONTAINERS[i % len(CONTAINERS)])
     base = np.array([(37 * i) % 200, (91 * i + 60) % 200, (53 * i + 120) % 200], np.int64)
     out = []
     for f in range(frames):
@@ -31,7 +43,8 @@ def clip(path: Path, i: int, frames: int = 16) -> Path:
         a[:] = np.clip(base + 6 * f, 0, 255).astype(np.uint8)
         a[(3 * i) % 24 : (3 * i) % 24 + 8, f : f + 8] = 255  # a white square moving right
         out.append(a)
-    return write_video(path, out, fps=8)
+    vfr = mixed and frames == len(VFR_TIMES) and i % 7 == 3
+    return write_video(path, out, fps=8, times=VFR_TIMES if vfr else None)
 
 
 def _json(path: Path, obj: object) -> None:

@@ -25,15 +25,22 @@ def frame_index(img) -> int:  # type: ignore[no-untyped-def]
     return int(round(float(a[a.shape[0] // 2 :, a.shape[1] // 2 :].mean()) / 20))
 
 
+CODECS = {".webm": ("libvpx-vp9", {"crf": "10", "b:v": "0", "deadline": "realtime"}),
+          ".avi": ("mpeg4", {"qscale": "2"})}
+"""Codec by container (extension, any case); anything else (.mp4, .mkv, .mov) is H.264."""
+
+
 def write_video(path: Path, frames: list[np.ndarray], fps: int = 8, times: list[float] | None = None) -> Path:
-    """H.264 MP4; ``times`` (seconds) gives each frame its own presentation time (variable frame rate)."""
+    """A clip in the container ``path``'s extension names: H.264 (MP4/MKV), VP9 (WebM) or MPEG-4 Part 2 (AVI);
+    ``times`` (seconds) gives each frame its own presentation time (variable frame rate)."""
     import av
 
+    codec, options = CODECS.get(path.suffix.lower(), ("libx264", {"preset": "ultrafast", "crf": "10"}))
     h, w = frames[0].shape[:2]
     with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=fps)
+        s = c.add_stream(codec, rate=fps)
         s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        s.options = {"preset": "ultrafast", "crf": "10"}
+        s.options = dict(options)
         if times is not None:
             s.codec_context.time_base = Fraction(1, 1000)
         for i, arr in enumerate(frames):
