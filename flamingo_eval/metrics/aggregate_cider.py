@@ -42,16 +42,16 @@ class _Builder:
         self.vocab: dict[tuple[str, ...], int] = {}
         self.parts: dict[str, tuple[list[int], list[int], list[float]]] = {}
 
-    def col(self, gram: tuple[str, ...]) -> int:
-        return self.vocab.setdefault(gram, len(self.vocab))
-
-    def add(self, name: str, row: int, gram: tuple[str, ...], value: float) -> None:
+    def add(self, name: str, rows: list[int], grams: list[tuple[str, ...]], values: list[float]) -> None:
+        """Append entries (row, n-gram, value) to matrix ``name``."""
         r, c, v = self.parts.setdefault(name, ([], [], []))
-        r.append(row)
-        c.append(self.col(gram))
-        v.append(value)
+        vocab = self.vocab
+        r += rows
+        c += [vocab.setdefault(g, len(vocab)) for g in grams]
+        v += values
 
     def matrix(self, name: str, rows: int) -> Any:
+        """Matrix ``name`` as CSR, ``(rows, n-grams)`` (duplicate entries summed)."""
         from scipy.sparse import csr_matrix
 
         r, c, v = self.parts.get(name, ([], [], []))
@@ -72,23 +72,23 @@ def cider_aggregate(metric: Any, items: Sequence[MetricInput]) -> Callable[[np.n
     """CIDEr-D x100 of each row of a count matrix over ``items``, IDF recomputed per row (module docstring)."""
     hyps, refs = _tokens(metric, items)
     b = _Builder()
-    pair_img, pen, pair_weight = [], [], []
+    pair_img: list[int] = []
+    pen: list[float] = []
+    pair_weight: list[float] = []
     for i, (h, rs) in enumerate(zip(hyps, refs)):
         hc = _ngrams(h)
         len_h = sum(v for g, v in hc.items() if len(g) == 2)
-        for g, v in hc.items():
-            b.add("hyp", i * ORDERS + len(g) - 1, g, float(v * v))
-        for g in {g for r in rs for g in _ngrams(r)}:
-            b.add("doc", i, g, 1.0)
+        b.add("hyp", [i * ORDERS + len(g) - 1 for g in hc], list(hc), [float(v * v) for v in hc.values()])
+        doc = list({g for r in rs for g in _ngrams(r)})
+        b.add("doc", [i] * len(doc), doc, [1.0] * len(doc))
         for r in rs:
-            p = len(pair_img)
+            p = len(pair_img) * ORDERS - 1
             rc = _ngrams(r)
-            for g, v in rc.items():
-                b.add("ref", p * ORDERS + len(g) - 1, g, float(v * v))
-                if g in hc:
-                    b.add("num", p * ORDERS + len(g) - 1, g, float(min(hc[g], v) * v))
+            b.add("ref", [p + len(g) for g in rc], list(rc), [float(v * v) for v in rc.values()])
+            common = [g for g in rc if g in hc]
+            b.add("num", [p + len(g) for g in common], common, [float(min(hc[g], rc[g]) * rc[g]) for g in common])
             pair_img.append(i)
-            pen.append(np.exp(-((len_h - sum(v for g, v in rc.items() if len(g) == 2)) ** 2) / (2 * SIGMA**2)))
+            pen.append(float(np.exp(-((len_h - sum(v for g, v in rc.items() if len(g) == 2)) ** 2) / (2 * SIGMA**2))))
             pair_weight.append(10.0 / (ORDERS * len(rs)))
     n_pairs = len(pair_img)
     doc, hyp = b.matrix("doc", len(items)).T.tocsr(), b.matrix("hyp", len(items) * ORDERS)

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from flamingo_eval.errors import UserError
-from flamingo_eval.metrics.base import Metric, MetricInput
+from flamingo_eval.metrics.base import Metric, MetricInput, MetricResult
 
 CHUNK = 2_000_000
 """Resampled elements per vectorised chunk (~16 MB of float64): bounds memory on 200k-sample splits."""
@@ -176,9 +176,14 @@ def ci_method(resample_trials: bool) -> str:
     return "bootstrap: samples x trials" if resample_trials else "bootstrap: samples"
 
 
+def _reordered(result: MetricResult, order: Sequence[int]) -> MetricResult:
+    """``result`` with its per-sample scores in ``order`` (the headline does not depend on item order)."""
+    return MetricResult(result.value, tuple(result.per_sample[j] for j in order), result.extras)
+
+
 def trials_ci(metric: Metric, trials: Sequence[Sequence[MetricInput]], n_resamples: int,
-              seed: int = BOOTSTRAP_SEED, level: float = 0.95,
-              resample_trials: bool = False) -> tuple[tuple[float, float], int] | None:
+              seed: int = BOOTSTRAP_SEED, level: float = 0.95, resample_trials: bool = False,
+              results: Sequence[MetricResult] | None = None) -> tuple[tuple[float, float], int] | None:
     """Percentile bootstrap interval of a shots setting's headline value over samples (x trials).
 
     Args:
@@ -190,6 +195,7 @@ def trials_ci(metric: Metric, trials: Sequence[Sequence[MetricInput]], n_resampl
         seed: Seed of the resamples.
         level: Confidence level.
         resample_trials: Also resample the trials (two-level bootstrap, :func:`combine_trials`).
+        results: ``metric(items)`` of each trial when already computed (the metric is not run again).
 
     Returns:
         ``((lo, hi), resamples used)`` on the metric's scale, or None when there is nothing to resample.
@@ -202,11 +208,17 @@ def trials_ci(metric: Metric, trials: Sequence[Sequence[MetricInput]], n_resampl
 
     if n_resamples < 1 or not any(trials):
         return None
-    ordered = [sorted(items, key=lambda i: i.sample_id) for items in trials]
-    ids = sorted({i.sample_id for items in ordered for i in items})
+    aggs = []
+    for t, items in enumerate(trials):
+        if not items:
+            continue
+        res = results[t] if results is not None else metric(list(items))
+        order = sorted(range(len(items)), key=lambda j: items[j].sample_id)
+        aggs.append(([items[j].sample_id for j in order], aggregate_for(
+            metric, [items[j] for j in order], _reordered(res, order))))
+    ids = sorted({sid for sample_ids, _ in aggs for sid in sample_ids})
     col = {sid: j for j, sid in enumerate(ids)}
-    aggs = [(np.array([col[i.sample_id] for i in items], dtype=np.int64), aggregate_for(metric, items))
-            for items in ordered if items]
+    aggs = [(np.array([col[s] for s in sample_ids], dtype=np.int64), agg) for sample_ids, agg in aggs]
     stats_ = combine_trials(_aggregate_matrix(aggs, len(ids), n_resamples, seed), seed, resample_trials)
     if stats_.size == 0:
         return None

@@ -10,15 +10,16 @@ averaged over the common trials) is the unit of resampling:
   (signs flipped on ``d + max_drop``; exact enumeration when 2**n <= n_resamples);
 * verdict ``REGRESSION`` when delta < -max_drop and p < alpha -- only then does the gate fail.
 
-Corpus metrics (CIDEr, AUC: no per-sample score) are recomputed on bootstrap resamples when the
-metric is registered (``flamingo_eval.registry.METRICS``); otherwise trial values are compared with a
-per-trial sign-flip test, which cannot reach significance with few trials (said in the notes).
+Metrics whose headline is not a per-sample mean (CIDEr, AUC, mean of types, ...) are bootstrapped on their
+own headline, recomputed on each resample of both runs with the aggregates of the record's ``ci95``
+(``metrics/aggregates.py``), when the metric is registered (``flamingo_eval.registry.METRICS``); otherwise
+trial values are compared with a per-trial sign-flip test, which cannot reach significance with few trials
+(said in the notes).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ import numpy as np
 
 from flamingo_eval.errors import UserError
 from flamingo_eval.metrics import stats
+from flamingo_eval.metrics.base import Metric
 from flamingo_eval.metrics.stats import paired_ids
 from flamingo_eval.results.lines import metric_input
 from flamingo_eval.results.records import RECORD_FILE, find_records, load_predictions, load_record
@@ -150,42 +152,32 @@ def _counts(counts: list[int], seeds: list[int]) -> str:
     return ", ".join(f"{n} (seed {s})" for n, s in zip(counts, seeds))
 
 
-def _corpus_metric(record: dict[str, Any]) -> Callable[[list[dict[str, Any]]], float] | None:
-    """A function scoring prediction lines with the record's metric, or None if it is not available."""
+def _corpus_metric(record: dict[str, Any]) -> Metric | None:
+    """The record's metric (registered, with its args), or None if it is not available here."""
     try:
         import flamingo_eval.metrics  # noqa: F401  (registers the metrics, when the package has them)
         from flamingo_eval.registry import METRICS
 
         b = record["benchmark"]
-        metric = METRICS.get(b["metric"])(**(b.get("metric_args") or {}))
+        return METRICS.get(b["metric"])(**(b.get("metric_args") or {}))  # type: ignore[no-any-return]
     except (ImportError, UserError, TypeError):
         return None
 
-    def score(lines: list[dict[str, Any]]) -> float:
-        return float(metric([metric_input(x) for x in lines]).value)
 
-    return score
-
-
-def _corpus_cell(score: Callable, ids: list[str], bi: dict, ci: dict, seeds: list[int],
+def _corpus_cell(metric: Metric, ids: list[str], bi: dict, ci: dict, seeds: list[int],
                  max_drop: float, alpha: float, n_resamples: int, seed: int) -> tuple[_TestResult, float, float]:
-    """Paired bootstrap with the corpus metric recomputed on each resample (slow, so capped at 1000).
+    """Paired bootstrap of the metric's own headline, capped at 1000 resamples: the draws and vectorised
+    aggregates of the record's ``ci95`` (``stats.paired_aggregate_deltas``), both runs on the same draw.
 
     Returns:
         The test result and the baseline and candidate values on the paired samples (mean over seeds).
     """
-    def values_at(idx: np.ndarray) -> tuple[float, float]:
-        b = [score([bi[s][ids[i]] for i in idx]) for s in seeds]
-        c = [score([ci[s][ids[i]] for i in idx]) for s in seeds]
-        return float(np.mean(b)), float(np.mean(c))
-
-    def delta_at(idx: np.ndarray) -> float:
-        b, c = values_at(idx)
-        return c - b
-
-    base_value, cand_value = values_at(np.arange(len(ids)))
+    base = [[metric_input(bi[s][i]) for i in ids] for s in seeds]
+    cand = [[metric_input(ci[s][i]) for i in ids] for s in seeds]
+    base_value, cand_value, boot = stats.paired_aggregate_deltas(metric, base, cand, min(n_resamples, 1000), seed)
+    if boot.size == 0:
+        raise UserError("bootstrap: the statistic is undefined on every resample")
     observed = cand_value - base_value
-    boot = stats.bootstrap_values(delta_at, len(ids), min(n_resamples, 1000), seed)
     lo, hi = stats.interval(boot, 1.0 - 2.0 * alpha)
     p_drop, p_gain = stats.basic_bootstrap_pvalues(boot, observed, max_drop)
     res = (observed, lo, hi, p_drop, _verdict(observed, p_drop, p_gain, max_drop, alpha))
@@ -211,8 +203,8 @@ def _compare_shots(base: dict, cand: dict, rb: dict, rc: dict, preds: tuple[list
         c_scores = np.array([[ci[s][i]["score"] for i in ids] for s in seeds], float)
         base_value, cand_value = float(b_scores.mean()), float(c_scores.mean())
         res, method, n = paired_test((c_scores - b_scores).mean(0), *args), "paired bootstrap + sign-flip", len(ids)
-    elif (score := _corpus_metric(base)) is not None:
-        (res, base_value, cand_value), method, n = _corpus_cell(score, ids, bi, ci, seeds, *args), \
+    elif (metric := _corpus_metric(base)) is not None:
+        (res, base_value, cand_value), method, n = _corpus_cell(metric, ids, bi, ci, seeds, *args), \
             "corpus bootstrap", len(ids)
     else:
         _trial_values_are_paired(bench, shots, ids, bi, ci, seeds, base["benchmark"]["metric"])

@@ -287,7 +287,7 @@ def rescore(card: Any, metric: Any, lines: list[dict[str, Any]], path: Path,
             groups[(ln["shots"], ln["trial"])].append(ln)
     results = []
     for shots in sorted({s for s, _ in groups}):
-        trials, trial_items = [], []
+        trials, trial_items, trial_results = [], [], []
         for (s, trial), rows in sorted(groups.items()):
             if s != shots:
                 continue
@@ -296,20 +296,21 @@ def rescore(card: Any, metric: Any, lines: list[dict[str, Any]], path: Path,
             trials.append({"trial": trial, "seed": rows[0]["seed"], "value": res.value, "n": len(items),
                            "extras": dict(res.extras)})
             trial_items.append(items)
+            trial_results.append(res)
         ci = _guarded(card, path, f"{shots}-shot", shots_ci, metric, trial_items, bootstrap,
-                      resample_trials)
+                      resample_trials, trial_results)
         results.append({"shots": shots, "trials": trials, **trial_summary([t["value"] for t in trials]),
                         "n": len(trials), **ci})
     return results
 
 
 def shots_ci(metric: Any, trial_items: list[list[Any]], bootstrap: int,
-             resample_trials: bool = False) -> dict[str, Any]:
+             resample_trials: bool = False, results: list[Any] | None = None) -> dict[str, Any]:
     """The ``ci95`` / ``ci95_resamples`` / ``ci95_method`` fields of one shots setting (None when not computed):
     the bootstrap of the metric's own headline (``metrics.stats.trials_ci``), two-level with ``resample_trials``."""
     from flamingo_eval.metrics.stats import ci_method, trials_ci
 
-    ci = trials_ci(metric, trial_items, bootstrap, resample_trials=resample_trials)
+    ci = trials_ci(metric, trial_items, bootstrap, resample_trials=resample_trials, results=results)
     return {"ci95": None if ci is None else list(ci[0]), "ci95_resamples": None if ci is None else ci[1],
             "ci95_method": None if ci is None else ci_method(resample_trials)}
 
