@@ -42,7 +42,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--decimals", type=_digits, default=None,
                    help="digits after the point (default: 1 for percent, 3 for unit)")
     p.add_argument("--ci", action="store_true",
-                   help="show mean [95%% CI] (records' ci95: bootstrap over samples x trials), not mean ± std")
+                   help="show mean [95%% CI] (records' ci95: bootstrap of the metric's headline; the table "
+                        "note names what it resamples), not mean ± std")
     p.add_argument("--ddof", type=int, choices=(0, 1), default=0,
                    help="std over trials: 0 = population (OpenFlamingo, default), 1 = sample")
     p.add_argument("--output", metavar="FILE", default=None,

@@ -13,7 +13,8 @@ Rules (documented in docs/results.md):
 * A cell holding trials of an unfinished run (``status: running``) is marked ``*`` and listed in a note.
 * A cell shows mean ± std over trials (population std, ddof=0, as OpenFlamingo reports; ``ddof=1`` on
   request) or, with ``ci=True``, mean [95% CI]: the record's ``ci95`` (percentile bootstrap over samples
-  x trials, ``metrics.stats.trials_ci``); a cell pooling trials of several runs has none (noted).
+  x trials, ``metrics.stats.trials_ci``), its ``ci95_method`` named in the table note; a cell pooling trials of
+  several runs has none (noted).
 All statistics come from ``flamingo_eval.metrics.stats``. The table type and its renderings (Markdown,
 LaTeX, CSV, HTML) are ``results/leaderboard_table.py``, re-exported here.
 """
@@ -104,15 +105,20 @@ def _merge_trials(entries: list[tuple[dict[str, Any], dict[str, Any]]]) -> tuple
     return trials, overridden
 
 
-def _recorded_ci(entries: list, trials: dict[int, Any], where: str, notes: list[str]) -> tuple[float, float]:
-    """The record's ``ci95`` when the cell's trials are exactly one result's trials, else NaNs (with a note
-    when trials of several runs were merged: their interval was never computed)."""
-    nan = (float("nan"), float("nan"))
+OLD_CI_METHOD = "bootstrap: samples, first-seen id order (older record)"
+"""The ``ci_method`` of a recorded ``ci95`` without ``ci95_method`` (records written before issue 26)."""
+
+
+def _recorded_ci(entries: list, trials: dict[int, Any], where: str,
+                 notes: list[str]) -> tuple[float, float, str | None]:
+    """The record's ``ci95`` and ``ci95_method`` when the cell's trials are exactly one result's trials, else
+    NaNs (with a note when trials of several runs were merged: their interval was never computed)."""
+    nan = (float("nan"), float("nan"), None)
     for _rec, res in entries:
         if sorted(id(t) for _, t in trials.values()) == sorted(id(t) for t in res["trials"]
                                                                 if t.get("value") is not None):
             ci = res.get("ci95")
-            return (float(ci[0]), float(ci[1])) if ci else nan
+            return (float(ci[0]), float(ci[1]), str(res.get("ci95_method") or OLD_CI_METHOD)) if ci else nan
     notes.append(f"{where}: no 95% CI shown: its trials are not one run's result; score their pooled "
                  "predictions (`flamingo-eval score`) for one.")
     return nan
@@ -131,13 +137,13 @@ def _cell(key: tuple, entries: list, ddof: int, notes: list[str]) -> dict[str, A
     if len(runs) > 1:
         notes.append(f"{where}: trials merged from {len(runs)} runs ({', '.join(runs)}); seeds {seeds}.")
     unfinished = sorted({rec["run_id"] for rec, _ in trials.values() if rec.get("status") == "running"})
-    lo, hi = _recorded_ci(entries, trials, where, notes)
+    lo, hi, ci_method = _recorded_ci(entries, trials, where, notes)
     return {
         "model": model, "benchmark": bench, "shots": shots, "sampler": sampler,
         "column": (bench, _shots_label(shots, sampler)), "metric": key[6],
         "n_trials": len(values), "seeds": seeds, "mean": trial_summary(values)["mean"],
         "std": trial_std(values, ddof),
-        "ci_lo": lo, "ci_hi": hi, "runs": runs, "unfinished": unfinished,
+        "ci_lo": lo, "ci_hi": hi, "ci_method": ci_method, "runs": runs, "unfinished": unfinished,
     }
 
 

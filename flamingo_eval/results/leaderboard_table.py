@@ -28,7 +28,7 @@ class Leaderboard:
 
     cells: pd.DataFrame
     """Tidy table, one row per (model, column): model, benchmark, shots, sampler, column, metric,
-    n_trials, seeds, mean, std, ci_lo, ci_hi, runs."""
+    n_trials, seeds, mean, std, ci_lo, ci_hi, ci_method, runs."""
     models: list[str]
     columns: list[tuple[str, str]]
     """(benchmark label, shots label) in display order."""
@@ -93,10 +93,12 @@ def _cell(row: dict[str, Any] | None, best: bool, ci: bool, factor: float, decim
 
 
 def _legend(lb: Leaderboard, ci: bool, scale: str, missing: str) -> list[str]:
-    spread = ("mean [95% CI]: the run's percentile bootstrap over samples x trials (record ci95); "
-              "cells without [ ] have no recorded interval"
+    rows = lb.cells.to_dict("records")
+    methods = sorted({str(row["ci_method"]) for row in rows if row.get("ci_method")}) or ["none recorded"]
+    spread = ("mean [95% CI]: the run's percentile bootstrap of the metric's own headline (record ci95; "
+              f"method: {'; '.join(methods)}); cells without [ ] have no recorded interval"
               if ci else f"mean ± std over trials (ddof={lb.ddof}); cells without ± have one trial")
-    metrics = sorted({(row["benchmark"], row["metric"]) for row in lb.cells.to_dict("records")})
+    metrics = sorted({(row["benchmark"], row["metric"]) for row in rows})
     unit = "0-100" if scale == "percent" else "0-1"
     unfinished = sorted({r for row in lb.cells.to_dict("records") for r in row.get("unfinished") or ()})
     star = ([f"*: includes trials of unfinished runs (status: running), whose values may still change: "

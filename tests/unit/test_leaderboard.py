@@ -24,6 +24,7 @@ from flamingo_eval.results import (
     render_leaderboard,
     write_json_atomic,
 )
+from flamingo_eval.results.leaderboard import OLD_CI_METHOD
 
 
 def write_record(root: Path, run: str, model: str, bench: str, results: dict[int, dict[int, float]], *,
@@ -97,8 +98,24 @@ def test_ci_and_unit_scale(results_dir: Path) -> None:
     assert "| beta | **0.560** [0.530, 0.605] | 0.600 [0.570, 0.645] | **0.340** [0.310, 0.385] | — |" in md
     tex = render_leaderboard(lb, "latex", ci=True)
     assert r"\textbf{62.0}\,{\scriptsize [59.0, 66.5]}" in tex
+    # the table note names what the intervals resample (these records predate ci95_method)
+    html = render_leaderboard(lb, "html", ci=True)
+    for text in (md, tex, html):
+        assert "percentile bootstrap of the metric" in text and OLD_CI_METHOD in text
     with pytest.raises(UserError):
         render_leaderboard(lb, "md", scale="permille")
+
+
+def test_ci_note_names_the_recorded_method(tmp_path: Path) -> None:
+    run = write_record(tmp_path / "res", "r", "m", "easyvqa", {4: {0: 60.0, 1: 64.0}})
+    rec = json.loads((run / "record.json").read_text())
+    rec["results"][0]["ci95_method"] = "bootstrap: samples x trials"
+    write_json_atomic(run / "record.json", rec)
+    lb = build_leaderboard(load_records(tmp_path / "res"))
+    for fmt in ("md", "latex", "html"):
+        text = render_leaderboard(lb, fmt, ci=True)
+        assert "method: bootstrap: samples x trials)" in text and OLD_CI_METHOD not in text
+    assert "bootstrap" not in render_leaderboard(lb, "md")  # mean ± std: no interval, no method
 
 
 def test_merge_by_seed_newest_wins_and_is_noted(tmp_path: Path) -> None:
