@@ -20,7 +20,7 @@ import pytest
 
 import flamingo_eval.metrics  # noqa: F401  (registers the metrics)
 from flamingo_eval.errors import UserError
-from flamingo_eval.metrics import aggregates
+from flamingo_eval.metrics import aggregates, stats
 from flamingo_eval.metrics.base import Metric, MetricInput
 from flamingo_eval.metrics.stats import scores_ci, trials_ci
 from flamingo_eval.metrics.wups import Wups
@@ -229,3 +229,29 @@ def test_two_level_bootstrap_widens_with_trial_spread():
     per = [{i.sample_id: s for i, s in zip(t, metric(t).per_sample)} for t in (low, high)]
     vals = [np.mean([np.mean([per[p][ids[j]] for j in row]) for p in pick]) for row, pick in zip(rows, picks)]
     assert both[0] == pytest.approx(tuple(np.quantile(vals, [0.025, 0.975])), abs=1e-9)
+
+
+def test_compare_paired_deltas_bootstrap_the_headline():
+    """``compare``'s paired test of a non-mean metric: per resample, candidate minus baseline of the metric
+    recomputed on the same draw (loop reference), both runs' values on all paired samples."""
+    metric = METRICS.get("accuracy_by_type")(headline="mean_of_types")
+    base = [_by_type_items()]
+    cand = [[MetricInput(i.sample_id, "", (), label=i.label, scores=tuple(reversed(i.scores)) if k % 4 == 0
+                         else i.scores, extra=i.extra) for k, i in enumerate(base[0])]]
+    b, c, deltas = stats.paired_aggregate_deltas(metric, base, cand, 150, 3)
+    assert (b, c) == (metric(base[0]).value, metric(cand[0]).value)
+    ids = sorted(i.sample_id for i in base[0])
+    rows = np.random.default_rng(3).integers(0, len(ids), size=(150, len(ids)))
+    by_b, by_c = ({i.sample_id: i for i in t[0]} for t in (base, cand))
+    ref = [metric([by_c[ids[j]] for j in row]).value - metric([by_b[ids[j]] for j in row]).value for row in rows]
+    assert deltas == pytest.approx(np.array(ref), abs=1e-9)
+
+
+def test_runner_uses_kept_scores_only_for_plain_means():
+    by_type = METRICS.get("accuracy_by_type")(headline="mean_of_types")
+    res = by_type(_by_type_items())
+    assert not stats.is_plain_mean(by_type, res.value, res.per_sample)  # corpus_level: trials_ci on the items
+    vqa = METRICS.get("vqa_accuracy")()
+    res = vqa(_vqa_items(_rng(1), 30))
+    assert stats.is_plain_mean(vqa, res.value, res.per_sample)
+    assert not stats.is_plain_mean(vqa, res.value + 1.0, res.per_sample)  # a headline that is not the mean
