@@ -51,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
         samples = adapter.load(split)
         problems = video_problems(samples)
         videos += len({m.path for s in samples for m in s.media if hasattr(m, "path")})
-        for path, problem in problems:
-            print(f"  [BAD] {split:<6} video {path}: {problem}")
+        for video, problem in problems:
+            print(f"  [BAD] {split:<6} video {video}: {problem}")
         bad += len(problems)
     if hasattr(adapter, "video_files") and not missing:
         print(f"{videos} videos looked at (stat only; containers {accepted()}): {bad} missing or unusable")
