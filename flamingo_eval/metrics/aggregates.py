@@ -73,7 +73,8 @@ def by_type_aggregate(metric: Any, items: Sequence[MetricInput], result: MetricR
     if getattr(metric, "headline", None) != "mean_of_types":
         return None
     hits = np.array(result.per_sample, dtype=np.float64)
-    types = [str(i.extra.get("type", "")) for i in items]
+    merge = dict(getattr(metric, "merge", None) or {})  # renamed types (NExT-QA: TP counted as TN)
+    types = [merge.get(t, t) for t in (str(i.extra.get("type", "")) for i in items)]
     named = sorted({t for t in types if t})
     onehot = np.zeros((len(types), len(named)))
     for j, name in enumerate(named):

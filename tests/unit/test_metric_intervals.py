@@ -126,6 +126,8 @@ CASES: dict[str, list[Callable[[str], Case]]] = {
                       lambda d: (METRICS.get("accuracy_topk"), [_choice_items(_rng(7), 60, 8)])],
     "accuracy_by_type": [lambda d: (lambda: METRICS.get("accuracy_by_type")(headline="mean_of_types"),
                                     [_by_type_items()]),
+                         lambda d: (lambda: METRICS.get("accuracy_by_type")(
+                             headline="mean_of_types", merge_types={"c": "b"}), [_by_type_items()]),
                          lambda d: (METRICS.get("accuracy_by_type"), [_by_type_items()])],
     "visdial": [lambda d: (METRICS.get("visdial"), [_visdial_items(_rng(8)), _visdial_items(_rng(9))])],
     "roc_auc": [lambda d: (METRICS.get("roc_auc"), [_auc_items(_rng(10))])],
@@ -212,6 +214,15 @@ def test_a_fast_path_that_disagrees_with_the_metric_is_not_used(monkeypatch: pyt
     aggregates.aggregate_for(metric, items, method=path)
     assert path == ["recomputed"]
     assert trials_ci(metric, [items], 100)[0] == pytest.approx(reference_ci(metric, [items], 100), abs=1e-9)
+
+
+@pytest.mark.parametrize("name,k", [(n, k) for n, k in _cases() if n in aggregates.FAST_PATHS])
+def test_the_fast_paths_are_taken(name: str, k: int, tmp_path):
+    """Every registered case of a metric with a fast path takes it (the fallback would be exact but slow)."""
+    metric, trials = _build(name, k, tmp_path)
+    path: list[str] = []
+    aggregates.aggregate_for(metric, sorted(trials[0], key=lambda i: i.sample_id), method=path)
+    assert path == ["mean" if name == "accuracy_by_type" and metric.headline == "overall" else "fast"]
 
 
 def test_two_level_bootstrap_widens_with_trial_spread():
