@@ -30,9 +30,9 @@ variable frame rate."""
 VFR_TIMES = [0.0, 0.05, 0.1, 0.4, 0.45, 0.5, 0.9, 1.0, 1.1, 1.2, 1.5, 1.55, 1.6, 1.7, 1.8, 1.95]
 
 
-def clip(path: Path, i: int, frames: int = 16, mixed: bool = True) -> Path:
+def clip(path: Path, i: int, frames: int = 16, mixed: bool = True, vfr: bool = False) -> Path:
     """A 2 s clip (8 fps) whose colour depends on ``i`` and that brightens over time (more than one frame matters);
-    ``mixed``: in container ``CONTAINERS[i % 5]`` (module docstring), variable-rate when ``i % 7 == 3``."""
+    ``mixed``: in container ``CONTAINERS[i % 5]`` (module docstring), variable-rate when ``i % 7 == 3`` or ``vfr``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if mixed:
         path = path.with_name(path.name[: -len(path.suffix)] + CONTAINERS[i % len(CONTAINERS)])
@@ -43,7 +43,7 @@ def clip(path: Path, i: int, frames: int = 16, mixed: bool = True) -> Path:
         a[:] = np.clip(base + 6 * f, 0, 255).astype(np.uint8)
         a[(3 * i) % 24 : (3 * i) % 24 + 8, f : f + 8] = 255  # a white square moving right
         out.append(a)
-    vfr = mixed and frames == len(VFR_TIMES) and i % 7 == 3
+    vfr = mixed and frames == len(VFR_TIMES) and (vfr or i % 7 == 3)
     return write_video(path, out, fps=8, times=VFR_TIMES if vfr else None)
 
 
@@ -121,13 +121,13 @@ def make_ivqa(root: Path, n: int = 4) -> Path:
     return d
 
 
-def _nextqa_common(d: Path, videos: list[int]) -> None:
+def _nextqa_common(d: Path, videos: list[int], vfr: tuple[int, ...] = ()) -> None:
     file = d / "map_vid_vidorID.json"  # NExT-OE and NExT-QA MC share it (one NExT-QA release)
     mapping = json.loads(file.read_text()) if file.exists() else {}
     mapping.update({str(v): f"{1000 + v // 100:04d}/{v}" for v in videos})
     _json(file, mapping)
     for v in videos:
-        clip(d / "NExTVideo" / f"{mapping[str(v)]}.mp4", v % 97)
+        clip(d / "NExTVideo" / f"{mapping[str(v)]}.mp4", v % 97, vfr=v in vfr)
 
 
 def _nextqa_row(video: int, qid: int, question: str, answer: object, qtype: str, **extra: object) -> dict:
@@ -165,7 +165,7 @@ def make_nextqa_mc(root: Path, n: int = 4) -> Path:
             rows.append(_nextqa_row(v, i, f"why did the man run {i}", i % 5, ("CW", "TN", "DL", "CH")[i % 4],
                                     **{f"a{k}": options[(k + i) % 5] for k in range(5)}))
         _csv(d / "mc" / f"{split}.csv", rows)
-    _nextqa_common(d, videos)
+    _nextqa_common(d, videos, vfr=(6003,))
     return d
 
 

@@ -23,8 +23,8 @@ def _parquet(path: Path, rows: list[dict]) -> None:
 
 def _nextqa_videos(d: Path, videos: list[int]) -> None:
     (d / "map_vid_vidorID.json").write_text(json.dumps({str(v): f"2000/{v}" for v in videos}))
-    for v in videos:
-        clip(d / "NExTVideo" / "2000" / f"{v}.mp4", v % 97)
+    for k, v in enumerate(videos):
+        clip(d / "NExTVideo" / "2000" / f"{v}.mp4", 10 + k)  # .mp4 (variable rate), .webm, .mkv, .avi
 
 
 def make_nextqa_oe_mirror(root: Path) -> Path:
@@ -64,13 +64,13 @@ def make_youcook2_mirror(root: Path) -> Path:
     """``data/val-00000-of-00001.parquet`` whose ``id`` repeats within a video (as the mirror's does)."""
     d = root / "youcook2"
     rows = []
-    for v in range(2):
-        for k, (s, e) in enumerate(((0.0, 1.0), (0.5, 2.0))):
+    for v, segments in enumerate((((0.0, 1.0), (0.5, 2.0)), ((0.0, 2.0),), ((1.0, 2.0),))):
+        for k, (s, e) in enumerate(segments):
             rows.append({"id": str(v), "youtube_id": f"ycm{v}", "recipe_type": "113", "segment": [s, e],
                          "sentence": f"mix the {('flour', 'eggs')[k]} {v}", "video_path": f"validation/113/ycm{v}.mp4"})
     _parquet(d / "data" / "val-00000-of-00001.parquet", rows)
-    for v in range(2):
-        clip(d / "raw_videos" / "validation" / "113" / f"ycm{v}.mp4", 90 + v)
+    for v in range(3):
+        clip(d / "raw_videos" / "validation" / "113" / f"ycm{v}.mp4", 94 + v)  # .MP4 (variable rate), .mp4, .webm
     return d
 
 

@@ -203,3 +203,40 @@ def test_csv_cut_mid_row_is_one_line(tmp_path, capsys):
     path.write_text(text[: text.rindex(",") + 1] + '"an unterminated quote\n')
     rc, out = _check(capsys, "ivqa", "--data-root", str(tmp_path))
     assert rc == 2 and str(path) in out.strip().splitlines()[-1], out
+
+
+def test_every_fixture_holds_three_containers(official, tmp_path):
+    pytest.importorskip("pyarrow")
+    for build in MIRRORS.values():
+        build(tmp_path)
+    for root in (official, tmp_path):
+        for d in root.iterdir():
+            exts = {p.suffix for p in d.rglob("*") if p.suffix.lower() in (".mp4", ".webm", ".mkv", ".avi")}
+            assert len(exts) >= 3, (d, exts)
+
+
+def test_youcook2_mirror_runs_with_demos_from_its_eval_split(tmp_path):
+    pytest.importorskip("pyarrow")
+    import json
+
+    MIRRORS["youcook2"](tmp_path)
+    out = tmp_path / "run"
+    assert main(["run", "youcook2", "--model", "tiny", "--shots", "0", "--limit", "3", "--data-root", str(tmp_path),
+                 "--output", str(out), "benchmarks.demo_split=val", "benchmarks.generation.max_new_tokens=3"]) == 0
+    lines = [json.loads(ln) for ln in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [x["sample_id"] for x in lines] == ["ycm0_0", "ycm0_1", "ycm1_0"]  # (the demo pool is the 3 queries)
+    assert all(x["sample_id"] not in x["demo_ids"] for x in lines)  # demos from the eval split, never the query
+
+
+@pytest.mark.parametrize("kind, says", [("loop", "symbolic link loop"), ("device", "not a regular file"),
+                                        ("broken", "broken symbolic link")])
+def test_decoder_says_what_a_bad_link_is(kind, says, tmp_path):
+    from flamingo_eval.errors import UserError
+    from flamingo_eval.types import VideoRef
+    from flamingo_eval.video import get_decoder
+
+    path = tmp_path / "clip.mp4"
+    os.symlink({"loop": path, "device": Path("/dev/null"), "broken": tmp_path / "gone.mp4"}[kind], path)
+    with pytest.raises(UserError) as err:
+        get_decoder().decode(VideoRef(str(path)))
+    assert str(path) in str(err.value) and says in str(err.value) and "does not exist" not in str(err.value)
