@@ -289,7 +289,11 @@ def _row_id(row: dict[str, Any], id_field: str | None, id_format: str | None, fa
 
 def _options(row: dict[str, Any], args: Any, path: Path, what: str) -> tuple[str, ...] | None:
     if "options" in args:
-        return tuple(str(need_field(row, c, path, what)).strip() for c in args["options"])
+        cells = [need_field(row, c, path, what) for c in args["options"]]
+        empty = [c for c, v in zip(args["options"], cells) if blank(v)]
+        if empty:
+            raise UserError(f"{path}: {what} column '{empty[0]}' (an answer option) is empty; fix or drop the row")
+        return tuple(cell_text(v).strip() for v in cells)
     if "choices" in args:
         text = str(args.get("choice_text", "choice"))
         choices = need_field(row, str(args["choices"]), path, what)

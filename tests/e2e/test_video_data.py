@@ -240,3 +240,18 @@ def test_decoder_says_what_a_bad_link_is(kind, says, tmp_path):
     with pytest.raises(UserError) as err:
         get_decoder().decode(VideoRef(str(path)))
     assert str(path) in str(err.value) and says in str(err.value) and "does not exist" not in str(err.value)
+
+
+def test_blank_answer_option_is_one_line(tmp_path, capsys):
+    d = BUILDERS["nextqa_mc"](tmp_path)
+    path = d / "mc" / "val.csv"
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    rows[2]["a3"] = ""
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    rc, out = _check(capsys, "nextqa_mc", "--data-root", str(tmp_path))
+    err = out.strip().splitlines()[-1]
+    assert rc == 2 and str(path) in err and "row 3 column 'a3'" in err, out
