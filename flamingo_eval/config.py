@@ -68,6 +68,15 @@ class FramesCfg:
 
 
 @dataclass
+class GateCfg:
+    """What ``flamingo-eval compare`` checks besides each shots setting's overall value (docs/ci.md)."""
+
+    groups: str = ""
+    """A sample field naming each sample's group (easy-VQA and VQAv2 ``answer_type``, NExT-QA ``type``): the
+    runner carries it in every prediction line's ``extra`` and ``compare`` tests every group too (Holm)."""
+
+
+@dataclass
 class BenchmarkCard:
     id: str = "???"
     version: str = "???"
@@ -96,6 +105,8 @@ class BenchmarkCard:
     """question_id | image: write an evaluation-server submission when the eval split has no annotations."""
     frames: FramesCfg = field(default_factory=FramesCfg)
     """Video benchmarks: frames per clip (``count``) or per second (``fps`` + ``max``)."""
+    gate: GateCfg = field(default_factory=GateCfg)
+    """What the CI gate checks per sample group (``gate.groups``)."""
     license: str = ""
     source: str = ""
 

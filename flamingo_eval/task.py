@@ -57,7 +57,8 @@ class Task:
     submission_ids: tuple[Any, ...] = ()
     """Every id the submission must answer (the whole eval split, before --limit)."""
     metric_fields: tuple[str, ...] = ()
-    """Sample fields the metric reads (``Adapter.metric_fields``), carried in the prediction line's ``extra``."""
+    """Sample fields the metric reads (``Adapter.metric_fields``) and the card's ``gate.groups`` field, carried in
+    the prediction line's ``extra``."""
     trial_samples: dict[int, list[Sample]] = field(default_factory=dict)
     """``run.subset=random_per_trial``: each trial seed's own eval subset (else empty: ``eval_samples``)."""
 
@@ -122,7 +123,13 @@ def prepare(cfg: Config) -> Task:
                 metric=metric,
                 extractor=EXTRACTORS.get(template.extractor), template=template, sampler_context=context,
                 submission_key=submission_key, submission_ids=submission_ids,
-                metric_fields=tuple(adapter.metric_fields), trial_samples=trial_samples)
+                metric_fields=line_fields(adapter.metric_fields, card.gate.groups), trial_samples=trial_samples)
+
+
+def line_fields(metric_fields: tuple[str, ...], group_field: str) -> tuple[str, ...]:
+    """The sample fields each prediction line carries in ``extra``: the metric's, plus the card's
+    ``gate.groups`` field (``compare`` tests each group of samples on it)."""
+    return (*metric_fields, group_field) if group_field and group_field not in metric_fields else metric_fields
 
 
 def missing_line(card: BenchmarkCard, adapter: Adapter, missing: list[tuple[str, Path]]) -> str:

@@ -97,10 +97,11 @@ class VQAAdapter(Adapter):
         answer strings of each annotation are kept (docs/performance.md, "Full-split scale")."""
         qpath = self.path(f"{split}_questions")
         by_qid: dict[Any, Any] | None = None
+        answer_types: dict[Any, str] = {}
         apath = qpath
         if f"{split}_annotations" in self.card.files:  # test splits have none
             apath = self.path(f"{split}_annotations")
-            by_qid = _answers_by_qid(apath)
+            by_qid = _answers_by_qid(apath, answer_types)
         join = _joiner(self.path(f"{split}_images"))
         pattern, split_name = str(self.card.adapter_args["image_pattern"]), self._split_name(split)
         samples = []
@@ -121,19 +122,19 @@ class VQAAdapter(Adapter):
                 image = join(pattern.format(split_name=split_name, image_id=image_id))
             except (ValueError, TypeError, KeyError, IndexError):
                 image = str(self.image_path(split, image_id, qpath, i))  # raises the explained error
-            samples.append(Sample(
-                id=str(qid), media=(image,),
-                fields={"question": need_str(q, "question", qpath, f"entry {i}").strip(), "question_id": qid},
-                references=answers,
-            ))
+            fields = {"question": need_str(q, "question", qpath, f"entry {i}").strip(), "question_id": qid}
+            if qid in answer_types:  # the card's gate.groups (compare tests each answer type apart)
+                fields["answer_type"] = answer_types[qid]
+            samples.append(Sample(id=str(qid), media=(image,), fields=fields, references=answers))
         return check_unique(samples, str(qpath))
 
     def _split_name(self, split: str) -> Any:
         return self.card.adapter_args.get("split_names", {}).get(split, split)
 
 
-def _answers_by_qid(apath: Path) -> dict[Any, Any]:
-    """question_id -> its answer strings (a tuple), read entry by entry from the annotation file.
+def _answers_by_qid(apath: Path, answer_types: dict[Any, str]) -> dict[Any, Any]:
+    """question_id -> its answer strings (a tuple), read entry by entry from the annotation file; each
+    annotation's ``answer_type`` (a string, when present) goes into ``answer_types``.
 
     Equal answer strings share one object (VQAv2 has ~4.4 M answers over a few hundred thousand distinct
     strings). An entry whose answers are not plain (``{answer: str}`` objects or strings) is kept as it is,
@@ -143,6 +144,9 @@ def _answers_by_qid(apath: Path) -> dict[Any, Any]:
     strings: dict[str, str] = {}
     for i, ann in enumerate(iter_json_list(apath, "annotations")):
         qid = need_id(ann, "question_id", apath, f"entry {i}")
+        kind = ann.get("answer_type")
+        if isinstance(kind, str):
+            answer_types[qid] = strings.setdefault(kind, kind)
         raw = ann.get("answers")
         if isinstance(raw, list):
             texts = [a if isinstance(a, str) else a.get("answer") if isinstance(a, dict) else None for a in raw]
@@ -222,6 +226,14 @@ class VizWizAdapter(Adapter):
         return check_annotated(check_unique(samples, str(qpath)), str(qpath))
 
 
+EASYVQA_SHAPES = ("circle", "rectangle", "triangle")
+
+
+def easyvqa_answer_type(answer: str) -> str:
+    """An easy-VQA answer's type (the card's ``gate.groups``): ``yes/no``, ``shape`` or ``colour``."""
+    return "yes/no" if answer in ("yes", "no") else "shape" if answer in EASYVQA_SHAPES else "colour"
+
+
 @ADAPTERS.register("easyvqa")
 class EasyVQAAdapter(Adapter):
     """easy-vqa: ``<split>/questions.json`` = [[question, answer, image_id], ...], ``<split>/images/<id>.png``."""
@@ -254,5 +266,6 @@ class EasyVQAAdapter(Adapter):
                 raise UserError(f"{qpath}: entry {i} is not [question, answer, image_id] (strings or integers)")
             question, answer, image_id = row
             samples.append(Sample(id=f"{split}-{i}", media=(str(images / f"{image_id}.png"),),
-                                  fields={"question": str(question)}, references=(str(answer),)))
+                                  fields={"question": str(question), "answer_type": easyvqa_answer_type(str(answer))},
+                                  references=(str(answer),)))
         return check_unique(samples, str(qpath))

@@ -1,7 +1,8 @@
 """``flamingo-eval compare``: paired significance test of a candidate run against a baseline (CI gate).
 
 Exit codes: 0 = no significant regression, 1 = a drop larger than ``--max-drop`` is significant at
-``--alpha``, 2 = unusable input (missing files, or records that cannot be paired -- one line says why).
+``--alpha`` (on a whole cell or on one group of its samples), 2 = unusable input (missing files, records that
+cannot be paired, or a candidate lacking part of the baseline without ``--allow-partial`` -- one line says why).
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--n-resamples", type=int, default=10_000, metavar="N",
                    help="bootstrap / permutation resamples (default 10000)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the resampling (default 0)")
+    p.add_argument("--allow-partial", action="store_true",
+                   help="accept a candidate lacking shots settings, seeds or samples of the baseline: compare on "
+                   "what both runs hold, and say so (without it such a candidate exits 2)")
     p.add_argument("--output", metavar="FILE", default=None,
                    help="also write the report (Markdown) here, e.g. $GITHUB_STEP_SUMMARY")
     p.set_defaults(func=run)
@@ -41,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         cmp = compare_runs(args.baseline, args.candidate, max_drop=args.max_drop, alpha=args.alpha,
-                           n_resamples=args.n_resamples, seed=args.seed)
+                           n_resamples=args.n_resamples, seed=args.seed, allow_partial=args.allow_partial)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -30,6 +30,13 @@ from flamingo_eval.errors import UserError
 from flamingo_eval.metrics import stats
 from flamingo_eval.metrics.base import Metric
 from flamingo_eval.metrics.stats import paired_ids
+from flamingo_eval.results.gate_checks import (
+    GroupComparison,
+    cell_checks,
+    coverage_gaps,
+    format_checks,
+    require_coverage,
+)
 from flamingo_eval.results.lines import metric_input
 from flamingo_eval.results.records import RECORD_FILE, find_records, load_predictions, load_record
 
@@ -70,11 +77,17 @@ class Comparison:
     alpha: float
     cells: list[CellComparison] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    groups: list[GroupComparison] = field(default_factory=list)
+    """Per-group tests of the cells whose card names ``gate.groups`` (``results/gate_checks.py``)."""
+    detectable: dict[tuple[str, int], float] = field(default_factory=dict)
+    """(benchmark, shots) -> the smallest drop detected with 80% power (NaN: not computable)."""
+    partial: list[str] = field(default_factory=list)
+    """What the candidate lacks relative to the baseline, when ``allow_partial`` accepted it."""
 
     @property
     def failed(self) -> bool:
-        """True when any cell is a significant drop larger than ``max_drop``."""
-        return any(c.verdict == "REGRESSION" for c in self.cells)
+        """True when any cell, or any group of a cell, is a significant drop larger than ``max_drop``."""
+        return any(c.verdict == "REGRESSION" for c in self.cells) or any(g.verdict == "REGRESSION" for g in self.groups)
 
 
 def _verdict(delta: float, p_drop: float, p_gain: float, max_drop: float, alpha: float) -> str:
@@ -238,6 +251,7 @@ def _compare_records(base: dict, cand: dict, opts: dict, out: Comparison) -> Non
     bench = base["benchmark"]["id"]
     cand_results = {r["shots"]: r for r in cand["results"]}
     preds = (load_predictions(Path(base["_path"]).parent), load_predictions(Path(cand["_path"]).parent))
+    require_coverage(coverage_gaps(bench, base, cand, *preds), opts["allow_partial"], out.partial)
     n_cells = n_unscored = 0
     for rb in sorted(base["results"], key=lambda r: r["shots"]):
         rc = cand_results.get(rb["shots"])
@@ -256,17 +270,22 @@ def _compare_records(base: dict, cand: dict, opts: dict, out: Comparison) -> Non
             raise UserError(f"records not comparable: demo sampler differs for {bench} {rb['shots']}-shot "
                             f"(baseline {sb!r}, candidate {sc!r})")
         out.cells.append(_compare_shots(base, cand, rb, rc, preds, opts, out.notes))
+        cell_checks(base, rb, rc, preds, opts, out)
         n_cells += 1
     if n_cells == 0 and n_unscored == 0:
         raise UserError(f"records not comparable: no shots setting of {bench} is in both runs")
 
 
 def compare_runs(baseline: str | Path, candidate: str | Path, *, max_drop: float = 1.0, alpha: float = 0.05,
-                 n_resamples: int = 10_000, seed: int = 0) -> Comparison:
+                 n_resamples: int = 10_000, seed: int = 0, allow_partial: bool = False) -> Comparison:
     """Compare two runs (run dirs, record.json paths, or directories of runs paired by benchmark).
 
+    ``allow_partial``: accept a candidate lacking shots settings, trial seeds or samples of the baseline
+    (compared on what both hold; the report says so); without it such a candidate is an error.
+
     Raises:
-        UserError: Missing/invalid files or records that cannot be paired (the CLI exits 2).
+        UserError: Missing/invalid files, records that cannot be paired, or (without ``allow_partial``) a
+            candidate that does not cover the baseline (the CLI exits 2).
     """
     if not 0 < alpha < 0.5:
         raise UserError(f"--alpha must be in (0, 0.5), got {alpha}")
@@ -288,7 +307,8 @@ def compare_runs(baseline: str | Path, candidate: str | Path, *, max_drop: float
     if missing:
         raise UserError(f"records not comparable: candidate has no run for benchmark(s) {', '.join(missing)}")
     out = Comparison(str(baseline), str(candidate), max_drop, alpha)
-    opts = {"max_drop": max_drop, "alpha": alpha, "n_resamples": n_resamples, "seed": seed}
+    opts = {"max_drop": max_drop, "alpha": alpha, "n_resamples": n_resamples, "seed": seed,
+            "allow_partial": allow_partial}
     for bid in sorted(base_by):
         _compare_records(base_by[bid], cand_by[bid], opts, out)
     if not out.cells:
@@ -303,16 +323,22 @@ def format_comparison(cmp: Comparison) -> str:
     level = round(100 * (1 - 2 * cmp.alpha))
     lines = [f"baseline:  {cmp.baseline}", f"candidate: {cmp.candidate}", "",
              f"| benchmark | shots | n | baseline | candidate | delta | {level}% CI | p(drop>{cmp.max_drop:g}) "
-             "| verdict |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "| detectable drop | verdict |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for c in cmp.cells:
         shots = f"{c.shots}" if c.sampler == "random" else f"{c.shots} ({c.sampler})"
         ci = "n/a" if math.isnan(c.ci_lo) else f"[{c.ci_lo:+.2f}, {c.ci_hi:+.2f}]"
+        found = cmp.detectable.get((c.benchmark, c.shots), math.nan)
         lines.append(f"| {c.benchmark} | {shots} | {c.n} | {c.baseline:.2f} | {c.candidate:.2f} | "
-                     f"{c.delta:+.2f} | {ci} | {c.p:.4f} | {c.verdict} |")
+                     f"{c.delta:+.2f} | {ci} | {c.p:.4f} | {'n/a' if math.isnan(found) else f'{found:.1f}'} "
+                     f"| {c.verdict} |")
     methods = sorted({c.method for c in cmp.cells})
     lines += ["", f"Test: {', '.join(methods)}; fails when delta < -{cmp.max_drop:g} points with "
-                  f"p < {cmp.alpha:g} (one-sided)."]
+                  f"p < {cmp.alpha:g} (one-sided). Detectable drop: the smallest drop this test catches with 80% "
+                  "power at the cell's n, from the baseline's per-sample scores (docs/ci.md)."]
+    lines += format_checks(cmp.groups, cmp.partial, cmp.max_drop)
     lines += [f"Note: {n}" for n in cmp.notes]
     bad = [f"{c.benchmark} {c.shots}-shot" for c in cmp.cells if c.verdict == "REGRESSION"]
-    lines.append(f"FAIL: significant regression on {', '.join(bad)}" if bad else "PASS: no significant regression")
+    bad += [f"{g.benchmark} {g.shots}-shot {g.field}={g.group}" for g in cmp.groups if g.verdict == "REGRESSION"]
+    verdict = f"FAIL: significant regression on {', '.join(bad)}" if bad else "PASS: no significant regression"
+    lines.append(verdict + (" (PARTIAL COVERAGE: see above)" if cmp.partial else ""))
     return "\n".join(lines) + "\n"

@@ -443,10 +443,11 @@ def test_hateful_memes_line_that_is_not_an_object(bad, tmp_path):
 
 
 # -- score: exactly the file given, every line checked ----------------------------------------------
-# Inputs are copies of the committed baseline run (mini on easy-vqa: 0/4 shots x seeds 0/1 x 200 samples),
+# Inputs are copies of the committed baseline run (mini on easy-vqa: 0/4 shots x seeds 0/1 x BASE_N samples),
 # so these tests need no model. BASE_VALUES are its record's 0-shot trial values.
 
 BASELINE = Path(__file__).resolve().parents[2] / "results" / "baselines" / "mini-easyvqa"
+BASE_N = json.loads((BASELINE / "record.json").read_text())["config"]["run"]["limit"]
 
 
 @pytest.fixture
@@ -484,7 +485,7 @@ def test_score_scores_exactly_the_file_given(base_run, capsys):
     rec = json.loads((BASELINE / "record.json").read_text())
     assert [t["value"] for r in out["results"] for t in r["trials"]] == pytest.approx(
         [t["value"] for r in rec["results"] for t in r["trials"]], abs=1e-9)
-    assert out["checks"] == {**out["checks"], "exact_ids": True, "partial": False, "lines": 800}
+    assert out["checks"] == {**out["checks"], "exact_ids": True, "partial": False, "lines": 4 * BASE_N}
 
 
 def _duplicates(lines: list[dict]) -> list[dict]:
@@ -515,11 +516,11 @@ def test_score_refuses_an_inexact_file_or_reports_the_counts(edit, message, coun
     assert json.loads(report.read_text())["checks"] == out["checks"]
     values = {(r["shots"], t["seed"]): (t["value"], t["n"]) for r in out["results"] for t in r["trials"]}
     expected = float(np.mean([ln["score"] for ln in base_lines() if (ln["shots"], ln["seed"]) == (4, 1)]))
-    assert values[(4, 1)] == (expected, 200)  # untouched trials score as in the record
-    if edit is _missing:  # what is there is scored: the 150 remaining samples of 0-shot seed 0
+    assert values[(4, 1)] == (expected, BASE_N)  # untouched trials score as in the record
+    if edit is _missing:  # what is there is scored: the BASE_N - 50 remaining samples of 0-shot seed 0
         # file order = id order
         kept = [ln["score"] for ln in base_lines() if ln["shots"] == 0 and ln["seed"] == 0][50:]
-        assert values[(0, 0)] == (pytest.approx(sum(kept) / 150), 150)
+        assert values[(0, 0)] == (pytest.approx(sum(kept) / (BASE_N - 50)), BASE_N - 50)
 
 
 def test_score_refuses_another_benchmarks_file(base_run, vqav2_root, tmp_path, capsys):
@@ -527,7 +528,7 @@ def test_score_refuses_another_benchmarks_file(base_run, vqav2_root, tmp_path, c
     assert rc == 2 and "predictions of benchmark 'easyvqa'" in err and "not 'vqav2'" in err
     alone = write_lines(tmp_path / "alone.jsonl", base_lines())  # no record: the ids give it away
     rc, _, err = score(capsys, "vqav2", "--predictions", str(alone), "--data-root", str(vqav2_root))
-    assert rc == 2 and "800 unknown sample id(s)" in err and "another benchmark" in err and "\n" not in err
+    assert rc == 2 and f"{4 * BASE_N} unknown sample id(s)" in err and "another benchmark" in err and "\n" not in err
     rc, _, err = score(capsys, "vqav2", "--predictions", str(alone))  # nothing to check against
     assert rc == 2 and "cannot check its sample ids" in err and "--record" in err and "--data-root" in err
 
@@ -643,25 +644,26 @@ def test_leaderboard_keeps_a_smoke_run_apart_and_marks_unfinished_runs(tmp_path,
     capsys.readouterr()
     assert main(["leaderboard", "--results", str(root), "--output", "-"]) == 0
     md = capsys.readouterr().out
-    full, smoke = _cells(200), _cells(40)
-    assert f"| mini [run.limit=200] | {' | '.join(_md(full, smoke))} |" in md  # the 200-sample run, untouched
+    full, smoke = _cells(BASE_N), _cells(40)
+    assert f"| mini [run.limit={BASE_N}] | {' | '.join(_md(full, smoke))} |" in md  # the full run, untouched
     assert f"| mini [run.limit=40] | {' | '.join(_md(smoke, full))} |" in md and "supersedes" not in md
-    limited_copy(root / "busy", 200, created="2030-02-01T00:00:00+00:00", status="running")  # same config
+    limited_copy(root / "busy", BASE_N, created="2030-02-01T00:00:00+00:00", status="running")  # same config
     assert main(["leaderboard", "--results", str(root), "--output", "-"]) == 0
     md = capsys.readouterr().out
-    assert f"| mini [run.limit=200] | {' | '.join(c + '*' for c in _md(full, smoke))} |" in md
-    assert "unfinished runs (status: running)" in md and "-limit200" in md
+    assert f"| mini [run.limit={BASE_N}] | {' | '.join(c + '*' for c in _md(full, smoke))} |" in md
+    assert "unfinished runs (status: running)" in md and f"-limit{BASE_N}" in md
 
 
 def test_compare_different_limits_shows_paired_values(tmp_path, capsys):
-    """Baseline 200 samples vs the same answers at --limit 40: equal values and delta 0 on the 40 paired."""
+    """Baseline BASE_N samples vs the same answers at --limit 40: equal values and delta 0 on the 40 paired
+    (--allow-partial: deliberately a candidate with part of the baseline's samples)."""
     cand = limited_copy(tmp_path / "cand", 40, created="2030-01-01T00:00:00+00:00")
     capsys.readouterr()
-    assert main(["compare", str(BASELINE), str(cand), "--n-resamples", "200"]) == 0
+    assert main(["compare", str(BASELINE), str(cand), "--n-resamples", "200", "--allow-partial"]) == 0
     out = capsys.readouterr().out
-    for shots, (mean, _) in zip((0, 4), _cells(40)):  # the 40 paired samples, not the baseline's 200
+    for shots, (mean, _) in zip((0, 4), _cells(40)):  # the 40 paired samples, not all the baseline's
         assert f"| easyvqa | {shots} | 40 | {mean:.2f} | {mean:.2f} | +0.00 |" in out
-    assert "paired on 40 samples per trial (baseline has 200, candidate 40)" in out
+    assert f"paired on 40 samples per trial (baseline has {BASE_N}, candidate 40)" in out and "PARTIAL" in out
 
 
 # -- malformed data files: one line naming the file and the field --------------------------------------

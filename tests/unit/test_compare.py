@@ -129,8 +129,10 @@ def test_unusable_paths_and_seeds_exit_2(tmp_path: Path) -> None:
     assert _cli([str(b), str(tmp_path / "nope")]) == 2
     other = {(k, 7): v for (k, _), v in base_scores(rng).items()}
     c = make_run(tmp_path / "cand", other)
-    with pytest.raises(UserError, match="no common trial seeds"):
+    with pytest.raises(UserError, match="missing easyvqa 0-shot seed 0; easyvqa 0-shot seed 1; easyvqa 4-shot"):
         compare_runs(b, c)
+    with pytest.raises(UserError, match="no common trial seeds"):  # partial coverage accepted, but none shared
+        compare_runs(b, c, allow_partial=True)
     (b / "predictions.jsonl").unlink()
     with pytest.raises(UserError, match="predictions file not found"):
         compare_runs(b, b)
@@ -203,7 +205,8 @@ def test_different_limits_show_the_paired_subset_values(corpus: bool, tmp_path: 
     base = base_scores(rng)
     cand = flip(_head(base, 120), rng, frac=0.2, p_correct=0.6)
     kw = {"corpus": True, "metric": _CorpusAccuracy.name} if corpus else {}
-    cmp = compare_runs(make_run(tmp_path / "b", base, **kw), make_run(tmp_path / "c", cand, **kw), n_resamples=200)
+    cmp = compare_runs(make_run(tmp_path / "b", base, **kw), make_run(tmp_path / "c", cand, **kw), n_resamples=200,
+                       allow_partial=True)  # deliberately: the candidate holds 120 of the baseline's 300 samples
     for cell in cmp.cells:
         b_sub = np.mean([base[(cell.shots, s)][:120] for s in SEEDS])
         c_sub = np.mean([cand[(cell.shots, s)] for s in SEEDS])
@@ -222,7 +225,7 @@ def test_different_limits_per_trial_fallback_is_refused(tmp_path: Path) -> None:
     b = make_run(tmp_path / "b", base, corpus=True)
     c = make_run(tmp_path / "c", _head(base, 100), corpus=True)
     with pytest.raises(UserError, match="scored different samples .* cannot be recomputed on the 100 paired"):
-        compare_runs(b, c, n_resamples=200)
+        compare_runs(b, c, n_resamples=200, allow_partial=True)
 
 
 def test_different_limits_on_the_committed_baseline(tmp_path: Path) -> None:
@@ -238,8 +241,9 @@ def test_different_limits_on_the_committed_baseline(tmp_path: Path) -> None:
     cand = tmp_path / "limit40"
     write_json_atomic(cand / "record.json", rec)
     (cand / "predictions.jsonl").write_text("".join(json.dumps(ln) + "\n" for ln in lines))
-    cmp = compare_runs(src, cand, n_resamples=200)
+    cmp = compare_runs(src, cand, n_resamples=200, allow_partial=True)  # deliberately: 40 of the baseline's samples
     shown = {c.shots: (c.n, round(c.baseline, 2), round(c.candidate, 2), c.delta) for c in cmp.cells}
     first40 = {r["shots"]: round(float(np.mean([t["value"] for t in r["trials"]])), 2) for r in rec["results"]}
     assert shown == {k: (40, v, v, 0.0) for k, v in first40.items()}  # the paired 40, not the baseline's 200
-    assert "paired on 40 samples per trial (baseline has 200, candidate 40)" in format_comparison(cmp)
+    n = rec["config"]["run"]["limit"]  # the baseline's samples per trial
+    assert f"paired on 40 samples per trial (baseline has {n}, candidate 40)" in format_comparison(cmp)
