@@ -189,9 +189,11 @@ def only_new(sink: Callable[..., None], todo: Sequence[Sample]) -> Callable[...,
     return write
 
 
-def score_items(metric: Any, items: list[MetricInput]) -> MetricResult:
+def score_items(metric: Any, items: list[MetricInput], skipped: Sequence[dict[str, Any]] = ()) -> MetricResult:
     if not items:
-        raise UserError("no samples left to score (all skipped?)")
+        from flamingo_eval.skips import no_samples_left
+
+        raise UserError(no_samples_left(skipped))
     return metric(items)
 
 
@@ -306,7 +308,7 @@ def score_trial(task: Task, store: RunStore, shots: int, trial: int, seed: int, 
     if task.submission_key is not None:
         result = submit_trial(task, out, store.out_dir, shots, trial)
     else:
-        result = score_items(task.metric, out.items)
+        result = score_items(task.metric, out.items, out.skipped)
     store.save_scores(out, result.per_sample, shots, trial, order)
     if scored is not None:
         scored[trial] = ([i.sample_id for i in out.items], tuple(result.per_sample))

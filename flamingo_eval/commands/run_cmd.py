@@ -80,6 +80,7 @@ def load_config(args: argparse.Namespace) -> Any:
     for o in args.overrides:
         if "=" not in o:
             raise UserError(f"bad override '{o}': expected KEY=VALUE (e.g. model.batch_size=4)")
+    check_paths(args)
     cfg = compose_config(args.benchmark, args.model, list(args.overrides))
     data = to_dict(cfg)
     for flag, key in FLAGS.items():
@@ -89,6 +90,23 @@ def load_config(args: argparse.Namespace) -> Any:
     return validate(data)
 
 
+def check_paths(args: argparse.Namespace) -> None:
+    """``--output ""`` and a ``--data-root`` that is not a directory: one line each, before anything is read."""
+    from flamingo_eval.errors import UserError
+
+    output, root = getattr(args, "output", None), getattr(args, "data_root", None)
+    if output is not None and not output.strip():
+        raise UserError("--output is empty; pass a run directory, or leave the flag out for "
+                        "runs/<benchmark>-<model>-<time>")
+    if root:
+        path = Path(root).expanduser()
+        if path.exists() and not path.is_dir():
+            raise UserError(f"--data-root {root} is a file, not a directory: pass the directory that holds the "
+                            "benchmark folders (e.g. --data-root ~/data with ~/data/vqav2/ inside)")
+        if not path.exists() and path.is_symlink():
+            raise UserError(f"--data-root {root} is a broken symlink; fix the link or pass the data directory")
+
+
 def run(args: argparse.Namespace) -> int:
     """Config and data first (one line on any problem, no torch imported yet), then lock the output
     directory, load the model and evaluate."""
@@ -96,6 +114,10 @@ def run(args: argparse.Namespace) -> int:
     from flamingo_eval.display import Reporter, reporter, results_table
 
     cfg = load_config(args)  # a typo fails here, within a second: nothing heavy is imported before this
+    if cfg.run.output:  # a read-only probe: every torchrun rank refuses alike
+        from flamingo_eval.results.lock import refuse_if_locked
+
+        refuse_if_locked(Path(cfg.run.output))  # a busy --output is refused before the data is read
     rep = reporter() if distributed.from_env().is_main else Reporter()
     card = cfg.benchmarks
     rep.phase(f"reading {card.id}: eval split '{card.eval_split}', demos from '{card.demo_split}'")

@@ -33,6 +33,12 @@ def load_tokenizer(path: str, trust_remote_code: bool = False) -> Any:
     """
     from transformers import AutoTokenizer
 
+    from flamingo_eval.models.tokenizer_check import check_round_trip, tokenizer_files_problem
+
+    problem = tokenizer_files_problem(Path(path))
+    if problem:
+        raise UserError(f"cannot load tokenizer: {problem}; copy the LM's tokenizer files there or pass "
+                        "model.lm.tokenizer=DIR")
     try:
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except OSError as e:
@@ -42,6 +48,7 @@ def load_tokenizer(path: str, trust_remote_code: bool = False) -> Any:
             raise
         raise UserError(f"tokenizer '{path}' ships custom Python code; it was not run. Pass "
                         "model.trust_remote_code=true only if you trust its source") from None
+    check_round_trip(tok, path, "pass the LM's own tokenizer directory as model.lm.tokenizer=DIR")
     tok.add_special_tokens({"additional_special_tokens": ["<|endofchunk|>", "<image>"]})
     if tok.pad_token is None:
         tok.add_special_tokens({"pad_token": "<PAD>"})

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from flamingo_eval.errors import UserError
 from flamingo_eval.models.checkpoint_shapes import tensor_shapes
+from flamingo_eval.models.tokenizer_check import tokenizer_files_problem
 from flamingo_eval.models.vision_dir import TowerFiles, find_tower, is_tower_weights
 from flamingo_eval.models.weight_files import check_file, check_weights_file, pickled_strings
 
@@ -65,6 +66,7 @@ def resolve_model(cfg: ModelCfg, explicit: Iterable[str] | None = None) -> Model
     given = _Given(explicit)
     if cfg.architecture == "idefics":
         _idefics(cfg, given)
+        _check_tokenizer(cfg.lm.tokenizer or cfg.lm.path)
         return cfg
     sizes: dict[str, int] = {}
     if cfg.path:
@@ -72,6 +74,8 @@ def resolve_model(cfg: ModelCfg, explicit: Iterable[str] | None = None) -> Model
     cfg.flamingo = {k: v for k, v in cfg.flamingo.items() if v is not None}  # null = "not given"
     if cfg.vision.name == "open_clip":
         _check_tower(cfg, given)
+    if cfg.lm.tokenizer not in (None, "smollm2"):
+        _check_tokenizer(cfg.lm.tokenizer)
     if cfg.checkpoint:
         _cross_attn(cfg, checkpoint_path(cfg.checkpoint))
         _bridge_shapes(cfg, checkpoint_path(cfg.checkpoint), lambda k: "given on the command line" if given.cli(
@@ -115,6 +119,10 @@ def _from_directory(cfg: ModelCfg, root: Path, given: _Given) -> dict[str, int]:
         cfg.lm.path = str(lm)
         if not given("model.lm.tokenizer", cfg.lm.tokenizer):
             cfg.lm.tokenizer = None  # the tokenizer follows the LM (OpenFlamingo's tokenizer_path)
+            if tokenizer_files_problem(lm):
+                raise UserError(f"model.path {root}: {LM_DIR}/ has no tokenizer files (tokenizer.json, "
+                                f"tokenizer.model or vocab.json + merges.txt); copy the LM's tokenizer there or pass "
+                                f"model.lm.tokenizer=DIR")
     tower = find_tower(root, checkpoint_path(cfg.checkpoint)) if cfg.vision.name == "open_clip" else None
     if tower is not None:
         _vision(cfg, tower, given)
@@ -148,6 +156,14 @@ def _vision(cfg: ModelCfg, tower: TowerFiles, given: _Given) -> None:
         elif configs:
             raise UserError(f"{vision} has {configs[0].name} but no weights file (.safetensors, .pt, .pth or .bin) "
                             "for that tower; add it or pass model.vision.options.pretrained=FILE")
+
+
+def _check_tokenizer(path: str | None) -> None:
+    """A local tokenizer directory that is empty or holds no tokenizer files: one line, before torch."""
+    problem = tokenizer_files_problem(Path(path).expanduser()) if path else None
+    if problem:
+        raise UserError(f"tokenizer directory {problem}; pass the model's own tokenizer directory as "
+                        "model.lm.tokenizer=DIR")
 
 
 def _idefics(cfg: ModelCfg, given: _Given) -> None:

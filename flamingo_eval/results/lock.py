@@ -20,7 +20,7 @@ from flamingo_eval.distributed import Dist
 from flamingo_eval.errors import UserError
 from flamingo_eval.results.records import write_error
 
-__all__ = ["LOCK_FILE", "OutputLock", "exclusive_output"]
+__all__ = ["LOCK_FILE", "OutputLock", "exclusive_output", "refuse_if_locked"]
 
 LOCK_FILE = ".flamingo-eval.lock"
 
@@ -105,3 +105,29 @@ def exclusive_output(out_dir: Path, dist: Dist) -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+def refuse_if_locked(out_dir: Path) -> None:
+    """Refuse at once (before any heavy import) an ``out_dir`` whose lock another live run holds.
+
+    A probe only: nothing is created and the lock is not kept (:func:`exclusive_output` takes it later, and
+    still refuses a run that started in between).
+    """
+    try:
+        import fcntl
+    except ImportError:
+        return
+    try:
+        fd = os.open(out_dir / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return  # no lock file (or not readable): nobody holds it, or acquire() names the problem
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+        raise UserError(f"{out_dir} is in use by another flamingo-eval run ({holder}); wait for it to finish or "
+                        "choose another --output") from None
+    except OSError:
+        return
+    finally:
+        os.close(fd)

@@ -83,10 +83,17 @@ def load_idefics_tokenizer(path: str | Path) -> Any:
     """The model's own tokenizer, unchanged (IDEFICS's added tokens are part of its vocabulary); left padding."""
     from transformers import AutoTokenizer
 
+    from flamingo_eval.models.tokenizer_check import check_round_trip, tokenizer_files_problem
+
+    problem = tokenizer_files_problem(Path(path))
+    if problem:
+        raise UserError(f"cannot load the IDEFICS tokenizer: {problem}; pass the model's directory (or its "
+                        "tokenizer's) as model.lm.tokenizer=DIR")
     try:
         tok = AutoTokenizer.from_pretrained(str(path))
     except (OSError, ValueError) as e:
         raise UserError(f"cannot load the IDEFICS tokenizer from '{path}': {str(e).splitlines()[0]}") from None
+    check_round_trip(tok, path, "pass the IDEFICS model's own tokenizer as model.lm.tokenizer=DIR")
     vocab = tok.get_vocab()
     missing = [t for t in SPECIAL_TOKENS if t not in vocab]
     if missing:
