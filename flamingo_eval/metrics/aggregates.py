@@ -50,7 +50,7 @@ def mean_aggregate(scores: np.ndarray) -> Aggregate:
 
 def expand(items: Sequence[MetricInput], counts: np.ndarray) -> list[MetricInput]:
     """The resample as a list: item ``j`` repeated ``counts[j]`` times, in item order."""
-    return [items[j] for j in np.repeat(np.arange(len(items)), counts.astype(np.int64))]
+    return [items[int(j)] for j in np.repeat(np.arange(len(items)), counts.astype(np.int64))]
 
 
 def _value_or_nan(metric: Metric, items: list[MetricInput]) -> float:

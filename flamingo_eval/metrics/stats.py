@@ -208,17 +208,17 @@ def trials_ci(metric: Metric, trials: Sequence[Sequence[MetricInput]], n_resampl
 
     if n_resamples < 1 or not any(trials):
         return None
-    aggs = []
+    built = []
     for t, items in enumerate(trials):
         if not items:
             continue
         res = results[t] if results is not None else metric(list(items))
         order = sorted(range(len(items)), key=lambda j: items[j].sample_id)
-        aggs.append(([items[j].sample_id for j in order], aggregate_for(
+        built.append(([items[j].sample_id for j in order], aggregate_for(
             metric, [items[j] for j in order], _reordered(res, order))))
-    ids = sorted({sid for sample_ids, _ in aggs for sid in sample_ids})
+    ids = sorted({sid for sample_ids, _ in built for sid in sample_ids})
     col = {sid: j for j, sid in enumerate(ids)}
-    aggs = [(np.array([col[s] for s in sample_ids], dtype=np.int64), agg) for sample_ids, agg in aggs]
+    aggs = [(np.array([col[s] for s in sample_ids], dtype=np.int64), agg) for sample_ids, agg in built]
     stats_ = combine_trials(_aggregate_matrix(aggs, len(ids), n_resamples, seed), seed, resample_trials)
     if stats_.size == 0:
         return None
