@@ -124,8 +124,7 @@ def run(args: argparse.Namespace) -> int:
     from flamingo_eval.runner import evaluate, prepare
 
     task = prepare(cfg)  # missing data, an empty split or too few demos fail before a model loads
-    threads = distributed.apply_threads(cfg.run.threads)
-    dist = distributed.init(cfg.model.device)  # torchrun: one process per GPU; else a single process
+    dist = distributed.init(cfg.model.device)  # torchrun: one process per GPU; else a single process (no torch)
     try:
         default = f"runs/{card.id}-{cfg.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         out = Path(dist.broadcast(cfg.run.output or default))
@@ -139,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
 
                     results_table(load_record(out), str(out))
                 return 0
+            threads = distributed.apply_threads(cfg.run.threads)  # the first torch import of a single process
             rep.phase(f"loading model {cfg.model.name} ({cfg.model.device}, {threads} CPU threads)")
             from flamingo_eval.models.build import build_model
 

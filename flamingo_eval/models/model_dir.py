@@ -122,8 +122,9 @@ def _from_directory(cfg: ModelCfg, root: Path, given: _Given) -> dict[str, int]:
             if tokenizer_files_problem(lm):
                 raise UserError(f"model.path {root}: {LM_DIR}/ has no tokenizer files (tokenizer.json, "
                                 f"tokenizer.model or vocab.json + merges.txt); copy the LM's tokenizer there or pass "
-                                f"model.lm.tokenizer=DIR")
-    tower = find_tower(root, checkpoint_path(cfg.checkpoint)) if cfg.vision.name == "open_clip" else None
+                                "model.lm.tokenizer=DIR")
+    ckpt = checkpoint_path(cfg.checkpoint) if cfg.checkpoint else None
+    tower = find_tower(root, ckpt) if cfg.vision.name == "open_clip" else None
     if tower is not None:
         _vision(cfg, tower, given)
     bridge = root / BRIDGE_FILE

@@ -62,6 +62,15 @@ def test_locked_output_before_torch(tmp_path: Path) -> None:
     _one_line(err, f"{out} is in use by another flamingo-eval run (pid {os.getpid()}")
 
 
+def test_output_of_another_config_before_torch(tmp_path: Path) -> None:
+    out = tmp_path / "other"
+    out.mkdir()
+    (out / "record.json").write_text(json.dumps({"config_hash": "0123abcd", "status": "complete"}))
+    rc, torch, _, err = _cli("run", "easyvqa", "--shots", "0", "--limit", "2", "--output", str(out))
+    assert rc == 2 and not torch
+    _one_line(err, "already holds a run record of a different configuration (config hash 0123abcd")
+
+
 def test_model_dir_layout_before_torch(tmp_path: Path) -> None:
     """lm/ without tokenizer files: named as such (not a wrong-shape error on embed_tokens); nothing written."""
     d = make_openflamingo_dir(tmp_path)
