@@ -57,8 +57,9 @@ def test_score_reproduces_the_records_numbers(easyvqa_run, capsys):
     rec = json.loads((easyvqa_run / "record.json").read_text())
     for mine, theirs in zip(out["results"], rec["results"], strict=True):
         assert [t["value"] for t in mine["trials"]] == [t["value"] for t in theirs["trials"]]
-        for key in ("mean", "std", "std_ddof1", "ci95", "ci95_resamples"):
+        for key in ("mean", "std", "std_ddof1", "ci95", "ci95_resamples", "ci95_method"):
             assert mine[key] == theirs[key], key
+    assert rec["results"][0]["ci95_method"] == "bootstrap: samples"
 
 
 def test_rerunning_a_complete_run_loads_no_model(easyvqa_run, capsys, monkeypatch):
