@@ -14,7 +14,8 @@ def _reason(error: str) -> str:
     """A skip's error, shortened to its kind: the first clause, numbers and quoted paths generalised."""
     first = re.split(r"[;(]", error or "unknown reason", maxsplit=1)[0].strip()
     first = re.sub(r"'[^']*'|\"[^\"]*\"|\S*/\S*", "…", first)
-    return re.sub(r"\d+", "N", first)[:90]
+    first = re.sub(r"\bsample \S+:", "sample …:", first)  # the reason, not which sample
+    return re.sub(r"\d+", "N", first)[:120].strip()
 
 
 def no_samples_left(skipped: Sequence[dict[str, Any]]) -> str:

@@ -6,14 +6,19 @@ Layout (docs/openflamingo.md, "Your own checkpoint")::
                                ({"model_state_dict": {"module.<key>": ...}}) or checkpoint.safetensors
     DIR/lm/                    the language model as a Hugging Face directory (config.json, weights, tokenizer)
     DIR/vision/config.json     optional: an open_clip model config (the add_model_config format)
-    DIR/vision/<weights>       optional: the tower's weights (one .safetensors/.pt/.pth/.bin file)
-    DIR/flamingo.json          optional: bridge sizes ({"perceiver_depth": 2, ...}) when not OpenFlamingo's
+    DIR/vision/<weights>       optional: the tower's weights (one .safetensors/.pt/.pth/.bin file); or config
+                               and weights side by side at the top or in a sub-directory (search order:
+                               ``vision_dir.py``), as OpenFlamingo's evaluation flags take them
+    DIR/flamingo.json          optional: bridge sizes the checkpoint's shapes cannot say ({"perceiver_heads": 2})
 
 Precedence, per field: a ``model.*`` override given on the command line > the directory's file > the value of
 the ``--model`` config > the built-in default (open_clip ViT-L-14 ``openai``; OpenFlamingo's bridge sizes).
 ``model.name`` defaults to the directory's name, so records and leaderboards name the model, not the config
-it borrowed. ``cross_attn_every_n_layers`` is read from the checkpoint's cross-attention keys when neither the
-command line nor ``flamingo.json`` gives it; a given value the keys contradict is one error.
+it borrowed. ``cross_attn_every_n_layers`` is read from the checkpoint's cross-attention keys, and every other
+bridge size its tensor shapes fix from those (``checkpoint_shapes.py``); a given value they contradict is one
+error. Local tower weights are checked against the architecture from their shapes (``vision_fit.py``); a local
+tokenizer directory must hold tokenizer files. An IDEFICS directory (``model.lm.path``) gets its name and its
+``preprocessor_config.json`` values here too.
 
 This module imports neither torch nor open_clip (tensor names are read with ``weight_files.pickled_strings``),
 so a bad directory is reported at once. Other model families can reuse :func:`find_weights` and the layout.

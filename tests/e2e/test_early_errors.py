@@ -148,3 +148,14 @@ def test_no_samples_left_names_the_skip_reasons() -> None:
     assert line.startswith("no samples left to score: all 3 were skipped (2x image … cannot be read; "
                            "1x prompt of N tokens exceeds model.max_context N)")
     assert "the first: image /d/a.jpg cannot be read (truncated) (sample a)" in line and "\n" not in line
+
+
+def test_all_samples_skipped_names_why(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from flamingo_eval.cli import main
+
+    assert main(["run", "easyvqa", "--shots", "0", "--limit", "2", "model.max_context=8", "--on-bad-sample", "skip",
+                 "--output", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: no samples left to score: all 2 were skipped (2x easyvqa: sample …: its prompt "
+                          "without demos is N tokens, + N reserved for the answer > model.max_context N)"), err
+    assert not (tmp_path / "run" / "record.json").exists()
