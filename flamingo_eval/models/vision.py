@@ -100,12 +100,15 @@ def _load_state_dict_file(path: Path) -> dict[str, Tensor]:
 
 def _load_strict(module: nn.Module, state: dict[str, Tensor], path: Path) -> None:
     """``load_state_dict(strict=True)`` with a one-line user error naming the file."""
-    result = module.load_state_dict(state, strict=False)
+    try:
+        result = module.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # size mismatches: one line, not one per tensor
+        bad = [ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln]
+        raise UserError(f"weights {path} do not fit this architecture ({len(bad)} tensors of another shape, e.g. "
+                        f"{bad[0] if bad else str(e)[:200]}); pass the config they were trained with") from None
     if result.missing_keys or result.unexpected_keys:
-        raise UserError(
-            f"weights {path} do not match the encoder: missing {result.missing_keys[:3]}, "
-            f"unexpected {result.unexpected_keys[:3]}; pass a checkpoint for this architecture"
-        )
+        raise UserError(f"weights {path} do not match the encoder: missing {result.missing_keys[:3]}, "
+                        f"unexpected {result.unexpected_keys[:3]}; pass a checkpoint for this architecture")
 
 
 class VisionEncoder(nn.Module, metaclass=ABCMeta):

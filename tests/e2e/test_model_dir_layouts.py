@@ -108,3 +108,18 @@ def test_hub_layout_in_a_subdirectory_and_a_custom_config_replaces_model_name(tm
         f"model.vision.options.config={PARITY / 'vision' / 'parity-vit-tiny.json'}",
         f"model.vision.options.pretrained={PARITY / 'vision' / 'open_clip.safetensors'}"]).model
     assert "model_name" not in m.vision.options
+
+
+def test_a_mismatch_the_shapes_check_cannot_see_is_still_one_line(tmp_path: Path) -> None:
+    """An MLP ratio is not among the sizes compared before loading: the loader's size mismatches become one line."""
+    import flamingo_eval.models.vision  # noqa: F401  (registers the encoders)
+    from flamingo_eval.registry import VISION
+
+    arch = json.loads((PARITY / "vision" / "parity-vit-tiny.json").read_text())
+    arch["vision_cfg"]["mlp_ratio"] = 4
+    (tmp_path / "wide-mlp.json").write_text(json.dumps(arch))
+    with pytest.raises(UserError) as err:
+        VISION.get("open_clip")(config=str(tmp_path / "wide-mlp.json"),
+                                pretrained=str(PARITY / "vision" / "open_clip.safetensors"))
+    text = str(err.value)
+    assert "\n" not in text and "do not fit this architecture (6 tensors of another shape, e.g. size mismatch" in text
