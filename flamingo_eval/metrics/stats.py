@@ -5,16 +5,20 @@ Every number the runner, ``score``, ``compare`` and ``leaderboard`` derive from 
 Resampling is reproducible and the same everywhere: :func:`resample_chunks` draws index matrices from
 ``numpy.random.default_rng(seed)``, ``rng.integers(0, n, size=(rows, n))`` chunk after chunk, where the
 chunk height depends on ``n`` only (:data:`CHUNK` elements per chunk), so a statistic never depends on
-the machine. Intervals are percentile intervals (linear interpolation, ``numpy.quantile``).
+the machine; :func:`count_chunks` turns them into count matrices over the SORTED sample ids, so it never
+depends on the order of the prediction lines either. Intervals are percentile intervals (linear
+interpolation, ``numpy.quantile``).
 
 * Trials: :func:`trial_summary` (mean, population std, sample std; exact float sums via ``statistics``).
-* One run: :func:`trials_ci` -- the percentile bootstrap of a shots setting's headline value over
-  samples x trials: sample ids are resampled with replacement, the same draw for every trial (trials
-  share the eval samples; only their demos differ), each trial's value is computed on the draw and the
-  statistic is the mean over trials, as the record's ``mean``. This is the run's ``ci95``.
+* One run: :func:`trials_ci` -- the percentile bootstrap of a shots setting's headline over samples:
+  sample ids are resampled with replacement, the same draw for every trial (trials share the eval
+  samples; only their demos differ), each trial's headline is the METRIC'S OWN aggregate on the draw
+  (``metrics/aggregates.py``: vectorised on the count matrices) and the statistic is the mean over
+  trials, as the record's ``mean``; optionally two-level (:func:`combine_trials`). This is the run's
+  ``ci95``; :func:`scores_ci` is the same from kept per-sample scores of plain-mean metrics.
 * Two runs: :func:`paired_test` (paired bootstrap of per-sample differences + sign-flip permutation
-  p-values) and :func:`bootstrap_values` (any statistic recomputed per resample, e.g. a corpus metric's
-  paired delta), used by ``compare``.
+  p-values) and :func:`paired_aggregate_deltas` (the paired bootstrap of a non-mean metric's own
+  headline), used by ``compare``.
 """
 
 from __future__ import annotations

@@ -269,3 +269,18 @@ def test_runner_uses_kept_scores_only_for_plain_means():
     res = vqa(_vqa_items(_rng(1), 30))
     assert stats.is_plain_mean(vqa, res.value, res.per_sample)
     assert not stats.is_plain_mean(vqa, res.value + 1.0, res.per_sample)  # a headline that is not the mean
+
+
+def test_score_two_level_option_names_its_method():
+    """``score --bootstrap-trials`` (or the record's ``run.bootstrap_trials``): the two-level interval."""
+    from pathlib import Path
+
+    from flamingo_eval.commands.list_cmd import load_card
+    from flamingo_eval.results.rescore import score_file
+
+    baseline = Path(__file__).resolve().parents[2] / "results" / "baselines" / "mini-easyvqa"
+    plain = score_file(load_card("easyvqa"), baseline, bootstrap=300)["results"]
+    both = score_file(load_card("easyvqa"), baseline, bootstrap=300, bootstrap_trials=True)["results"]
+    for p, b in zip(plain, both, strict=True):
+        assert (p["ci95_method"], b["ci95_method"]) == ("bootstrap: samples", "bootstrap: samples x trials")
+        assert b["ci95"] != p["ci95"] and b["ci95"][0] <= b["mean"] <= b["ci95"][1]
