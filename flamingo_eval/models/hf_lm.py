@@ -20,7 +20,8 @@ from torch import Tensor, nn
 
 from flamingo_eval.errors import UserError
 from flamingo_eval.models.decoders import Decoder
-from flamingo_eval.models.weight_files import check_file, read_state_file, sniff
+from flamingo_eval.models.hf_config import read_hf_config
+from flamingo_eval.models.weight_files import read_state_file
 from flamingo_eval.registry import DECODERS
 
 
@@ -78,29 +79,6 @@ def load_hf_decoder(path: str | Path, dtype: torch.dtype = torch.float32) -> Dec
     cls = decoder_class(config, source=str(root / "config.json"))
     state = read_hf_state_dict(root)
     return build_decoder(cls, config, state, dtype, source=str(root))
-
-
-def read_hf_config(root: Path) -> dict[str, Any]:
-    """``root/config.json`` as a dict, or one :class:`UserError` naming the directory/file and the fix."""
-    fix = "pass model.lm.path=DIR, a Hugging Face model directory (config.json, weights, tokenizer files)"
-    if not root.is_dir():
-        check_file(root, "LM directory", fix)  # a loop, a broken link or a missing path: say which
-        raise UserError(f"LM directory {root} is a file, not a directory; {fix}")
-    cfg_path = root / "config.json"
-    if not cfg_path.exists():
-        raise UserError(f"LM directory {root} has no config.json (expected a Hugging Face model directory); {fix}")
-    check_file(cfg_path, "LM config", fix)
-    try:
-        config = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        kind = sniff(cfg_path)
-        what = {"lfs": "a git-lfs pointer (run `git lfs pull`)", "html": "an HTML page (download it again)"}.get(
-            kind, f"not valid JSON ({str(e).splitlines()[0]})")
-        raise UserError(f"LM config {cfg_path} is {what}") from None
-    if not isinstance(config, dict):
-        raise UserError(f"LM config {cfg_path} holds a JSON {type(config).__name__}, not an object of HF config "
-                        "fields (model_type, hidden_size, ...)")
-    return config
 
 
 def decoder_from_hf_model(hf_model: torch.nn.Module, dtype: torch.dtype = torch.float32) -> Decoder:

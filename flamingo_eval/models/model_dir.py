@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from flamingo_eval.errors import UserError
 from flamingo_eval.models.checkpoint_shapes import tensor_shapes
+from flamingo_eval.models.hf_config import read_hf_config
 from flamingo_eval.models.tokenizer_check import tokenizer_files_problem
 from flamingo_eval.models.vision_dir import TowerFiles, find_tower, is_tower_weights
 from flamingo_eval.models.weight_files import check_file, check_weights_file, pickled_strings
@@ -122,6 +123,7 @@ def _from_directory(cfg: ModelCfg, root: Path, given: _Given) -> dict[str, int]:
                             f"directory: config.json, weights, tokenizer); put it there or pass "
                             f"model.lm.path=DIR_OR_HUB_ID ({_DOCS})")
         cfg.lm.path = str(lm)
+        read_hf_config(lm)  # no or a bad config.json: named now, not after the heavy imports
         if not given("model.lm.tokenizer", cfg.lm.tokenizer):
             cfg.lm.tokenizer = None  # the tokenizer follows the LM (OpenFlamingo's tokenizer_path)
             if tokenizer_files_problem(lm):

@@ -203,7 +203,8 @@ DIR_CASES: list[tuple[str, Callable[[Path], object], str]] = [
     ("two_candidates", lambda d: [(d / "checkpoint.pt").rename(d / "a.pt"), shutil.copy(d / "a.pt", d / "b.pt")],
      "holds several checkpoint candidates (a.pt, b.pt); name it checkpoint.pt or pass model.checkpoint=FILE"),
     ("bridge_not_json", lambda d: (d / "flamingo.json").write_text("depth: 2"), "flamingo.json is not valid JSON"),
-    ("bridge_unknown_key", lambda d: (d / "flamingo.json").write_text('{"perceiver_deep": 2}'),
+    ("bridge_unknown_key",  # with the head counts the tiny fixture's shapes need (heads x dim_head = 32)
+     lambda d: (d / "flamingo.json").write_text('{"perceiver_deep": 2, "perceiver_heads": 2, "xattn_heads": 2}'),
      "unknown flamingo options ['perceiver_deep'] (model.flamingo.* or the model directory's flamingo.json)"),
     ("no_xattn_keys", lambda d: torch.save({"perceiver.latents": torch.zeros(8, 32)}, d / "checkpoint.pt"),
      "has no gated cross-attention tensors"),

@@ -71,15 +71,19 @@ def test_output_of_another_config_before_torch(tmp_path: Path) -> None:
     _one_line(err, "already holds a run record of a different configuration (config hash 0123abcd")
 
 
-def test_model_dir_layout_before_torch(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("remove", "needle"), [
+    (("tokenizer.json", "tokenizer_config.json"), "model.path {d}: lm/ has no tokenizer files"),
+    (("config.json",), "LM directory {d}/lm has no config.json"),
+])
+def test_model_dir_layout_before_torch(tmp_path: Path, remove: tuple[str, ...], needle: str) -> None:
     """lm/ without tokenizer files: named as such (not a wrong-shape error on embed_tokens); nothing written."""
     d = make_openflamingo_dir(tmp_path)
-    for name in ("tokenizer.json", "tokenizer_config.json"):
+    for name in remove:
         (d / "lm" / name).unlink()
     out = tmp_path / "run"
     rc, torch, _, err = _cli("run", "easyvqa", "--model", "openflamingo", f"model.path={d}", "--output", str(out))
     assert rc == 2 and not torch and not (out / "record.json").exists()
-    _one_line(err, f"model.path {d}: lm/ has no tokenizer files")
+    _one_line(err, needle.format(d=d))
 
 
 def test_data_root_file_and_empty_output(tmp_path: Path) -> None:
