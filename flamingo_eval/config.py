@@ -285,7 +285,9 @@ def validate(data: dict[str, Any]) -> Config:
         merged = OmegaConf.merge(OmegaConf.structured(Config), data)
         cfg: Config = OmegaConf.to_object(merged)  # type: ignore[assignment]
     except OmegaConfBaseException as e:
-        raise UserError(f"config error: {_one_line(e)}") from None
+        from flamingo_eval.override_errors import explain_override_error
+
+        raise UserError(explain_override_error(e, [])) from None
     _check_values(cfg)
     cfg.benchmarks.files = {k: v for k, v in cfg.benchmarks.files.items() if v is not None}  # KEY=null: removed
     _expand_home(cfg)
@@ -381,12 +383,6 @@ def _check_values(cfg: Config) -> None:
     if b.prompt not in cfg.prompts.templates:
         raise UserError(f"prompt family '{cfg.prompts.name}' has no template '{b.prompt}' needed by {b.id}; "
                         f"it has: {', '.join(sorted(cfg.prompts.templates))}")
-
-
-def _one_line(e: Exception) -> str:
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    key = next((ln for ln in lines if ln.startswith("full_key:")), "")
-    return f"{lines[0] if lines else type(e).__name__}" + (f" ({key})" if key else "")
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:

@@ -30,3 +30,13 @@ def test_bad_override_is_one_line_saying_why(override: str, message: str) -> Non
 def test_unknown_key_without_a_close_match_lists_the_section() -> None:
     with pytest.raises(UserError, match=r"^bad override model\.zzz=1: no key model\.zzz; model has: name, "):
         compose_config("easyvqa", "mini", ["model.zzz=1"])
+
+
+def test_appended_unknown_key_and_plain_data_say_why_too() -> None:
+    """`+KEY=VALUE` passes Hydra and fails the schema merge in ``validate``: the same kind of line."""
+    from flamingo_eval.config import validate
+
+    with pytest.raises(UserError, match=r"^config error: no key run\.limt; did you mean run\.limit\?$"):
+        compose_config("easyvqa", "mini", ["+run.limt=3"])
+    with pytest.raises(UserError, match=r"^config error: run\.limit must be an integer$"):
+        validate({"run": {"limit": "x"}})
