@@ -123,3 +123,15 @@ def test_a_mismatch_the_shapes_check_cannot_see_is_still_one_line(tmp_path: Path
                                 pretrained=str(PARITY / "vision" / "open_clip.safetensors"))
     text = str(err.value)
     assert "\n" not in text and "do not fit this architecture (6 tensors of another shape, e.g. size mismatch" in text
+
+
+def test_of_several_configs_the_one_the_weights_fit_is_taken(tmp_path: Path) -> None:
+    d = _flags_layout(tmp_path)
+    other = json.loads((PARITY / "vision" / "parity-vit-tiny.json").read_text())
+    other["vision_cfg"]["layers"] = 3
+    (d / "a-deeper-vit.json").write_text(json.dumps(other))  # sorts first; its depth does not fit the weights
+    m = compose_config("easyvqa", "openflamingo", [f"model.path={d}"]).model
+    assert m.vision.options["config"] == str(d / "parity-vit-tiny.json")
+    shutil.copy(d / "parity-vit-tiny.json", d / "same-vit.json")  # two that fit: the user must choose
+    with pytest.raises(UserError, match=r"holds several open_clip configs \(parity-vit-tiny\.json, same-vit\.json\)"):
+        compose_config("easyvqa", "openflamingo", [f"model.path={d}"])
