@@ -179,10 +179,10 @@ def bridge_settings(implied: BridgeShapes, given: dict[str, Any], name: str,
     """
     from flamingo_eval.errors import UserError
 
-    def clash(key: str, value: Any, fact: str, fix: Any) -> UserError:
+    def clash(key: str, value: Any, fact: str, fix: Any, drop: bool = True) -> UserError:
         where = f" ({origin(key)})" if origin else ""
-        return UserError(f"model.flamingo.{key}={value}{where}, but checkpoint {name} {fact}; drop the setting (it "
-                         f"is read from the checkpoint) or set it to {fix}")
+        todo = f"drop the setting (it is read from the checkpoint) or set it to {fix}" if drop else f"set it to {fix}"
+        return UserError(f"model.flamingo.{key}={value}{where}, but checkpoint {name} {fact}; {todo}")
 
     out: dict[str, Any] = {}
     for key, fact in (("perceiver_depth", "has {} perceiver layers"), ("num_latents", "has {} perceiver latents")):
@@ -195,7 +195,7 @@ def bridge_settings(implied: BridgeShapes, given: dict[str, Any], name: str,
                                          ("xattn", "xattn_inner", lm_width, "cross-attention")):
         inner = implied.get(inner_key)
         if inner is not None:
-            out.update(_heads(prefix, inner, given, what, clash, name))
+            out.update(_heads(prefix, inner, given, what, clash, name, origin))
         mult_key, ff = f"{prefix}_ff_mult", implied.get(f"{prefix}_ff_mult")
         if ff is not None and dim:
             mult = given.get(mult_key)
@@ -205,21 +205,28 @@ def bridge_settings(implied: BridgeShapes, given: dict[str, Any], name: str,
     return {k: v for k, v in out.items() if given.get(k, _DEFAULTS.get(k)) != v}
 
 
-def _heads(prefix: str, inner: int, given: dict[str, Any], what: str, clash: Any, name: str) -> dict[str, int]:
+def _heads(prefix: str, inner: int, given: dict[str, Any], what: str, clash: Any, name: str,
+           origin: Any) -> dict[str, int]:
     hk, dk = f"{prefix}_heads", f"{prefix}_dim_head"
     heads, dim_head = given.get(hk), given.get(dk)
     fact = f"has {inner}-wide {what} projections (heads x dim_head = {inner})"
     if heads is not None and dim_head is not None:
         if heads * dim_head != inner:
-            raise clash(hk, heads, fact + f" and model.flamingo.{dk}={dim_head}", f"{inner // dim_head or 1}")
+            from flamingo_eval.errors import UserError
+
+            def said(k: str, v: int) -> str:
+                return f"model.flamingo.{k}={v}" + (f" ({origin(k)})" if origin else "")
+
+            raise UserError(f"{said(hk, heads)} x {said(dk, dim_head)} = {heads * dim_head}, but checkpoint {name} "
+                            f"{fact}; change one of them")
         return {hk: heads, dk: dim_head}
     if heads is not None:
         if inner % heads:
-            raise clash(hk, heads, fact, "a divisor of " + str(inner))
+            raise clash(hk, heads, fact, "a divisor of " + str(inner), drop=False)
         return {hk: heads, dk: inner // heads}
     if dim_head is not None:
         if inner % dim_head:
-            raise clash(dk, dim_head, fact, "a divisor of " + str(inner))
+            raise clash(dk, dim_head, fact, "a divisor of " + str(inner), drop=False)
         return {hk: inner // dim_head, dk: dim_head}
     default = _DEFAULTS[dk]
     if inner % default:

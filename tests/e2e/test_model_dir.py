@@ -140,6 +140,9 @@ def test_custom_open_clip_config_with_any_config(tmp_path: Path) -> None:
                                          r"perceiver layers; drop the setting .* or set it to 2"),
     ("model.flamingo.num_latents=64", r"num_latents=64 \(given on the command line\), but .* has 8 perceiver latents"),
     ("model.flamingo.xattn_ff_mult=4", r"xattn_ff_mult=4 .* 64-wide cross-attention feed-forward on width 32; .* 2$"),
+    ("model.flamingo.perceiver_dim_head=8", r"perceiver_heads=2 \(from flamingo\.json\) x model\.flamingo\."
+                                            r"perceiver_dim_head=8 \(given on the command line\) = 16, but .*32-wide "
+                                            r"perceiver attention projections .*; change one of them$"),
 ])
 def test_bridge_shapes_are_read_from_the_checkpoint(tmp_path: Path, override: str, message: str) -> None:
     """Every size the keys fix comes from the checkpoint (no flamingo.json needed for them); a given value the
