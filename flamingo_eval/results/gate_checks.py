@@ -128,7 +128,9 @@ def cell_checks(base: dict[str, Any], rb: dict[str, Any], rc: dict[str, Any], pr
             out.notes.append(f"{bench} {k}-shot: no per-sample scores (corpus metric), so no per-group test "
                              f"on {field} and no detectable drop")
         return
-    out.detectable[(bench, k)] = stats.detectable_drop(b, opts["max_drop"], opts["alpha"], POWER)
+    mean_headline = not base["benchmark"].get("corpus_level")  # else the formula's mean is not the headline
+    out.detectable[(bench, k)] = (stats.detectable_drop(b, opts["max_drop"], opts["alpha"], POWER) if mean_headline
+                                  else math.nan)
     if not field:
         return
     first = b_lines[min(b_lines)]
