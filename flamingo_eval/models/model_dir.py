@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flamingo_eval.errors import UserError
-from flamingo_eval.models.checkpoint_shapes import tensor_shapes
+from flamingo_eval.models.checkpoint_shapes import bridge_settings, implied_bridge, tensor_shapes
 from flamingo_eval.models.hf_config import read_hf_config
 from flamingo_eval.models.tokenizer_check import tokenizer_files_problem
 from flamingo_eval.models.vision_dir import TowerFiles, find_tower, is_tower_weights
@@ -275,9 +275,8 @@ def _bridge_shapes(cfg: ModelCfg, checkpoint: Path, origin: Any) -> None:
     """Fill the bridge sizes the checkpoint's tensor shapes fix; a given value they contradict is one error."""
     if not checkpoint.exists():
         return
-    from flamingo_eval.models.checkpoint_shapes import bridge_settings, implied_bridge, tensor_shapes
-
-    implied = implied_bridge(tensor_shapes(checkpoint))
+    shapes = tensor_shapes(checkpoint) or {n: () for n in pickled_strings(checkpoint)}  # legacy format: names only
+    implied = implied_bridge(shapes)
     cfg.flamingo.update(bridge_settings(implied, cfg.flamingo, str(checkpoint), origin))
 
 

@@ -96,6 +96,8 @@ def test_cross_attention_layout_is_read_from_any_checkpoint_format(tmp_path: Pat
         cfg = compose_config("easyvqa", "openflamingo", [f"model.checkpoint={path}", "model.flamingo.perceiver_heads=2",
                                                          "model.flamingo.xattn_heads=2"]).model
         assert cfg.flamingo["cross_attn_every_n_layers"] == 4, path
+        assert cfg.flamingo["perceiver_depth"] == 2, path  # from the names; the shapes too except in legacy files
+        assert cfg.flamingo.get("num_latents") == (None if path == legacy else 8), path
     assert cross_attn_layers(["lang_encoder.gated_cross_attn_layers.5.attn.to_q.weight",
                               "module.lang_encoder.transformer.blocks.2.gated_cross_attn_layer.ff_gate"]) == [2, 5]
 
