@@ -12,6 +12,10 @@ class, no item drawn). :func:`aggregate_for` picks, for a metric and its items:
 * else, when the headline is the mean of per-sample scores (``corpus_level`` False), the weighted mean;
 * else the generic path: the metric itself recomputed on the drawn items (exact for any metric, slow).
 
+One documented approximation (:func:`approximation`): ``cider`` over more than :data:`FIXED_DF_ABOVE` items
+resamples its per-image scores with the document frequencies of the whole split held fixed; the record's
+``ci95_method`` then says so.
+
 A fast path is only used after it reproduced the metric's own value on all items and on one resample
 (:func:`_agrees`), so a metric that changes what it computes falls back to the generic path instead of
 yielding the interval of another statistic. The statistics (draws, intervals) are in ``stats.py``.
@@ -36,6 +40,18 @@ CHECK_SIZE = 1000
 """Items drawn for that check (fewer than all on large splits: one cheap metric call)."""
 TOLERANCE = 1e-6
 """Largest difference (metric scale, 0-100) between a fast path and the metric: float summation order only."""
+FIXED_DF_ABOVE = 10_000
+"""Above this many items a ``cider`` interval holds the document frequencies at the whole split's: the exact
+path's cost grows with n-grams x resamples (89 s at 20,000 images, docs/performance.md), and caption splits
+are at most a few thousand images (COCO Karpathy test 5,000, VATEX test 6,000)."""
+
+
+def approximation(metric: Metric, n_items: int) -> str | None:
+    """What a bootstrap of ``metric`` over ``n_items`` items holds fixed, when it does not recompute the whole
+    headline per resample (``ci95_method`` names it); None for the exact bootstrap."""
+    if getattr(metric, "name", "") == "cider" and n_items > FIXED_DF_ABOVE:
+        return f"CIDEr-D document frequencies of the whole split (over {FIXED_DF_ABOVE:,} items)"
+    return None
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -174,15 +190,19 @@ def aggregate_for(metric: Metric, items: Sequence[MetricInput], result: MetricRe
         metric: The metric.
         items: One trial's scored items (non-empty), in a fixed order (sorted by sample id).
         result: ``metric(items)`` when already computed.
-        method: When given, the path taken is appended (``fast``, ``mean`` or ``recomputed``).
+        method: When given, the path taken is appended (``fixed``, ``fast``, ``mean`` or ``recomputed``).
     """
     result = result if result is not None else metric(list(items))
+    per_sample_mean = (all(v is not None for v in result.per_sample)
+                       and _close(float(np.mean(np.array(result.per_sample, dtype=np.float64))), float(result.value)))
     build = FAST_PATHS.get(getattr(metric, "name", ""))
-    fast = build(metric, items, result) if build is not None else None
-    if fast is not None and _agrees(fast, metric, items, float(result.value)):
+    fixed = approximation(metric, len(items)) is not None and per_sample_mean
+    fast = build(metric, items, result) if build is not None and not fixed else None
+    if fixed:  # the per-item scores under the whole split's statistics: their mean is the headline
+        chosen, path = mean_aggregate(np.array(result.per_sample, dtype=np.float64)), "fixed"
+    elif fast is not None and _agrees(fast, metric, items, float(result.value)):
         chosen, path = fast, "fast"
-    elif (not getattr(metric, "corpus_level", False) and all(v is not None for v in result.per_sample)
-          and _close(float(np.mean(np.array(result.per_sample, dtype=np.float64))), float(result.value))):
+    elif not getattr(metric, "corpus_level", False) and per_sample_mean:
         chosen, path = mean_aggregate(np.array(result.per_sample, dtype=np.float64)), "mean"
     else:
         chosen, path = generic_aggregate(metric, items), "recomputed"

@@ -175,9 +175,10 @@ def combine_trials(values: np.ndarray, seed: int, resample_trials: bool = False)
     return stats_[np.isfinite(stats_)]
 
 
-def ci_method(resample_trials: bool) -> str:
-    """The ``ci95_method`` a record carries: what the interval resamples (docs/results.md)."""
-    return "bootstrap: samples x trials" if resample_trials else "bootstrap: samples"
+def ci_method(resample_trials: bool, held: str | None = None) -> str:
+    """The ``ci95_method`` a record carries: what the interval resamples and, as ``held``, what it holds fixed
+    (``metrics.aggregates.approximation``; docs/results.md)."""
+    return ("bootstrap: samples x trials" if resample_trials else "bootstrap: samples") + (f"; {held}" if held else "")
 
 
 def _reordered(result: MetricResult, order: Sequence[int]) -> MetricResult:

@@ -308,11 +308,13 @@ def shots_ci(metric: Any, trial_items: list[list[Any]], bootstrap: int,
              resample_trials: bool = False, results: list[Any] | None = None) -> dict[str, Any]:
     """The ``ci95`` / ``ci95_resamples`` / ``ci95_method`` fields of one shots setting (None when not computed):
     the bootstrap of the metric's own headline (``metrics.stats.trials_ci``), two-level with ``resample_trials``."""
+    from flamingo_eval.metrics.aggregates import approximation
     from flamingo_eval.metrics.stats import ci_method, trials_ci
 
     ci = trials_ci(metric, trial_items, bootstrap, resample_trials=resample_trials, results=results)
+    held = approximation(metric, max((len(items) for items in trial_items), default=0))
     return {"ci95": None if ci is None else list(ci[0]), "ci95_resamples": None if ci is None else ci[1],
-            "ci95_method": None if ci is None else ci_method(resample_trials)}
+            "ci95_method": None if ci is None else ci_method(resample_trials, held)}
 
 
 def _guarded(card: Any, path: Path, where: str, score: Callable[..., Any], *args: Any) -> Any:

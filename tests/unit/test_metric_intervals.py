@@ -284,3 +284,26 @@ def test_score_two_level_option_names_its_method():
     for p, b in zip(plain, both, strict=True):
         assert (p["ci95_method"], b["ci95_method"]) == ("bootstrap: samples", "bootstrap: samples x trials")
         assert b["ci95"] != p["ci95"] and b["ci95"][0] <= b["mean"] <= b["ci95"][1]
+
+
+def test_cider_over_a_large_split_holds_document_frequencies_and_says_so(monkeypatch: pytest.MonkeyPatch):
+    """Over ``FIXED_DF_ABOVE`` items the cider interval resamples per-image scores under the whole split's
+    document frequencies (the exact path costs minutes there): the record's method names it."""
+    if shutil.which("java") is None:
+        pytest.skip("java not installed (the PTB tokenizer)")
+    from flamingo_eval.results.rescore import shots_ci
+
+    metric, items = METRICS.get("cider")(), _caption_items()
+    result = metric(items)
+    exact = shots_ci(metric, [items], 200)
+    assert exact["ci95_method"] == "bootstrap: samples"
+    monkeypatch.setattr(aggregates, "FIXED_DF_ABOVE", len(items) - 1)
+    path: list[str] = []
+    aggregates.aggregate_for(metric, sorted(items, key=lambda i: i.sample_id), method=path)
+    assert path == ["fixed"]
+    fixed = shots_ci(metric, [items], 200)
+    held = f"CIDEr-D document frequencies of the whole split (over {len(items) - 1:,} items)"
+    assert fixed["ci95_method"] == f"bootstrap: samples; {held}"
+    plain = scores_ci([([i.sample_id for i in items], result.per_sample)], 200)
+    assert plain is not None and fixed["ci95"] == pytest.approx(list(plain[0]), abs=1e-9)
+    assert fixed["ci95"] != pytest.approx(exact["ci95"], abs=0.5)
