@@ -303,13 +303,11 @@ def compare_runs(baseline: str | Path, candidate: str | Path, *, max_drop: float
             by_bench[bid] = rec
         sides.append(by_bench)
     base_by, cand_by = sides
-    missing = sorted(set(base_by) - set(cand_by))
-    if missing:
-        raise UserError(f"records not comparable: candidate has no run for benchmark(s) {', '.join(missing)}")
     out = Comparison(str(baseline), str(candidate), max_drop, alpha)
+    require_coverage([f"benchmark {b}" for b in sorted(set(base_by) - set(cand_by))], allow_partial, out.partial)
     opts = {"max_drop": max_drop, "alpha": alpha, "n_resamples": n_resamples, "seed": seed,
             "allow_partial": allow_partial}
-    for bid in sorted(base_by):
+    for bid in sorted(set(base_by) & set(cand_by)):
         _compare_records(base_by[bid], cand_by[bid], opts, out)
     if not out.cells:
         raise UserError("nothing to compare: every shared setting is unscored (annotation-less split, "

@@ -161,3 +161,18 @@ def test_cards_name_their_groups_and_the_lines_carry_them(vqav2_root: Path) -> N
     assert all(v == "colour" for a, v in kinds.items() if a not in ("yes", "no", "circle", "rectangle", "triangle"))
     task = prepare(compose_config("vqav2", "tiny", [f"run.data_root={vqav2_root}", "run.shots=[0]"]))
     assert "answer_type" in task.metric_fields and {s.fields["answer_type"] for s in task.eval_samples} == {"other"}
+
+
+def test_a_missing_benchmark_is_a_coverage_gap(tmp_path: Path) -> None:
+    """A directory of baseline runs against a candidate directory lacking one benchmark's run."""
+    base = baseline()
+    make_run(tmp_path / "b" / "easyvqa", base)
+    other = make_run(tmp_path / "b" / "other", base)
+    rec = json.loads((other / "record.json").read_text())
+    rec["benchmark"]["id"] = "other"
+    write_json_atomic(other / "record.json", rec)
+    make_run(tmp_path / "c" / "easyvqa", base)
+    with pytest.raises(UserError, match="candidate does not cover the baseline: missing benchmark other;"):
+        compare_runs(tmp_path / "b", tmp_path / "c", n_resamples=200)
+    cmp = compare_runs(tmp_path / "b", tmp_path / "c", n_resamples=200, allow_partial=True)
+    assert cmp.partial == ["benchmark other"] and {c.benchmark for c in cmp.cells} == {"easyvqa"}
