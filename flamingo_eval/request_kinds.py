@@ -4,7 +4,7 @@ A kind owns everything that differs between generating an answer and ranking can
 must leave for the answer, how many demo orders a sample is asked with (prompt ensembling), building the
 requests, calling the model, merging the outputs of a sample's demo orders, and turning an output into the
 prediction's answer. The runner asks the task's kind (``Task.kind``) and never tests the mode; a new kind
-is one class registered in ``REQUEST_KINDS`` (``config.validate`` lists the registered names).
+is one class registered in ``REQUEST_KINDS`` (``config_load.validate`` lists the registered names).
 """
 
 from __future__ import annotations
@@ -13,15 +13,29 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from flamingo_eval.config import BenchmarkCard, Config
 from flamingo_eval.errors import UserError
 from flamingo_eval.registry import REQUEST_KINDS
 from flamingo_eval.types import EvalModel, GenerateRequest, InterleavedPrompt, RankRequest, Sample
 
-if TYPE_CHECKING:  # annotations only: task.py imports this module
-    from flamingo_eval.config import BenchmarkCard
-    from flamingo_eval.task import Task
+
+class TaskView(Protocol):
+    """What a request kind reads of a run's task (:class:`flamingo_eval.task.Task` has it; the task asks its
+    kind, so the kinds name only these attributes, not the task module)."""
+
+    @property
+    def cfg(self) -> Config:
+        """The run's config (the card's generation settings, ``normalize_length``, ``id``)."""
+
+    @property
+    def candidates(self) -> tuple[str, ...] | None:
+        """The benchmark's candidates (e.g. class names) when its samples carry none."""
+
+    @property
+    def extractor(self) -> Callable[[str], str]:
+        """The template's answer extractor."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +56,7 @@ class RequestKind(ABC):
     name = ""
 
     @abstractmethod
-    def answer_room(self, task: Task, model: EvalModel) -> Callable[[Sample], int]:
+    def answer_room(self, task: TaskView, model: EvalModel) -> Callable[[Sample], int]:
         """Tokens a sample's prompt must leave free for the answer."""
 
     def demo_orders(self, card: BenchmarkCard) -> int:
@@ -50,7 +64,7 @@ class RequestKind(ABC):
         return 1
 
     @abstractmethod
-    def requests(self, task: Task, prompts: Sequence[InterleavedPrompt], samples: Sequence[Sample]) -> list[Any]:
+    def requests(self, task: TaskView, prompts: Sequence[InterleavedPrompt], samples: Sequence[Sample]) -> list[Any]:
         """One request per (prompt, sample)."""
 
     @abstractmethod
@@ -62,7 +76,7 @@ class RequestKind(ABC):
         """One output from the outputs of a sample's demo orders (:meth:`demo_orders` of them)."""
 
     @abstractmethod
-    def answer(self, task: Task, sample: Sample, output: Any) -> Answer:
+    def answer(self, task: TaskView, sample: Sample, output: Any) -> Answer:
         """What the prediction line records of ``sample``'s (merged) output."""
 
 
@@ -72,12 +86,12 @@ class Generate(RequestKind):
 
     name = "generate"
 
-    def answer_room(self, task: Task, model: EvalModel) -> Callable[[Sample], int]:
+    def answer_room(self, task: TaskView, model: EvalModel) -> Callable[[Sample], int]:
         """``generation.max_new_tokens`` for every sample."""
         room = task.cfg.benchmarks.generation.max_new_tokens
         return lambda s: room
 
-    def requests(self, task: Task, prompts: Sequence[InterleavedPrompt], samples: Sequence[Sample]
+    def requests(self, task: TaskView, prompts: Sequence[InterleavedPrompt], samples: Sequence[Sample]
                  ) -> list[GenerateRequest]:
         """The card's generation settings on each prompt."""
         g = task.cfg.benchmarks.generation
@@ -93,7 +107,7 @@ class Generate(RequestKind):
         assert len(outputs) == 1, "generation asks each sample with one demo order"
         return str(outputs[0])
 
-    def answer(self, task: Task, sample: Sample, output: Any) -> Answer:
+    def answer(self, task: TaskView, sample: Sample, output: Any) -> Answer:
         """The generated text and the extractor's answer."""
         return Answer(raw_output=output, answer=task.extractor(output))
 
@@ -105,11 +119,11 @@ class Rank(RequestKind):
     name = "rank"
 
     @staticmethod
-    def candidates(task: Task, sample: Sample) -> tuple[str, ...]:
+    def candidates(task: TaskView, sample: Sample) -> tuple[str, ...]:
         """The sample's own candidates (e.g. VisDial's options), else the benchmark's (e.g. class names)."""
         return tuple(sample.fields.get("candidates", ()) or task.candidates or ())
 
-    def answer_room(self, task: Task, model: EvalModel) -> Callable[[Sample], int]:
+    def answer_room(self, task: TaskView, model: EvalModel) -> Callable[[Sample], int]:
         """The longest candidate of the sample, tokenised alone (counted once per distinct candidate list)."""
         memo: dict[tuple[str, ...], int] = {}
 
@@ -125,7 +139,7 @@ class Rank(RequestKind):
         """``ensemble_orders``: the candidate scores of several demo orders are averaged."""
         return card.ensemble_orders
 
-    def requests(self, task: Task, prompts: Sequence[InterleavedPrompt], samples: Sequence[Sample]
+    def requests(self, task: TaskView, prompts: Sequence[InterleavedPrompt], samples: Sequence[Sample]
                  ) -> list[RankRequest]:
         """Each prompt with its sample's candidates.
 
@@ -151,7 +165,7 @@ class Rank(RequestKind):
             return list(outputs[0])
         return [sum(col) / len(outputs) for col in zip(*outputs)]
 
-    def answer(self, task: Task, sample: Sample, output: Any) -> Answer:
+    def answer(self, task: TaskView, sample: Sample, output: Any) -> Answer:
         """The scores and the top-scored candidate (ties: the first)."""
         scores = tuple(float(x) for x in output)
         best = max(range(len(scores)), key=lambda i: (scores[i], -i))

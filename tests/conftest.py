@@ -23,7 +23,7 @@ def easyvqa_data() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model():
-    from flamingo_eval.config import compose_config
+    from flamingo_eval.config_load import compose_config
     from flamingo_eval.models.build import build_model
 
     return build_model(compose_config("easyvqa", "tiny").model)

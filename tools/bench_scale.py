@@ -100,7 +100,7 @@ def peak_rss_mb() -> float:
 
 
 def config(a: argparse.Namespace, limit: int | None, out: Path | None = None) -> Any:
-    from flamingo_eval.config import compose_config
+    from flamingo_eval.config_load import compose_config
 
     ov = [f"run.data_root={a.data_root}", "run.shots=[" + ",".join(map(str, a.shots)) + "]",
           f"run.trials={a.trials}", "run.batch_size=64"]

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from shuffled_images import shuffling  # noqa: E402  (tools/ is on sys.path: the script's own folder)
 
-from flamingo_eval.config import compose_config  # noqa: E402
+from flamingo_eval.config_load import compose_config  # noqa: E402
 from flamingo_eval.errors import UserError  # noqa: E402
 from flamingo_eval.task import make_adapter  # noqa: E402
 

@@ -29,15 +29,40 @@ from typing import Any
 
 from flamingo_eval.benchmarks.base import Adapter, check_annotated, check_unique, need_field
 from flamingo_eval.benchmarks.video_rows import blank, cell_text, read_map, read_rows, row_name, seconds
+from flamingo_eval.config import BenchmarkCard
 from flamingo_eval.errors import UserError
-from flamingo_eval.frames import frame_sampling
 from flamingo_eval.registry import ADAPTERS
-from flamingo_eval.types import FrameSampling, Sample, VideoRef
+from flamingo_eval.types import FRAME_RULES, FrameSampling, Sample, VideoRef
 from flamingo_eval.video.files import VideoFinder
 
-__all__ = ["EasyVideoAdapter", "VideoAdapter", "VideoQAAdapter", "read_rows"]
+__all__ = ["EasyVideoAdapter", "VideoAdapter", "VideoQAAdapter", "frame_sampling", "read_rows"]
 
 QA_FIELDS = {"id": "id", "question": "question", "answer": "answer", "video_id": "video_id", "type": "type"}
+
+
+def frame_sampling(card: BenchmarkCard) -> FrameSampling:
+    """The card's :class:`~flamingo_eval.types.FrameSampling` (``count: 8`` when the card sets none).
+
+    Raises:
+        UserError: both or neither of count/fps, fps without max, values out of range, or an unknown rule
+            (or a rule other than bin_centre with fps).
+    """
+    f = card.frames
+    rule = getattr(f, "rule", None) or "bin_centre"
+    if rule not in FRAME_RULES:
+        raise UserError(f"benchmark {card.id}: frames.rule '{rule}' is not a frame rule; use one of "
+                        f"{', '.join(FRAME_RULES)} (e.g. benchmarks.frames.rule=linspace)")
+    if f.count is None and f.fps is None:
+        if f.max is not None:
+            raise UserError(f"benchmark {card.id}: frames.max needs frames.fps (or use frames.count)")
+        return FrameSampling(rule=rule)
+    if f.count is not None and f.max is not None:
+        raise UserError(f"benchmark {card.id}: frames.max goes with frames.fps; with frames.count drop it")
+    try:
+        return FrameSampling(count=f.count, fps=f.fps, max=f.max, rule=rule)
+    except ValueError as e:
+        raise UserError(f"benchmark {card.id}: {e} (e.g. benchmarks.frames.count=8, or "
+                        "benchmarks.frames.count=null benchmarks.frames.fps=3 benchmarks.frames.max=30)") from None
 
 
 class VideoAdapter(Adapter):

@@ -27,7 +27,7 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """List each benchmark file and unusable video; 0 when nothing is missing, 1 otherwise."""
     from flamingo_eval.commands.run_cmd import load_config
-    from flamingo_eval.config import available
+    from flamingo_eval.config_load import available
     from flamingo_eval.errors import UserError
     from flamingo_eval.task import make_adapter
     from flamingo_eval.video.files import accepted, video_problems

@@ -17,7 +17,8 @@ def load_card(name: str) -> Any:
     """The benchmark card ``name`` read and validated alone (no whole run config composed)."""
     from omegaconf import OmegaConf
 
-    from flamingo_eval.config import BenchmarkCard, cards_root
+    from flamingo_eval.config import BenchmarkCard
+    from flamingo_eval.config_load import cards_root
     from flamingo_eval.errors import UserError
 
     path = cards_root() / "benchmarks" / f"{name}.yaml"
@@ -29,7 +30,7 @@ def load_card(name: str) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Print the benchmarks, prompt families and model configs; 0."""
-    from flamingo_eval.config import available
+    from flamingo_eval.config_load import available
     from flamingo_eval.display import plain_table
     from flamingo_eval.errors import UserError
     from flamingo_eval.runner import data_missing

@@ -69,7 +69,8 @@ FLAGS = {"shots": "shots", "trials": "trials", "seeds": "seeds", "seed": "seed",
 
 def load_config(args: argparse.Namespace) -> Any:
     """Compose and validate the run config from the CLI flags and overrides (no torch imported)."""
-    from flamingo_eval.config import compose_config, to_dict, validate
+    from flamingo_eval.config import to_dict
+    from flamingo_eval.config_load import compose_config, validate
     from flamingo_eval.errors import UserError
 
     for flag in ("shots", "seeds"):  # give back overrides that followed a list flag

@@ -52,7 +52,7 @@ def add_parser(sub: Any) -> None:
 def load_scoring_card(benchmark: str, overrides: list[str]) -> Any:
     """The benchmark card with ``benchmarks.*`` overrides applied (composed and validated as by ``run``)."""
     from flamingo_eval.commands.list_cmd import load_card
-    from flamingo_eval.config import available, compose_config
+    from flamingo_eval.config_load import available, compose_config
     from flamingo_eval.errors import UserError
 
     if benchmark not in available("benchmarks"):

@@ -31,17 +31,15 @@ import json
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from flamingo_eval.config import ModelCfg
 from flamingo_eval.errors import UserError
 from flamingo_eval.models.checkpoint_shapes import bridge_settings, implied_bridge, tensor_shapes
 from flamingo_eval.models.hf_config import read_hf_config
 from flamingo_eval.models.tokenizer_check import tokenizer_files_problem
 from flamingo_eval.models.vision_dir import TowerFiles, find_tower, is_tower_weights
 from flamingo_eval.models.weight_files import check_file, check_weights_file, pickled_strings
-
-if TYPE_CHECKING:  # annotations only: config imports this module lazily, so no import cycle
-    from flamingo_eval.config import ModelCfg
 
 __all__ = ["CHECKPOINT_NAMES", "checkpoint_fixes", "cross_attn_layers", "find_weights", "resolve_model"]
 

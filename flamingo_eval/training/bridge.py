@@ -194,7 +194,7 @@ class Prepared:
 
 def prepare(cfg: TrainConfig, progress: Progress) -> Prepared:
     """Build the model (fresh bridge), the train/val sequences and the feature and lower-layer caches."""
-    from flamingo_eval.config import compose_config
+    from flamingo_eval.config_load import compose_config
     from flamingo_eval.models.build import build_model, special_ids
     from flamingo_eval.task import make_adapter
 

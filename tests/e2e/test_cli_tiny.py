@@ -87,7 +87,7 @@ def test_score_reproduces_the_run(easyvqa_run, capsys):
 
 
 def test_demo_ids_do_not_depend_on_limit(tmp_path):
-    from flamingo_eval.config import compose_config
+    from flamingo_eval.config_load import compose_config
     from flamingo_eval.runner import prepare
     from tests.trial_prompts import trial_prompts
 
@@ -107,7 +107,7 @@ def test_demo_ids_do_not_depend_on_limit(tmp_path):
 
 
 def test_eval_subsets_first_random_and_per_trial(tmp_path):
-    from flamingo_eval.config import compose_config
+    from flamingo_eval.config_load import compose_config
     from flamingo_eval.runner import prepare
 
     every = [s.id for s in prepare(compose_config("easyvqa", "tiny", [])).eval_samples]

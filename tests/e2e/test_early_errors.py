@@ -101,7 +101,7 @@ def test_data_root_file_and_empty_output(tmp_path: Path) -> None:
 def test_tokenizer_directories_without_a_tokenizer(tmp_path: Path) -> None:
     """A config.json-only tokenizer dir (transformers would build a 1-token tokenizer: empty generations, exit 0)
     and an empty IDEFICS tokenizer dir: one line each, before torch; nothing marked complete."""
-    from flamingo_eval.config import compose_config
+    from flamingo_eval.config_load import compose_config
 
     d = make_openflamingo_dir(tmp_path)
     bare = tmp_path / "bare"

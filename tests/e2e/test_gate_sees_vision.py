@@ -96,7 +96,7 @@ def _gate(candidate: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str
 
 
 def test_gate_fails_every_broken_vision_path_and_passes_an_honest_rerun(tmp_path, monkeypatch, capsys):
-    from flamingo_eval.config import compose_config
+    from flamingo_eval.config_load import compose_config
 
     baseline = json.loads((BASELINE / "record.json").read_text())
     shipped = compose_config("easyvqa", "mini").model.checkpoint

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from flamingo_eval.cli import main
-from flamingo_eval.config import compose_config
+from flamingo_eval.config_load import compose_config
 from flamingo_eval.prompts.builder import build_prompt
 from flamingo_eval.prompts.extractors import extract_caption_line, extract_vqa_line
 from flamingo_eval.types import Sample

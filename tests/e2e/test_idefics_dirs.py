@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from flamingo_eval.config import compose_config
+from flamingo_eval.config_load import compose_config
 from flamingo_eval.errors import UserError
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "idefics" / "resampler-qk-i1"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from flamingo_eval.config import compose_config
+from flamingo_eval.config_load import compose_config
 from flamingo_eval.errors import UserError
 from flamingo_eval.models.model_dir import cross_attn_layers, resolve_model
 from tests.fixtures_builders import PARITY, make_openflamingo_dir

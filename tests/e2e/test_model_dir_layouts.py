@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from flamingo_eval.config import compose_config
+from flamingo_eval.config_load import compose_config
 from flamingo_eval.errors import UserError
 from tests.fixtures_builders import PARITY
 

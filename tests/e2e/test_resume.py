@@ -106,7 +106,7 @@ def test_torn_last_line_is_ignored_and_repaired(reference, tmp_path):
     assert main([*ARGS[:-1], "4", "--shots", "0", "--trials", "1", "--output", str(run)]) == 0
     full = (run / "predictions.jsonl").read_bytes()
     # Rebuild the partial state of that run with a torn tail and resume it.
-    from flamingo_eval.config import compose_config
+    from flamingo_eval.config_load import compose_config
     from flamingo_eval.results.store import config_hash
 
     cfg = compose_config("easyvqa", "tiny", ["run.limit=4", "run.shots=[0]", "run.trials=1"])

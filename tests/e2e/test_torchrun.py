@@ -72,7 +72,7 @@ def test_console_script_under_torchrun_resumes_a_single_process_run(tmp_path):
     assert main([*args, "--output", str(ref)]) == 0
     assert main([*args, "--output", str(run)]) == 0
     # Turn the finished run back into a partial one: trial 1 lost, trial 0 half done.
-    from flamingo_eval.config import compose_config
+    from flamingo_eval.config_load import compose_config
     from flamingo_eval.results.store import config_hash
 
     cfg = compose_config("easyvqa", "tiny", ["run.shots=[0]", "run.trials=2", "run.limit=9"])

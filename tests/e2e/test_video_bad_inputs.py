@@ -95,7 +95,7 @@ def test_a_short_clip_repeats_its_last_frame_and_is_counted_once(tmp_path: Path)
 
 def test_unknown_video_id_names_the_question_and_the_mapping(tmp_path: Path) -> None:
     from flamingo_eval.benchmarks.video import VideoQAAdapter
-    from flamingo_eval.config import compose_config
+    from flamingo_eval.config_load import compose_config
 
     rows = [{"id": 1, "video_id": 7, "question": "what?", "answer": "x"},
             {"id": 2, "video_id": 9, "question": "who?", "answer": "y"}]

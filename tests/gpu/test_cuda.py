@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from flamingo_eval.config import LMCfg, ModelCfg, VisionCfg, compose_config
+from flamingo_eval.config import LMCfg, ModelCfg, VisionCfg
+from flamingo_eval.config_load import compose_config
 from flamingo_eval.models.build import build_model
 from flamingo_eval.models.cache import KVCache
 from flamingo_eval.models.eval_model import FlamingoEvalModel

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from flamingo_eval.config import compose_config
+from flamingo_eval.config_load import compose_config
 from flamingo_eval.models.build import build_model
 from flamingo_eval.models.cache import KVCache
 from flamingo_eval.models.decoders.base import AttnInputs

@@ -198,7 +198,7 @@ def test_latents_do_not_depend_on_neighbours_or_image_count(tiny_model, monkeypa
 
 
 def test_vision_batch_size_is_validated_and_in_the_latent_key(tiny_model):
-    from flamingo_eval.config import compose_config
+    from flamingo_eval.config_load import compose_config
     from flamingo_eval.errors import UserError
     from flamingo_eval.models.build import build_model
 

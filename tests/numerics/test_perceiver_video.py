@@ -69,7 +69,7 @@ def test_more_frames_than_frame_embeddings_is_one_clear_error(expected: dict[str
 
 def test_checkpoint_with_frame_embs_gives_the_perceiver_one(tmp_path: Path, tiny_model) -> None:
     """An Otter-style checkpoint (``perceiver.frame_embs``) loads into a model built without them."""
-    from flamingo_eval.config import compose_config
+    from flamingo_eval.config_load import compose_config
     from flamingo_eval.models.build import build_model
     from flamingo_eval.models.checkpoints import load_flamingo_checkpoint
 

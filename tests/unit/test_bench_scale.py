@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_synthetic_split_loads_through_the_vqav2_card_and_is_written_once(tmp_path):
-    from flamingo_eval.config import compose_config
+    from flamingo_eval.config_load import compose_config
     from flamingo_eval.task import prepare
 
     synth = _tool("synth_vqav2")

@@ -82,7 +82,8 @@ def test_bridge_file_holds_only_the_trained_tensors_and_loads_back(tmp_path):
 
 
 def test_blind_zeroes_every_gate_and_the_package_scheme_resolves():
-    from flamingo_eval.config import PACKAGE_DIR, compose_config
+    from flamingo_eval.config import PACKAGE_DIR
+    from flamingo_eval.config_load import compose_config
     from flamingo_eval.models.build import build_model, checkpoint_path
 
     cfg = compose_config("easyvqa", "tiny").model

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from flamingo_eval.config import ENGINES, PRECISIONS, Config, available, cards_root, validate
+from flamingo_eval.config import ENGINES, PRECISIONS, Config
+from flamingo_eval.config_load import available, cards_root, validate
 from flamingo_eval.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]

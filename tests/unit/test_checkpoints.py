@@ -135,7 +135,7 @@ def test_not_a_state_dict(tmp_path: Path) -> None:
                                     ("openflamingo-4b-instruct", 2), ("openflamingo-9b", 4),
                                     ("openflamingo-9b-deprecated", 4)])
 def test_released_model_configs(name: str, n: int) -> None:
-    from flamingo_eval.config import compose_config
+    from flamingo_eval.config_load import compose_config
     from flamingo_eval.models.build import build_model
 
     cfg = compose_config("easyvqa", name, ["model.checkpoint=/ckpt/checkpoint.pt"]).model

@@ -9,7 +9,7 @@ from tests.fixtures_builders import load_tool as _tool
 
 
 def _split(name: str):  # noqa: ANN202
-    from flamingo_eval.config import compose_config
+    from flamingo_eval.config_load import compose_config
     from flamingo_eval.task import make_adapter
 
     card = compose_config("easyvqa", "tiny").benchmarks

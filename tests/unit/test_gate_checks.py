@@ -150,7 +150,7 @@ def test_coverage_gaps_exit_2_unless_partial_is_allowed(tmp_path: Path, edit: di
 def test_cards_name_their_groups_and_the_lines_carry_them(vqav2_root: Path) -> None:
     """easy-VQA's answer type comes from the answer; VQAv2's from the annotation; both reach ``metric_fields``
     (the fields each prediction line carries in ``extra``)."""
-    from flamingo_eval.config import compose_config
+    from flamingo_eval.config_load import compose_config
     from flamingo_eval.task import prepare
 
     task = prepare(compose_config("easyvqa", "tiny", ["run.limit=30", "run.shots=[0]"]))

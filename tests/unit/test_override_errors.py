@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flamingo_eval.config import compose_config
+from flamingo_eval.config_load import compose_config
 from flamingo_eval.errors import UserError
 
 
@@ -34,7 +34,7 @@ def test_unknown_key_without_a_close_match_lists_the_section() -> None:
 
 def test_appended_unknown_key_and_plain_data_say_why_too() -> None:
     """`+KEY=VALUE` passes Hydra and fails the schema merge in ``validate``: the same kind of line."""
-    from flamingo_eval.config import validate
+    from flamingo_eval.config_load import validate
 
     with pytest.raises(UserError, match=r"^config error: no key run\.limt; did you mean run\.limit\?$"):
         compose_config("easyvqa", "mini", ["+run.limt=3"])

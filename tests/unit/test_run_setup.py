@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from flamingo_eval.config import compose_config, quote_home
+from flamingo_eval.config_load import compose_config, quote_home
 from flamingo_eval.distributed import available_cpus, default_threads
 from flamingo_eval.errors import UserError
 from flamingo_eval.results.lock import LOCK_FILE, OutputLock

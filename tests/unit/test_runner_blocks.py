@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from flamingo_eval import runner
-from flamingo_eval.config import compose_config
+from flamingo_eval.config_load import compose_config
 from flamingo_eval.errors import UserError
 from flamingo_eval.task import prepare
 from tests.conftest import make_vqav2

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import platform
 
-from flamingo_eval.config import compose_config
+from flamingo_eval.config_load import compose_config
 from flamingo_eval.provenance import cpu_model, gpu_model, provenance
 from flamingo_eval.results.store import RUN_ONLY, config_hash
 from flamingo_eval.runner import only_new, whole_chunks

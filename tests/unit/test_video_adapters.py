@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from flamingo_eval.cli import main
-from flamingo_eval.config import compose_config
+from flamingo_eval.config_load import compose_config
 from flamingo_eval.errors import UserError
 from flamingo_eval.task import make_adapter
 from tests.video_benchmark_fixtures import BUILDERS, CONTAINERS, clip

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from flamingo_eval.config import compose_config
+from flamingo_eval.benchmarks.video import frame_sampling
+from flamingo_eval.config_load import compose_config
 from flamingo_eval.errors import UserError
-from flamingo_eval.frames import frame_sampling
 from flamingo_eval.types import FrameSampling, VideoRef, media_name
 from flamingo_eval.video.sampling import FramePicker, IndexPicker, clip_bounds, linspace_indices, plan_times
 
