@@ -21,7 +21,7 @@ from flamingo_eval.benchmarks.video import frame_sampling
 from flamingo_eval.card_args import check_card
 from flamingo_eval.config import DEVICE, ENGINES, ON_BAD_SAMPLE, PACKAGE_DIR, PRECISIONS, SUBSETS, Config
 from flamingo_eval.errors import UserError
-from flamingo_eval.models.model_dir import resolve_model
+from flamingo_eval.models.architectures import resolve_model
 from flamingo_eval.override_errors import explain_override_error
 from flamingo_eval.registry import REQUEST_KINDS
 

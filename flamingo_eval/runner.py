@@ -207,7 +207,7 @@ def evaluate(cfg: Config, model: EvalModel, out_dir: Path, reporter: Reporter, c
     merges and scores (``distributed.py``). The caller holds the output directory's lock.
     """
     timer = PhaseTimer()
-    model_timer: PhaseTimer | None = getattr(model, "timer", None)  # vision, prefill, decode, candidates
+    model_timer = model.timer  # vision, prefill, decode, candidates
     model_start = model_timer.snapshot() if model_timer is not None else {}
     if task is None:
         with timer.phase("data"):
@@ -345,8 +345,7 @@ def submit_trial(task: Task, out: TrialOutput, out_dir: Path, shots: int, trial:
 
 def add_media_stats(record: RunRecord, model: EvalModel) -> None:
     """``record.media``: this process's video decoding counters (clips shorter than requested included)."""
-    stats = getattr(model, "media_stats", None)
-    got = stats() if callable(stats) else {}
+    got = model.media_stats()
     if got:
         record.media = got
 
@@ -367,9 +366,8 @@ def new_record(cfg: Config, model: EvalModel, metric: Any, command: str) -> RunR
                    "demo_split": card.demo_split, "metric": card.metric.name,
                    "metric_args": dict(card.metric.args), "corpus_level": bool(getattr(metric, "corpus_level", False))},
         model={"id": model.model_id, "name": model.model_id, "fingerprint": model.fingerprint(),
-               "precision": str(getattr(model, "precision", cfg.model.precision)),
-               "placement": getattr(model, "placement", None)},
+               "precision": str(model.precision), "placement": model.placement},
         config=to_dict(cfg),
-        provenance=provenance(command, device=getattr(model, "device", None)),
+        provenance=provenance(command, device=model.device),
         throughput=throughput(0, 0.0),
     )

@@ -12,7 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePath
-from typing import Any, Protocol, TypeAlias, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
+
+if TYPE_CHECKING:  # annotations only
+    from flamingo_eval.timing import PhaseTimer
 
 IMAGE_TOKEN = "<image>"
 END_OF_CHUNK = "<|endofchunk|>"
@@ -182,14 +185,49 @@ class EvalModel(Protocol):
     """
 
     model_id: str
+    """The name the record and the progress line give the model (``model.name``)."""
 
-    def generate(self, requests: list[GenerateRequest]) -> list[str]: ...
+    def generate(self, requests: list[GenerateRequest]) -> list[str]:
+        """One decoded continuation per request, cut at its first stop string."""
+        ...
 
-    def rank(self, requests: list[RankRequest]) -> list[list[float]]: ...
+    def rank(self, requests: list[RankRequest]) -> list[list[float]]:
+        """One score per candidate of each request (higher is better)."""
+        ...
 
-    def fingerprint(self) -> str: ...
+    def fingerprint(self) -> str:
+        """A hash of the weights: a run resumes only with the model that started it."""
+        ...
 
-    def count_tokens(self, text: str) -> int: ...
+    def count_tokens(self, text: str) -> int:
+        """Tokens ``text`` takes in this model's context (prompt fitting and answer room)."""
+        ...
 
     @property
-    def max_context(self) -> int: ...
+    def max_context(self) -> int:
+        """Context length in tokens; demos are dropped to fit it."""
+        ...
+
+    @property
+    def precision(self) -> str:
+        """The weights' dtype as configs name it (``fp32``, ``bf16``, ...): what ``model.precision`` became."""
+        ...
+
+    @property
+    def placement(self) -> str | None:
+        """Where a model split over devices runs its parts; None for a model on one device."""
+        ...
+
+    @property
+    def device(self) -> Any:
+        """The device inputs go to (a ``torch.device`` or its name): the record names its GPU from it."""
+        ...
+
+    @property
+    def timer(self) -> PhaseTimer | None:
+        """Seconds per model phase (vision, prefill, decode, candidates) for the record; None: not timed."""
+        ...
+
+    def media_stats(self) -> dict[str, Any]:
+        """Video decoding counters of this process for the record (``{}``: nothing to report)."""
+        ...

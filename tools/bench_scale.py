@@ -68,6 +68,7 @@ class StubModel:
     """A stub-fast ``EvalModel``: real token counts, instant answers (see the module docstring)."""
 
     model_id = "stub-fast"
+    precision, placement, device, timer = "fp32", None, "cpu", None  # no weights, one device, not timed
 
     def __init__(self) -> None:
         from flamingo_eval.models.assets import smollm2_dir
@@ -93,6 +94,9 @@ class StubModel:
 
     def fingerprint(self) -> str:
         return "stub-fast:v1"
+
+    def media_stats(self) -> dict[str, Any]:
+        return {}
 
 
 def peak_rss_mb() -> float:

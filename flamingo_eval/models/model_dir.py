@@ -17,8 +17,7 @@ the ``--model`` config > the built-in default (open_clip ViT-L-14 ``openai``; Op
 it borrowed. ``cross_attn_every_n_layers`` is read from the checkpoint's cross-attention keys, and every other
 bridge size its tensor shapes fix from those (``checkpoint_shapes.py``); a given value they contradict is one
 error. Local tower weights are checked against the architecture from their shapes (``vision_fit.py``); a local
-tokenizer directory must hold tokenizer files. An IDEFICS directory (``model.lm.path``) gets its name and its
-``preprocessor_config.json`` values here too.
+tokenizer directory must hold tokenizer files.
 
 This module imports neither torch nor open_clip (tensor names are read with ``weight_files.pickled_strings``),
 so a bad directory is reported at once. Other model families can reuse :func:`find_weights` and the layout.
@@ -26,7 +25,6 @@ so a bad directory is reported at once. Other model families can reuse :func:`fi
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from collections.abc import Callable, Iterable
@@ -35,13 +33,15 @@ from typing import Any
 
 from flamingo_eval.config import ModelCfg
 from flamingo_eval.errors import UserError
+from flamingo_eval.models.architecture import Given
+from flamingo_eval.models.assets import PACKAGED_LMS
 from flamingo_eval.models.checkpoint_shapes import bridge_settings, implied_bridge, tensor_shapes
 from flamingo_eval.models.hf_config import read_hf_config
-from flamingo_eval.models.tokenizer_check import tokenizer_files_problem
+from flamingo_eval.models.tokenizer_check import check_tokenizer_dir, tokenizer_files_problem
 from flamingo_eval.models.vision_dir import TowerFiles, find_tower, is_tower_weights
 from flamingo_eval.models.weight_files import check_file, check_weights_file, pickled_strings
 
-__all__ = ["CHECKPOINT_NAMES", "checkpoint_fixes", "cross_attn_layers", "find_weights", "resolve_model"]
+__all__ = ["CHECKPOINT_NAMES", "checkpoint_fixes", "cross_attn_layers", "find_weights", "resolve_openflamingo"]
 
 CHECKPOINT_NAMES = ("checkpoint.pt", "checkpoint.safetensors", "checkpoint.pth", "checkpoint.bin")
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
@@ -51,60 +51,33 @@ _XATTN = re.compile(r"(?:^|\.)lang_encoder\.(?:.+\.)?(\d+)\.gated_cross_attn_lay
 _DOCS = "see docs/openflamingo.md, \"Your own checkpoint\""
 
 
-def resolve_model(cfg: ModelCfg, explicit: Iterable[str] | None = None) -> ModelCfg:
-    """A copy of ``cfg`` completed from ``cfg.path`` and its checkpoint; idempotent.
-
-    ``compose_config`` calls it with the command line's keys; ``build_model`` calls it again (a no-op on a
-    composed config; it completes a hand-built ``ModelCfg``).
+def resolve_openflamingo(cfg: ModelCfg, given: Given) -> None:
+    """Complete ``cfg`` in place from ``cfg.path`` and its checkpoint (the ``openflamingo`` architecture's
+    ``resolve``; :func:`~flamingo_eval.models.architectures.resolve_model` calls it on a copy); idempotent.
 
     Args:
-        cfg: The composed model config.
-        explicit: Dotted keys given on the command line (``model.lm.path``): the directory never replaces
-            them. ``None``: every value already set counts as explicit (only unset fields are filled).
+        cfg: The composed model config (changed in place).
+        given: Which fields the user gave (the directory never replaces them).
 
     Raises:
         UserError: a missing/ambiguous part of the directory, or cross-attention keys that contradict a given
             ``cross_attn_every_n_layers``.
     """
-    cfg = copy.deepcopy(cfg)
-    given = _Given(explicit)
-    if cfg.architecture == "idefics":
-        _idefics(cfg, given)
-        _check_tokenizer(cfg.lm.tokenizer or cfg.lm.path)
-        return cfg
     sizes: dict[str, int] = {}
     if cfg.path:
         sizes = _from_directory(cfg, Path(cfg.path).expanduser(), given)
     cfg.flamingo = {k: v for k, v in cfg.flamingo.items() if v is not None}  # null = "not given"
     if cfg.vision.name == "open_clip":
         _check_tower(cfg, given)
-    if cfg.lm.tokenizer not in (None, "smollm2"):
-        _check_tokenizer(cfg.lm.tokenizer)
+    if cfg.lm.tokenizer is not None and cfg.lm.tokenizer not in PACKAGED_LMS:
+        check_tokenizer_dir(cfg.lm.tokenizer)
     if cfg.checkpoint:
         _cross_attn(cfg, checkpoint_path(cfg.checkpoint))
         _bridge_shapes(cfg, checkpoint_path(cfg.checkpoint), lambda k: "given on the command line" if given.cli(
             f"model.flamingo.{k}") else "from flamingo.json" if k in sizes else "from the --model config")
-    return cfg
 
 
-class _Given:
-    """Whether a field was given by the user (so the directory leaves it alone)."""
-
-    def __init__(self, explicit: Iterable[str] | None) -> None:
-        self.keys = None if explicit is None else {k.lstrip("+~") for k in explicit}
-
-    def __call__(self, key: str, current: Any) -> bool:
-        """Given on the command line; or, without that information, already set (``current``)."""
-        if self.keys is None:
-            return current not in (None, "")
-        return self.cli(key)
-
-    def cli(self, key: str) -> bool:
-        """Given on the command line (``model.vision`` counts for every key below it)."""
-        return self.keys is not None and any(key == k or key.startswith(k + ".") for k in self.keys)
-
-
-def _from_directory(cfg: ModelCfg, root: Path, given: _Given) -> dict[str, int]:
+def _from_directory(cfg: ModelCfg, root: Path, given: Given) -> dict[str, int]:
     if not root.is_dir():
         check_file(root, "model.path", f"pass the model directory ({_DOCS})")
         raise UserError(f"model.path {root} is a file, not a directory: pass the directory holding checkpoint.pt "
@@ -143,7 +116,7 @@ def _from_directory(cfg: ModelCfg, root: Path, given: _Given) -> dict[str, int]:
     return sizes
 
 
-def _vision(cfg: ModelCfg, tower: TowerFiles, given: _Given) -> None:
+def _vision(cfg: ModelCfg, tower: TowerFiles, given: Given) -> None:
     opts, vision, weights = cfg.vision.options, tower.place, tower.weights
     configs = _fitting(tower)
     if len(configs) > 1 and not given("model.vision.options.config", opts.get("config")):
@@ -164,30 +137,7 @@ def _vision(cfg: ModelCfg, tower: TowerFiles, given: _Given) -> None:
                             "for that tower; add it or pass model.vision.options.pretrained=FILE")
 
 
-def _check_tokenizer(path: str | None) -> None:
-    """A local tokenizer directory that is empty or holds no tokenizer files: one line, before torch."""
-    problem = tokenizer_files_problem(Path(path).expanduser()) if path else None
-    if problem:
-        raise UserError(f"tokenizer directory {problem}; pass the model's own tokenizer directory as "
-                        "model.lm.tokenizer=DIR")
-
-
-def _idefics(cfg: ModelCfg, given: _Given) -> None:
-    """A local IDEFICS directory: named after itself (unless ``model.name`` is given); its image processor's
-    ``image_mean`` / ``image_std`` / ``image_size`` go into ``model.vision.options`` (recorded, then applied)."""
-    root = Path(cfg.lm.path).expanduser() if cfg.lm.path else None
-    if root is None or not root.is_dir():
-        return  # a hub id: found in the cache (and its processor read) when the model loads
-    if given.cli("model.lm.path") and not given.cli("model.name"):
-        cfg.name = root.resolve().name
-    from flamingo_eval.models.idefics_preprocessor import read_preprocessor
-
-    for key, value in read_preprocessor(root).items():
-        if not given(f"model.vision.options.{key}", cfg.vision.options.get(key)):
-            cfg.vision.options[key] = value
-
-
-def _check_tower(cfg: ModelCfg, given: _Given) -> None:
+def _check_tower(cfg: ModelCfg, given: Given) -> None:
     """A config file names the architecture (no stale ``model_name`` beside it); local weights must fit it."""
     opts = cfg.vision.options
     if opts.get("config") and not given.cli("model.vision.options.model_name"):

@@ -12,7 +12,7 @@ from typing import Any
 
 from flamingo_eval.errors import UserError
 
-__all__ = ["ROUND_TRIP_TEXT", "check_round_trip", "tokenizer_files_problem"]
+__all__ = ["ROUND_TRIP_TEXT", "check_round_trip", "check_tokenizer_dir", "tokenizer_files_problem"]
 
 ROUND_TRIP_TEXT = "a red dog"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
@@ -33,6 +33,18 @@ def tokenizer_files_problem(path: Path) -> str | None:
         return (f"{path} has no tokenizer files (tokenizer.json, tokenizer.model or vocab.json + merges.txt; "
                 f"it holds {', '.join(sorted(names)[:6])}{', ...' if len(names) > 6 else ''})")
     return None
+
+
+def check_tokenizer_dir(path: str | None) -> None:
+    """A local tokenizer directory that is empty or holds no tokenizer files: one line, before torch.
+
+    Raises:
+        UserError: naming the directory and the fix (``model.lm.tokenizer=DIR``).
+    """
+    problem = tokenizer_files_problem(Path(path).expanduser()) if path else None
+    if problem:
+        raise UserError(f"tokenizer directory {problem}; pass the model's own tokenizer directory as "
+                        "model.lm.tokenizer=DIR")
 
 
 def check_round_trip(tok: Any, path: str | Path, fix: str) -> None:

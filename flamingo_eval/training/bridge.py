@@ -196,6 +196,7 @@ def prepare(cfg: TrainConfig, progress: Progress) -> Prepared:
     """Build the model (fresh bridge), the train/val sequences and the feature and lower-layer caches."""
     from flamingo_eval.config_load import compose_config
     from flamingo_eval.models.build import build_model, special_ids
+    from flamingo_eval.models.eval_model import FlamingoEvalModel
     from flamingo_eval.task import make_adapter
 
     for name in ("yes_no_keep", "balanced_share"):
@@ -205,6 +206,9 @@ def prepare(cfg: TrainConfig, progress: Progress) -> Prepared:
     conf = compose_config("easyvqa", cfg.model)
     card = conf.benchmarks
     built = build_model(replace(conf.model, checkpoint=None, init="zero_gates", blind=False, seed=cfg.seed))
+    if not isinstance(built, FlamingoEvalModel):
+        raise UserError(f"model {cfg.model} (model.architecture={conf.model.architecture}) is not built on the "
+                        "Flamingo engine; train fits the bridge of one")
     model, tok = built.model, built.tokenizer
     media_id, eoc_id = special_ids(tok)
     lm_vocab = min(media_id, eoc_id)

@@ -18,7 +18,8 @@ import torch
 
 from flamingo_eval.config_load import compose_config
 from flamingo_eval.errors import UserError
-from flamingo_eval.models.model_dir import cross_attn_layers, resolve_model
+from flamingo_eval.models.architectures import resolve_model
+from flamingo_eval.models.model_dir import cross_attn_layers
 from tests.fixtures_builders import PARITY, make_openflamingo_dir
 
 

@@ -14,6 +14,7 @@ from flamingo_eval.errors import UserError
 from flamingo_eval.registry import REQUEST_KINDS
 from flamingo_eval.request_kinds import Generate, Rank, request_kind
 from flamingo_eval.types import GenerateRequest, InterleavedPrompt, RankRequest, Sample
+from tests.stub_model import StubExtras
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,8 +31,10 @@ def sample(sid: str = "s1", **fields: Any) -> Sample:
     return Sample(id=sid, media=(), fields=fields, references=("yes",))
 
 
-class Model:
+class Model(StubExtras):
     """Records calls; answers with fixed outputs."""
+
+    model_id, max_context = "recorder", 2048
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, list[Any]]] = []
@@ -47,6 +50,9 @@ class Model:
     def rank(self, reqs: list[Any]) -> list[list[float]]:
         self.calls.append(("rank", reqs))
         return [[-1.0, -0.5] for _ in reqs]
+
+    def fingerprint(self) -> str:
+        return "recorder:v1"
 
 
 def test_the_registry_holds_the_two_kinds():

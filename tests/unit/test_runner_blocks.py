@@ -14,9 +14,10 @@ from flamingo_eval.config_load import compose_config
 from flamingo_eval.errors import UserError
 from flamingo_eval.task import prepare
 from tests.conftest import make_vqav2
+from tests.stub_model import StubExtras
 
 
-class WordModel:
+class WordModel(StubExtras):
     """Counts words as tokens (context 40) and answers at once; records every batch's prompt texts."""
 
     model_id, max_context = "words", 40
@@ -30,6 +31,9 @@ class WordModel:
     def generate(self, requests: list[Any]) -> list[str]:
         self.batches.append([r.prompt.text for r in requests])
         return ["blue" if len(r.prompt.text) % 2 else "red" for r in requests]
+
+    def rank(self, requests: list[Any]) -> list[list[float]]:
+        return [[0.0 for _ in r.candidates] for r in requests]
 
     def fingerprint(self) -> str:
         return "words:v1"

@@ -1,6 +1,7 @@
 """IDEFICS (Hugging Face M4's Flamingo reproduction) on our engine: model, checkpoint loading, builder.
 
-``build_idefics`` is registered as the ``idefics`` model architecture (``model.architecture: idefics``).
+``build_idefics`` builds the ``idefics`` model architecture (``model.architecture: idefics``), registered by
+``flamingo_eval/models/architectures/idefics.py``.
 """
 
 from flamingo_eval.models.idefics.build import build_idefics

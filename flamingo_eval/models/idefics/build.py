@@ -1,4 +1,5 @@
-"""``model.architecture: idefics`` -> a ready eval model (the same engine classes as OpenFlamingo)."""
+"""``model.architecture: idefics`` -> a ready eval model (the same engine classes as OpenFlamingo); registered by
+``models/architectures/idefics.py``."""
 
 from __future__ import annotations
 
@@ -6,16 +7,14 @@ from typing import TYPE_CHECKING
 
 from flamingo_eval.errors import UserError
 from flamingo_eval.models.eval_model import FlamingoEvalModel
-from flamingo_eval.registry import ARCHITECTURES
 
-if TYPE_CHECKING:  # annotations only (config imports the model builders lazily)
+if TYPE_CHECKING:  # annotations only
     from flamingo_eval.config import ModelCfg
 
 OPENFLAMINGO_ONLY = ("checkpoint",)
 """ModelCfg fields an IDEFICS directory makes meaningless (its bridge comes with the weights)."""
 
 
-@ARCHITECTURES.register("idefics")
 def build_idefics(cfg: ModelCfg, batch_size: int | None = None) -> FlamingoEvalModel:
     """Load an IDEFICS HF directory (``model.lm.path``: a local dir or an already-cached hub id).
 
