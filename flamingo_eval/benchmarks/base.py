@@ -17,11 +17,11 @@ import json
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from flamingo_eval.errors import UserError
+from flamingo_eval.plugin_args import NoArgs, parse
 from flamingo_eval.types import Sample
 
 _CONTENT_ERRORS = (TypeError, ValueError, KeyError, IndexError, AttributeError, RecursionError)
@@ -42,21 +42,19 @@ def _named_load(load: Callable[[Any, str], list[Sample]]) -> Callable[[Any, str]
     return wrapper
 
 
-@dataclass
-class NoArgs:
-    """``Adapter.Args`` of an adapter that takes no ``adapter_args``."""
-
-
 class Adapter(ABC):
     """Base adapter. Subclasses implement ``files`` and ``load``.
 
-    ``Args`` is the schema of the card's ``adapter_args``: a dataclass whose fields are the keys the
-    adapter reads, typed, with their defaults (``NoArgs``: none). ``config.validate`` checks the card
-    against it at start-up, so a misspelt or mistyped key fails before any data or weights load. None
-    (the default) skips the check, for adapters that have not declared a schema yet.
+    ``Args`` is the type of the card's ``adapter_args``: a dataclass whose fields are the keys the
+    adapter reads, typed, with their defaults -- the only place the defaults live (``NoArgs``, the
+    default: no keys). ``config.validate`` checks the card against it at start-up (``parse_args``), so a
+    misspelt or mistyped key fails before any data or weights load, and the adapter reads the checked
+    instance, ``self.args``, never the card's raw mapping.
     """
 
-    Args: ClassVar[type | None] = None
+    Args: ClassVar[type] = NoArgs
+    args: Any
+    """The card's ``adapter_args`` as an ``Args`` instance (subclasses narrow the annotation)."""
     metric_fields: ClassVar[tuple[str, ...]] = ()
     """Names of ``Sample.fields`` the benchmark's metric reads; the runner copies them into the prediction
     line's ``extra`` and the metric input (e.g. VisDial's ``gt_relevance`` for NDCG)."""
@@ -70,6 +68,12 @@ class Adapter(ABC):
     def __init__(self, card: Any, data_root: Path) -> None:
         self.card = card
         self.data_root = Path(data_root)
+        self.args = self.parse_args(card)
+
+    @classmethod
+    def parse_args(cls, card: Any) -> Any:
+        """``card.adapter_args`` as an ``Args`` instance, or one UserError line naming the card and the key."""
+        return parse(cls.Args, card.adapter_args, "benchmarks.adapter_args", f"adapter '{card.adapter}'", card.id)
 
     def path(self, key: str) -> Path:
         """Resolve ``card.files[key]`` (relative to the data root unless absolute)."""

@@ -45,9 +45,10 @@ class CaptionsAdapter(Adapter):
     """Image captioning: one sample per image, every reference caption kept."""
 
     Args = CaptionsArgs
+    args: CaptionsArgs
 
     def split_format(self, split: str) -> str:
-        fmt = str(self.card.adapter_args.get("formats", {}).get(split, "karpathy"))
+        fmt = self.args.formats.get(split, "karpathy")  # a split the card does not name: Karpathy's file
         if fmt not in FORMATS:
             raise UserError(f"benchmark {self.card.id}: unknown caption format '{fmt}' for split {split}; "
                             f"use one of: {', '.join(FORMATS)}")
@@ -69,9 +70,8 @@ class CaptionsAdapter(Adapter):
         return check_unique(samples, str(path))
 
     def _load_karpathy(self, data: Any, path: Path, split: str) -> list[Sample]:
-        args = self.card.adapter_args
-        wanted = set(args.get("splits", {}).get(split, [split]))
-        id_field = str(args.get("id_field", "cocoid"))
+        wanted = set(self.args.splits.get(split, [split]))
+        id_field = self.args.id_field
         images = self.path(f"{split}_images")
         samples = []
         for i, img in enumerate(need_list(data, "images", path, "the file")):

@@ -44,6 +44,8 @@ class ImageNetFolderAdapter(Adapter):
         images_per_class: int | None = None
         """Keep the first N files of each class in the eval split (Flamingo: 10); null = all."""
 
+    args: Args
+
     @functools.cached_property
     def candidates(self) -> tuple[str, ...]:
         """The 1000 class names (open_clip's list), loaded on first use: `list`/`data check` need not import it."""
@@ -60,7 +62,7 @@ class ImageNetFolderAdapter(Adapter):
         if len(wnids) != len(self.candidates):
             raise UserError(f"{root}: found {len(wnids)} class folders but {len(self.candidates)} class names; "
                             "the class index is the sorted folder order, so every class folder must exist")
-        per_class = self.card.adapter_args.get("images_per_class") if split == self.card.eval_split else None
+        per_class = self.args.images_per_class if split == self.card.eval_split else None
         samples = []
         for label, wnid in enumerate(wnids):
             files = sorted(f.name for f in (root / wnid).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)

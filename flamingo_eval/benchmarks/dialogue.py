@@ -68,6 +68,8 @@ class VisDialAdapter(Adapter):
         image_patterns: dict[str, str] = field(default_factory=dict)
         """Split -> image file name pattern (``{image_id}``); splits without one index the image folder."""
 
+    args: Args
+
     def files(self, split: str) -> dict[str, Path]:
         keys = [f"{split}_dialogs", f"{split}_images", f"{split}_dense"]
         return {k: self.path(k) for k in keys if k in self.card.files}
@@ -92,7 +94,7 @@ class VisDialAdapter(Adapter):
     def image_lookup(self, split: str) -> Any:
         """image_id -> path: from the split's pattern, else an index of the image folder by trailing id."""
         images = self.path(f"{split}_images")
-        pattern = self.card.adapter_args.get("image_patterns", {}).get(split)
+        pattern = self.args.image_patterns.get(split)
         if pattern:
             return lambda image_id: images / str(pattern).format(image_id=image_id)
         index: dict[int, Path] = {}
@@ -112,8 +114,7 @@ class VisDialAdapter(Adapter):
         path = self.path(f"{split}_dialogs")
         data = _get(read_json(path), "data", path)
         questions, answers = _strings(data, "questions", path), _strings(data, "answers", path)
-        args = self.card.adapter_args
-        fmt = str(args.get("history_format", HISTORY_FORMAT))
+        fmt = self.args.history_format
         with_options = split == self.card.eval_split
         relevance = self._relevance(split) if with_options else {}
         image_of = self.image_lookup(split)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from flamingo_eval.benchmarks.base import Adapter, check_annotated, check_unique, need_field
+from flamingo_eval.benchmarks.video_args import EasyVideoArgs, VideoArgs, VideoQAArgs
 from flamingo_eval.benchmarks.video_rows import blank, cell_text, read_map, read_rows, row_name, seconds
 from flamingo_eval.config import BenchmarkCard
 from flamingo_eval.errors import UserError
@@ -36,9 +37,6 @@ from flamingo_eval.types import FRAME_RULES, FrameSampling, Sample, VideoRef
 from flamingo_eval.video.files import VideoFinder
 
 __all__ = ["EasyVideoAdapter", "VideoAdapter", "VideoQAAdapter", "frame_sampling", "read_rows"]
-
-QA_FIELDS = {"id": "id", "question": "question", "answer": "answer", "video_id": "video_id", "type": "type"}
-
 
 def frame_sampling(card: BenchmarkCard) -> FrameSampling:
     """The card's :class:`~flamingo_eval.types.FrameSampling` (``count: 8`` when the card sets none).
@@ -68,6 +66,9 @@ def frame_sampling(card: BenchmarkCard) -> FrameSampling:
 class VideoAdapter(Adapter):
     """Base of video adapters: builds :class:`VideoRef` media (see the module docstring)."""
 
+    Args = VideoArgs
+    args: VideoArgs
+
     def path(self, key: str) -> Path:
         """``card.files[key]``; ``"a|b"`` names alternative layouts (e.g. the official csv or a Hugging Face
         parquet mirror, globs allowed): the first that exists, else the first named (``data check`` shows it)."""
@@ -95,8 +96,7 @@ class VideoAdapter(Adapter):
     @property
     def max_shots(self) -> int | None:
         """``adapter_args.max_shots``: the most demos a prompt may show (RareAct: 0), or None (no limit)."""
-        value = self.card.adapter_args.get("max_shots")
-        return None if value is None else int(value)
+        return self.args.max_shots
 
     def video_files(self, split: str) -> dict[str, Path]:
         """The split's video directory and mapping file (for ``files`` / ``data check``)."""
@@ -146,9 +146,9 @@ class VideoAdapter(Adapter):
     ) -> VideoRef:
         """The video of ``row`` (fields for ``video_key``; optional segment fields) as a ``VideoRef``;
         ``pattern`` replaces ``adapter_args.video_pattern`` (a mirror that names each row's file)."""
-        args = self.card.adapter_args
+        args = self.args
         try:
-            key = str(args.get("video_key", "{video_id}")).format(**row)
+            key = args.video_key.format(**row)
         except KeyError as e:
             raise UserError(f"{source}: {what} has no field {e} needed by adapter_args.video_key") from None
         name = key
@@ -164,17 +164,16 @@ class VideoAdapter(Adapter):
         videos = next((p for k, p in self.video_files(split).items() if k.endswith("videos")), None)
         if videos is None:
             raise UserError(f"benchmark card '{self.card.id}' has no files.{split}_videos (or files.videos)")
-        pattern = pattern or str(args.get("video_pattern", "{name}.mp4"))
+        pattern = pattern or args.video_pattern
         file = self.video_file(videos, pattern, {**row, "name": name, "key": key}, source, what)
         start, end = (
-            seconds(row.get(args[f]), source, what, args[f]) if f in args else None
-            for f in ("start_field", "end_field")
+            None if f is None else seconds(row.get(f), source, what, f) for f in (args.start_field, args.end_field)
         )
-        if "segment_field" in args:  # one [start, end] field (YouCook2)
-            seg = need_field(row, args["segment_field"], source, what)
+        if args.segment_field is not None:  # one [start, end] field (YouCook2)
+            seg = need_field(row, args.segment_field, source, what)
             if not isinstance(seg, (list, tuple)) or len(seg) != 2:
-                raise UserError(f"{source}: {what} field '{args['segment_field']}' must be [start, end] seconds")
-            start, end = (seconds(x, source, what, args["segment_field"]) for x in seg)
+                raise UserError(f"{source}: {what} field '{args.segment_field}' must be [start, end] seconds")
+            start, end = (seconds(x, source, what, args.segment_field) for x in seg)
         if start is not None and end is not None and end <= start:
             raise UserError(f"{source}: {what} has segment {start:g}-{end:g} s, which ends before it starts")
         return VideoRef(str(file), start=start, end=end, frames=self.sampling())
@@ -206,6 +205,9 @@ class VideoQAAdapter(VideoAdapter):
     A blank question cell, or a blank segment bound, is one line naming the file, the row and the column.
     """
 
+    Args = VideoQAArgs
+    args: VideoQAArgs
+
     def files(self, split: str) -> dict[str, Path]:
         out = {f"{split}_qa": self.path(f"{split}_qa")}
         if self.has_file(f"{split}_second_answers") and not self._column_answers(split):
@@ -222,24 +224,24 @@ class VideoQAAdapter(VideoAdapter):
 
     def _column_answers(self, split: str) -> bool:
         """The split's rows carry ``second_answer_column`` (then the second-answer JSON is not needed)."""
-        column = self.card.adapter_args.get("second_answer_column")
+        column = self.args.second_answer_column
         if not column or not self.path(f"{split}_qa").is_file():
             return False
         rows, _ = self.rows(split)
         return bool(rows) and isinstance(rows[0], dict) and column in rows[0]
 
     def load(self, split: str) -> list[Sample]:
-        args = self.card.adapter_args
-        names = {**QA_FIELDS, **dict(args.get("fields", {}))}
+        args = self.args
+        names = args.fields
         rows, path = self.rows(split)
-        second, column = self._second_answers(split), args.get("second_answer_column")
+        second, column = self._second_answers(split), args.second_answer_column
         samples = []
         for i, row in enumerate(rows):
             what = row_name(path, i)
-            qid = _row_id(row, names["id"], args.get("id_format"), f"{split}-{i}")
+            qid = _row_id(row, names["id"], args.id_format, f"{split}-{i}")
             refs, label, options = self._answers(row, names["answer"], path, what)
             extra = row.get(column) if column and column in row else (
-                None if second is None else _lookup(second, [row.get(f) for f in args["second_answers"]]))
+                None if second is None else _lookup(second, [row.get(f) for f in args.second_answers or ()]))
             refs = refs + ((cell_text(extra).strip(),) if not blank(extra) and refs else ())
             question = need_field(row, names["question"], path, what)
             if blank(question):
@@ -262,10 +264,10 @@ class VideoQAAdapter(VideoAdapter):
         self, row: dict[str, Any], answer_field: str, path: Path, what: str
     ) -> tuple[tuple[str, ...], int | None, tuple[str, ...] | None]:
         """(references, label, options) of a row (module docstring of the class)."""
-        args = self.card.adapter_args
+        args = self.args
         answer = row.get(answer_field)
-        if "answers" in args:
-            return tuple(cell_text(row[c]).strip() for c in args["answers"] if not blank(row.get(c))), None, None
+        if args.answers is not None:
+            return tuple(cell_text(row[c]).strip() for c in args.answers if not blank(row.get(c))), None, None
         options = _options(row, args, path, what)
         if options is None:
             if isinstance(answer, (list, tuple)):
@@ -273,7 +275,7 @@ class VideoQAAdapter(VideoAdapter):
             return (() if blank(answer) else (cell_text(answer).strip(),)), None, None
         if blank(answer):
             return (), None, options  # an unannotated (test) split
-        if args.get("answer_is_index", False):
+        if args.answer_is_index:
             try:
                 label = int(answer)  # type: ignore[arg-type]
             except (TypeError, ValueError):
@@ -288,15 +290,15 @@ class VideoQAAdapter(VideoAdapter):
         value = row.get(type_field)
         if blank(value):
             return ""
-        pattern = self.card.adapter_args.get("type_regex")
+        pattern = self.args.type_regex
         if pattern:
-            m = re.match(str(pattern), str(value))
+            m = re.match(pattern, str(value))
             return m.group(1) if m else ""
         return str(value)
 
     def _second_answers(self, split: str) -> Any:
         key = f"{split}_second_answers"
-        if not self.has_file(key) or "second_answers" not in self.card.adapter_args or self._column_answers(split):
+        if not self.has_file(key) or self.args.second_answers is None or self._column_answers(split):
             return None
         return self.json_file(self.path(key))
 
@@ -312,18 +314,18 @@ def _row_id(row: dict[str, Any], id_field: str | None, id_format: str | None, fa
     return fallback
 
 
-def _options(row: dict[str, Any], args: Any, path: Path, what: str) -> tuple[str, ...] | None:
-    if "options" in args:
-        cells = [need_field(row, c, path, what) for c in args["options"]]
-        empty = [c for c, v in zip(args["options"], cells) if blank(v)]
+def _options(row: dict[str, Any], args: VideoQAArgs, path: Path, what: str) -> tuple[str, ...] | None:
+    if args.options is not None:
+        cells = [need_field(row, c, path, what) for c in args.options]
+        empty = [c for c, v in zip(args.options, cells) if blank(v)]
         if empty:
             raise UserError(f"{path}: {what} column '{empty[0]}' (an answer option) is empty; fix or drop the row")
         return tuple(cell_text(v).strip() for v in cells)
-    if "choices" in args:
-        text = str(args.get("choice_text", "choice"))
-        choices = need_field(row, str(args["choices"]), path, what)
+    if args.choices is not None:
+        text = args.choice_text
+        choices = need_field(row, args.choices, path, what)
         if not isinstance(choices, list):
-            raise UserError(f"{path}: {what}: field '{args['choices']}' must be a list of options")
+            raise UserError(f"{path}: {what}: field '{args.choices}' must be a list of options")
         return tuple(str(need_field(c, text, path, f"{what} option {j}")).strip() for j, c in enumerate(choices))
     return None
 
@@ -344,13 +346,16 @@ class EasyVideoAdapter(VideoQAAdapter):
     generates it on first use) or a directory holding a dataset written by ``easyvideo.generate``.
     """
 
+    Args = EasyVideoArgs
+    args: EasyVideoArgs
+
     def __init__(self, card: Any, data_root: Path) -> None:
         from flamingo_eval.models.assets import cache_root
         from flamingo_eval.video.easyvideo import DIRNAME
 
-        root = card.adapter_args.get("root", "cache")
-        self.generated = root == "cache"
-        super().__init__(card, cache_root() / DIRNAME if self.generated else Path(root).expanduser())
+        super().__init__(card, data_root)
+        self.generated = self.args.root == "cache"
+        self.data_root = cache_root() / DIRNAME if self.generated else Path(self.args.root).expanduser()
 
     def missing(self, split: str) -> list[tuple[str, Path]]:
         return [] if self.generated else super().missing(split)  # the cache copy is generated on first load

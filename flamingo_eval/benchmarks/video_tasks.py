@@ -31,6 +31,7 @@ from typing import Any
 
 from flamingo_eval.benchmarks.base import check_annotated, check_unique, need_field
 from flamingo_eval.benchmarks.video import VideoAdapter
+from flamingo_eval.benchmarks.video_args import VideoCaptionArgs, VideoClassArgs
 from flamingo_eval.benchmarks.video_rows import blank, cell_text, read_rows, row_name
 from flamingo_eval.errors import UserError
 from flamingo_eval.registry import ADAPTERS
@@ -43,19 +44,22 @@ __all__ = ["VideoCaptionAdapter", "VideoClassAdapter"]
 class VideoCaptionAdapter(VideoAdapter):
     """Video captioning (module docstring): each sample's references are its captions."""
 
+    Args = VideoCaptionArgs
+    args: VideoCaptionArgs
+
     def files(self, split: str) -> dict[str, Path]:
         return {f"{split}_annotations": self.path(f"{split}_annotations"), **self.video_files(split)}
 
     def rows(self, split: str) -> list[dict[str, Any]]:
         """One row per clip (``id``, ``video_id``, captions; ``start``/``end`` for YouCook2 segments)."""
         path = self.path(f"{split}_annotations")
-        if self.card.adapter_args.get("layout", "rows") != "youcook2":
+        if self.args.layout != "youcook2":
             return read_rows(path)
         if path.suffix.lower() != ".json":  # the parquet mirror: id, segment, sentence, video_path per segment
             return _mirror_segments(read_rows(path), path)
         data = self.json_file(path)
         base = need_field(data, "database", path, "the file")
-        subset = dict(self.card.adapter_args.get("subsets", {})).get(split, split)
+        subset = self.args.subsets.get(split, split)
         rows = []
         for video, entry in base.items():
             if need_field(entry, "subset", path, f"video {video}") != subset:
@@ -69,8 +73,7 @@ class VideoCaptionAdapter(VideoAdapter):
         return rows
 
     def load(self, split: str) -> list[Sample]:
-        names = {"id": "id", "video_id": "video_id", "captions": "captions",
-                 **dict(self.card.adapter_args.get("fields", {}))}
+        names = self.args.fields
         path = self.path(f"{split}_annotations")
         samples = []
         for i, row in enumerate(self.rows(split)):
@@ -91,11 +94,14 @@ class VideoCaptionAdapter(VideoAdapter):
 class VideoClassAdapter(VideoAdapter):
     """Video classification / retrieval over class names (module docstring)."""
 
+    Args = VideoClassArgs
+    args: VideoClassArgs
+
     def files(self, split: str) -> dict[str, Path]:
         return {f"{split}_annotations": self.path(f"{split}_annotations"), **self.video_files(split)}
 
     def _layout(self) -> str:
-        layout = str(self.card.adapter_args.get("layout", "kinetics"))
+        layout = self.args.layout
         if layout not in ("kinetics", "rareact"):
             raise UserError(f"benchmark {self.card.id}: adapter_args.layout must be kinetics or rareact, "
                             f"got '{layout}'")
@@ -114,7 +120,7 @@ class VideoClassAdapter(VideoAdapter):
         rows = self._rows(self.card.eval_split)
         if self._layout() == "kinetics":
             return tuple(sorted({str(need_field(r, "label", path, f"entry {i}")) for i, r in enumerate(rows)}))
-        text = str(self.card.adapter_args.get("class_text", "{verb} {noun}"))
+        text = self.args.class_text
         names: dict[int, str] = {}
         for i, r in enumerate(rows):
             cid = int(need_field(r, "class_id", path, f"entry {i}"))
@@ -126,7 +132,7 @@ class VideoClassAdapter(VideoAdapter):
     def load(self, split: str) -> list[Sample]:
         path = self.path(f"{split}_annotations")
         index = {c: i for i, c in enumerate(self.candidates)}
-        per_class = self.card.adapter_args.get("per_class")
+        per_class = self.args.per_class
         kept: dict[str, int] = {}
         samples = []
         for i, row in enumerate(self._rows(split)):

@@ -75,17 +75,16 @@ class VQAAdapter(Adapter):
     """Official VQA format: ``{questions: [...]}`` + ``{annotations: [...]}`` + an image directory."""
 
     Args = VqaArgs
+    args: VqaArgs
 
     def files(self, split: str) -> dict[str, Path]:
         keys = [f"{split}_questions", f"{split}_annotations", f"{split}_images"]
         return {k: self.path(k) for k in keys if k in self.card.files}
 
     def image_path(self, split: str, image_id: Any, source: Path | None = None, i: int = 0) -> Path:
-        args = self.card.adapter_args
-        names = args.get("split_names", {})
-        pattern = str(args["image_pattern"])
+        pattern = self.args.image_pattern
         try:
-            name = pattern.format(split_name=names.get(split, split), image_id=image_id)
+            name = pattern.format(split_name=self._split_name(split), image_id=image_id)
         except (ValueError, TypeError, KeyError, IndexError) as e:
             raise UserError(f"{source or self.path(f'{split}_questions')}: entry {i}: image_id {image_id!r} "
                             f"({type(image_id).__name__}) does not fit the card's image_pattern '{pattern}' ({e}); "
@@ -103,7 +102,7 @@ class VQAAdapter(Adapter):
             apath = self.path(f"{split}_annotations")
             by_qid = _answers_by_qid(apath, answer_types)
         join = _joiner(self.path(f"{split}_images"))
-        pattern, split_name = str(self.card.adapter_args["image_pattern"]), self._split_name(split)
+        pattern, split_name = self.args.image_pattern, self._split_name(split)
         samples = []
         for i, q in enumerate(iter_json_list(qpath, "questions")):
             qid = need_id(q, "question_id", qpath, f"entry {i}")
@@ -129,7 +128,7 @@ class VQAAdapter(Adapter):
         return check_unique(samples, str(qpath))
 
     def _split_name(self, split: str) -> Any:
-        return self.card.adapter_args.get("split_names", {}).get(split, split)
+        return self.args.split_names.get(split, split)
 
 
 def _answers_by_qid(apath: Path, answer_types: dict[Any, str]) -> dict[Any, Any]:
@@ -239,17 +238,18 @@ class EasyVQAAdapter(Adapter):
     """easy-vqa: ``<split>/questions.json`` = [[question, answer, image_id], ...], ``<split>/images/<id>.png``."""
 
     Args = EasyVqaArgs
+    args: EasyVqaArgs
 
     def __init__(self, card: Any, data_root: Path) -> None:
-        root = card.adapter_args.get("root", "package")
+        super().__init__(card, data_root)
+        root = self.args.root
         if root == "package":
             spec = importlib.util.find_spec("easy_vqa")
             if spec is None or not spec.submodule_search_locations:
                 raise UserError("easy-vqa is not installed; run `make install` (or pip install easy-vqa==1.0)")
-            data_root = Path(list(spec.submodule_search_locations)[0]) / "data"
+            self.data_root = Path(list(spec.submodule_search_locations)[0]) / "data"
         elif root:
-            data_root = Path(root)
-        super().__init__(card, data_root)
+            self.data_root = Path(root)
 
     def files(self, split: str) -> dict[str, Path]:
         return {k: self.path(k) for k in (f"{split}_questions", f"{split}_images")}
