@@ -63,10 +63,10 @@ leaderboard: install  ## regenerate results/LEADERBOARD.md from committed record
 	$(VENV)/bin/flamingo-eval leaderboard --results results --format md --output results/LEADERBOARD.md
 
 bench: install  ## engine vs reference path benchmark (prints one table)
-	$(PY) tools/bench.py
+	$(PY) -m tools.bench
 
 bench-scale: install  ## VQAv2-size run (214k questions) with a stub-fast model: planning, RSS, write/resume cost
-	nice -n 10 $(PY) tools/bench_scale.py --shots 0 4 8 16 32 --trials 3
+	nice -n 10 $(PY) -m tools.bench_scale --shots 0 4 8 16 32 --trials 3
 
 gpu-wheels: install  ## fill .whl/ (wheels + tokenizer) for tools/gpu_check.sh on an offline GPU machine
 	PYTHON=$(PY) tools/gpu_wheels.sh
@@ -75,7 +75,7 @@ gpu-check:  ## on a CUDA machine: gpu tests + OpenFlamingo-3B-shaped bench -> ru
 	tools/gpu_check.sh --out runs/gpu-check
 
 train-mini: install  ## retrain the mini bridge on easy-vqa train (CPU, ~25 min) and log it in docs/training
-	nice -n 10 $(PY) tools/train_mini.py
+	nice -n 10 $(PY) -m tools.train_mini
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache runs

@@ -7,9 +7,8 @@ default layout of its card under ``root/<data_dir>`` and returns ``root`` (the `
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
-import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -21,16 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_tool(name: str):  # noqa: ANN201
-    """``tools/<name>.py`` imported as a module (tools/ is not a package; it is on sys.path while it loads)."""
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-        assert spec and spec.loader
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        return mod
-    finally:
-        sys.path.remove(str(ROOT / "tools"))
+    """The module ``tools.<name>`` (tools/ is a package; the checkout is on ``sys.path`` under pytest)."""
+    return importlib.import_module(f"tools.{name}")
 
 
 CAPTION_WORDS = ["a red square on a white background", "a blue circle in the middle", "a photo of a flower",

@@ -17,29 +17,23 @@ encoded. For each: samples/s of both paths, the speed-up, engine time over a
 bare forward of the same tokens, peak memory (RSS above the phase's start), vision encodes vs distinct
 images, and whether predictions are identical.
 
-    .venv/bin/python tools/bench.py [--quick] [--queries N] [--ref-classes N] [--only-video] [--json out.json]
+    .venv/bin/python -m tools.bench [--quick] [--queries N] [--ref-classes N] [--only-video] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
-import gc
 import json
 import os
 import random
 import statistics
-import sys
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
@@ -56,6 +50,9 @@ from flamingo_eval.types import (  # noqa: E402
     VideoRef,
 )
 from flamingo_eval.video import MediaLoader, get_decoder  # noqa: E402
+from tools.bench_common import easyvqa, fresh_cache, median_timed, timed  # noqa: E402
+from tools.bench_idefics import print_row  # noqa: E402
+from tools.bench_idefics import row as idefics_row  # noqa: E402
 
 MPT_124M = {"model_type": "mpt", "d_model": 768, "n_heads": 12, "n_layers": 12, "expansion_ratio": 4,
             "max_seq_len": 2048, "attn_config": {"alibi": True, "alibi_bias_max": 8}, "no_bias": True,
@@ -75,62 +72,7 @@ def reference_of(m: FlamingoEvalModel) -> ReferenceEvalModel:
                               batch_size=m.batch_size)
 
 
-class Peak:
-    """Peak resident memory above the level at entry, sampled every 5 ms from /proc/self/statm."""
-
-    def __enter__(self) -> Peak:
-        gc.collect()
-        try:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except OSError:
-            pass
-        self.base = self.peak = _rss()
-        self._stop = False
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop:
-            self.peak = max(self.peak, _rss())
-            time.sleep(0.005)
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop = True
-        self._t.join()
-        self.peak = max(self.peak, _rss())
-
-    @property
-    def mib(self) -> float:
-        return (self.peak - self.base) / 2**20
-
-
-def _rss() -> int:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
-    with Peak() as p:
-        t0 = time.perf_counter()
-        out = fn()
-        dt = time.perf_counter() - t0
-    return out, dt, p.mib
-
-
 # ---------------------------------------------------------------------------------------------- data
-def easyvqa() -> tuple[list[str], list[str], list[str], list[str]]:
-    import easy_vqa
-
-    qs, answers, image_ids = easy_vqa.get_train_questions()
-    paths = easy_vqa.get_train_image_paths()
-    first: dict[int, int] = {}
-    for j, i in enumerate(image_ids):  # one question per image: every demo and query shows its own image
-        first.setdefault(i, j)
-    keep = sorted(first.values())
-    return [qs[j] for j in keep], [answers[j] for j in keep], [paths[image_ids[j]] for j in keep], []
-
-
 def vqa_requests(n: int, shots: int, beams: int, pool: int, seed: int = 0) -> list[GenerateRequest]:
     qs, answers, imgs, _ = easyvqa()
     demo_ids = list(range(pool))
@@ -219,19 +161,6 @@ def bare_forward_seconds(m: FlamingoEvalModel, texts: list[str], extra_tokens: i
 
 
 # ---------------------------------------------------------------------------------------------- rows
-def median_timed(fn: Callable[[], Any], repeats: int, setup: Callable[[], Any] = lambda: None) -> tuple[Any, float, float]:  # noqa: E501
-    """(output, median seconds, peak MiB of the first run) over ``repeats`` runs, ``setup`` untimed before each."""
-    runs = []
-    for _ in range(repeats):
-        setup()
-        runs.append(timed(fn))
-    return runs[0][0], statistics.median(r[1] for r in runs), runs[0][2]
-
-
-def fresh_cache(m: FlamingoEvalModel) -> None:
-    m.latents.__init__(m.latents.max_bytes, None, m.latent_device)  # type: ignore[misc]  # a fresh run: empty cache
-
-
 def row_generate(m: FlamingoEvalModel, reqs: list[GenerateRequest], run_ref: bool, repeats: int) -> dict[str, Any]:
     ref = reference_of(m)
     fast_out, fast_s, fast_mib = median_timed(lambda: m.generate(reqs), repeats, lambda: fresh_cache(m))
@@ -360,9 +289,6 @@ def main() -> None:
     print("e", rows["(e) video QA 8-shot beam 3"], flush=True)
     print_table(rows)
     if not args.skip_idefics:  # (d): a different model and baseline, so its own small table (tools/bench_idefics.py)
-        from bench_idefics import print_row
-        from bench_idefics import row as idefics_row
-
         rows["(d) IDEFICS VQA 32-shot beam 3 vs transformers"] = idefics_row(n, repeats)
         print_row(rows["(d) IDEFICS VQA 32-shot beam 3 vs transformers"])
     e = rows["(e) video QA 8-shot beam 3"]

@@ -9,7 +9,7 @@ produce (left-padded ids, pixel values per image slot, the processor's image-att
 batch in one ``generate``. Reported: samples/s of both, the ratio, peak RSS above the phase start, vision-tower
 image encodes, and whether the predictions are identical.
 
-    .venv/bin/python tools/bench_idefics.py [--queries N] [--repeats N] [--json out.json]
+    .venv/bin/python -m tools.bench_idefics [--queries N] [--repeats N] [--json out.json]
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import random
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -26,12 +25,11 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
 from flamingo_eval.types import GenerateRequest, InterleavedPrompt  # noqa: E402
+from tools.bench_common import easyvqa, fresh_cache, median_timed, timed  # noqa: E402
 
 IMG = "<fake_token_around_image><image><fake_token_around_image>"
 SHAPE = {"hidden_size": 768, "intermediate_size": 2048, "num_hidden_layers": 12, "num_attention_heads": 12,
@@ -65,8 +63,6 @@ def make_checkpoint(out: Path) -> Any:
 
 
 def requests(n: int, shots: int, pool: int = 128, seed: int = 0) -> list[GenerateRequest]:
-    from bench import easyvqa
-
     qs, answers, imgs, _ = easyvqa()
     head = "Instruction: provide an answer to the question. Use the image to answer.\n"
     out = []
@@ -115,8 +111,6 @@ def hf_generate(model: Any, em: Any, reqs: list[GenerateRequest]) -> list[str]:
 
 def row(queries: int = 4, repeats: int = 1) -> dict[str, Any]:
     """One measured row (dict of numbers); both sides run the same ``queries`` requests as one batch."""
-    from bench import fresh_cache, median_timed, timed
-
     from flamingo_eval.config import LMCfg, ModelCfg
     from flamingo_eval.models.build import build_model
 

@@ -1,6 +1,6 @@
 """Benchmark of the ci95 bootstrap (issue 26): seconds per metric at full size, on synthetic scored items.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python tools/bench_intervals.py [--resamples 1000] [--n 214354] [--only NAME ...]
+    HF_HUB_OFFLINE=1 .venv/bin/python -m tools.bench_intervals [--resamples 1000] [--n 214354] [--only NAME ...]
 
 * ``rareact``: ``flamingo-eval score rareact`` (``rescore.score_file``) on a 7,607-clip predictions file of
   122 actions / 905 videos (RareAct's size; random scores), 1,000 resamples: the whole command's work

@@ -2,7 +2,7 @@
 
 Needs the reference package (installed with --no-deps, never imported by flamingo_eval):
 
-    PYTHONPATH=.cache/openflamingo-ref .venv/bin/python tools/bench_openflamingo.py [--queries N] [--classes N]
+    PYTHONPATH=.cache/openflamingo-ref .venv/bin/python -m tools.bench_openflamingo [--queries N] [--classes N]
 
 Model: open_clip ViT-B-32 (random) + transformers ``MptForCausalLM`` (d_model 768, 12 layers, 12 heads, ALiBi,
 SmolLM2 tokenizer + Flamingo tokens) turned into a Flamingo exactly as ``create_model_and_transforms`` does,
@@ -19,14 +19,10 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import sys
 import time
-from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
@@ -110,8 +106,9 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=4)
     ap.add_argument("--classes", type=int, default=20, help="classes scored (time extrapolated to 1000)")
     args = ap.parse_args()
-    from bench import rank_requests, vqa_requests
     from open_clip import IMAGENET_CLASSNAMES
+
+    from tools.bench import rank_requests, vqa_requests
 
     model, processor, tok = build_openflamingo()
     tok.padding_side = "left"

@@ -30,7 +30,7 @@ must be byte-identical, and the table gives the resume overhead (wall and CPU), 
 
 The machine is shared: the 1-minute load average is recorded before and after every stage.
 
-    nice -n 10 .venv/bin/python tools/bench_scale.py [--fraction 0.1] [--shots 0 4 8 16 32] [--trials 3]
+    nice -n 10 .venv/bin/python -m tools.bench_scale [--fraction 0.1] [--shots 0 4 8 16 32] [--trials 3]
         [--cache-dir DIR (default: the system temp dir / flamingo-eval-scale)] [--json out.json] [--md out.md]
 """
 
@@ -50,12 +50,8 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tools"))
-
-from scale_resume import MEASURED, child_watched, kill_table, load1, record_scores  # noqa: E402
-from synth_vqav2 import REAL, generate  # noqa: E402
+from tools.scale_resume import MEASURED, child_watched, kill_table, load1, record_scores  # noqa: E402
+from tools.synth_vqav2 import REAL, generate  # noqa: E402
 
 
 def sizes(scale: float) -> dict[str, tuple[int, int]]:
@@ -117,8 +113,8 @@ def config(a: argparse.Namespace, limit: int | None, out: Path | None = None) ->
 
 # -- stages (each in a child process) -------------------------------------------------------------
 def stage_plan(a: argparse.Namespace) -> dict[str, Any]:
+    from flamingo_eval.prompting import answer_room, make_sampler
     from flamingo_eval.prompts.builder import build_prompt
-    from flamingo_eval.runner import answer_room, make_sampler
     from flamingo_eval.task import prepare, run_seeds
 
     cfg = config(a, None)
@@ -286,7 +282,7 @@ STAGES = {"plan": stage_plan, "run": stage_run, "rices": stage_rices}
 
 # -- driver ---------------------------------------------------------------------------------------
 def _argv(a: argparse.Namespace, stage: str, extra: list[str]) -> list[str]:
-    return [sys.executable, __file__, "--child", stage, "--data-root", str(a.data_root), "--fraction",
+    return [sys.executable, "-m", "tools.bench_scale", "--child", stage, "--data-root", str(a.data_root), "--fraction",
             str(a.fraction), "--trials", str(a.trials), "--prompt-sample", str(a.prompt_sample),
             "--rices-images", str(a.rices_images), "--scale", str(a.scale), "--rices-queries", str(a.rices_queries),
             "--shots", *map(str, a.shots), *extra]

@@ -12,7 +12,7 @@ That gives three reference rows next to the runs given:
   so their answer ("no", or "yes" for a negated question) stays right with the wrong image;
 * ``question text only``: the train split's most common answer to the exact question string (no image).
 
-    python tools/easyvqa_controls.py runs/demo/mini runs/demo/mini-shuffled runs/demo/mini-blind --shots 4
+    python -m tools.easyvqa_controls runs/demo/mini runs/demo/mini-shuffled runs/demo/mini-blind --shots 4
 
 Each run directory's ``predictions.jsonl`` is read (every trial; the reference rows cover the same questions).
 """
@@ -25,13 +25,10 @@ import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from shuffled_images import shuffling  # noqa: E402  (tools/ is on sys.path: the script's own folder)
-
-from flamingo_eval.config_load import compose_config  # noqa: E402
-from flamingo_eval.errors import UserError  # noqa: E402
-from flamingo_eval.task import make_adapter  # noqa: E402
+from flamingo_eval.config_load import compose_config
+from flamingo_eval.errors import UserError
+from flamingo_eval.task import make_adapter
+from tools.shuffled_images import shuffling
 
 COLOURS = ("red", "green", "blue", "black", "gray", "teal", "brown", "yellow")
 SHAPES = ("circle", "rectangle", "triangle")

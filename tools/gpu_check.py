@@ -1,8 +1,8 @@
 """The Python half of ``tools/gpu_check.sh``: machine facts, the OpenFlamingo-3B-shaped bench, the report.
 
-    python tools/gpu_check.py env    --out DIR [--dry-run]    # versions, GPU, a measured bf16 matmul peak
-    python tools/gpu_check.py bench  --out DIR [--dry-run] [--budget-s S]
-    python tools/gpu_check.py report --out DIR                # + gpu-tests.xml, stages.txt -> gpu_check.md
+    python -m tools.gpu_check env    --out DIR [--dry-run]    # versions, GPU, a measured bf16 matmul peak
+    python -m tools.gpu_check bench  --out DIR [--dry-run] [--budget-s S]
+    python -m tools.gpu_check report --out DIR                # + gpu-tests.xml, stages.txt -> gpu_check.md
 
 Every stage adds its part to ``DIR/gpu_check.json`` as soon as it has it, so a stage that fails or runs out
 of time leaves the others' numbers in place.
@@ -45,9 +45,8 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gpu_check_report import json_path, log, report_stage, update  # noqa: E402  (tools/ is the script's dir)
+from tools.gpu_check_report import json_path, log, report_stage, update  # noqa: E402
 
 NOMINAL_PEAK = 790e12
 """bf16 dense matmul FLOP/s of an H200 as measured on these machines (8192^3 products)."""

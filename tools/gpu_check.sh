@@ -83,9 +83,9 @@ else
   FLAG=()
 fi
 
-stage env 60 "$PY" tools/gpu_check.py env --out "$OUT" "${FLAG[@]}"
+stage env 60 "$PY" -m tools.gpu_check env --out "$OUT" "${FLAG[@]}"
 stage tests 180 "$PY" -m pytest tests/gpu -m gpu -q -p no:cacheprovider -rfEs --junitxml="$OUT/gpu-tests.xml"
-stage bench 330 "$PY" tools/gpu_check.py bench --out "$OUT" --budget-s $((290 * BOX)) "${FLAG[@]}"
-stage report 30 "$PY" tools/gpu_check.py report --out "$OUT"
+stage bench 330 "$PY" -m tools.gpu_check bench --out "$OUT" --budget-s $((290 * BOX)) "${FLAG[@]}"
+stage report 30 "$PY" -m tools.gpu_check report --out "$OUT"
 [ -f "$OUT/gpu_check.md" ] && cat "$OUT/gpu_check.md"
 exit "$FAILED"

@@ -1,6 +1,6 @@
 """Build the IDEFICS parity fixtures under tests/fixtures/idefics/ with transformers' own IDEFICS.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python tools/make_idefics_fixtures.py [config ...]
+    HF_HUB_OFFLINE=1 .venv/bin/python -m tools.make_idefics_fixtures [config ...]
 
 For each variant (q/k layer norms on/off, perceiver on/off, ``cross_layer_interval`` 1 and 2, float and vector
 gates) it builds a tiny random ``IdeficsForVisionText2Text`` with transformers, saves it in the hub layout

@@ -2,7 +2,7 @@
 
 Needs open-flamingo 2.0.1 (installed with --no-deps, never imported by flamingo_eval or the tests):
 
-    PYTHONPATH=.cache/openflamingo-ref HF_HUB_OFFLINE=1 .venv/bin/python tools/make_parity_fixtures.py
+    PYTHONPATH=.cache/openflamingo-ref HF_HUB_OFFLINE=1 .venv/bin/python -m tools.make_parity_fixtures
 
 Per LM family (OPT, LLaMA, MPT with HF ``MptForCausalLM`` names, MPT with MosaicGPT names, GPT-NeoX) it
 writes the real release layout, tiny: ``lm/`` (HF config + ``model.safetensors`` + a word-level tokenizer),

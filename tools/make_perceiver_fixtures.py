@@ -4,7 +4,7 @@ Needs open-flamingo 2.0.1 with einops / einops-exts in a throwaway directory (ne
 package or of the tests):
 
     .venv/bin/pip install --no-deps --target .cache/openflamingo-ref open-flamingo==2.0.1 einops einops-exts
-    PYTHONPATH=.cache/openflamingo-ref .venv/bin/python tools/make_perceiver_fixtures.py
+    PYTHONPATH=.cache/openflamingo-ref .venv/bin/python -m tools.make_perceiver_fixtures
 
 One seeded ``open_flamingo.src.helpers.PerceiverResampler(max_num_frames=8)`` (small: dim 32, depth 2) is
 saved as ``weights.safetensors``; its ``frame_embs`` are removed for the variant without per-frame embeddings

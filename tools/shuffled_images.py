@@ -5,7 +5,7 @@ image); the demos keep theirs, so only the link between a question and its image
 really uses its images falls to about its text-only score (``mini`` vs ``mini-blind``: docs/training.md).
 Takes the arguments of ``flamingo-eval run``:
 
-    python tools/shuffled_images.py easyvqa --model mini --shots 0 4 8 --trials 2 --limit 200 \\
+    python -m tools.shuffled_images easyvqa --model mini --shots 0 4 8 --trials 2 --limit 200 \\
         --output runs/demo/mini-shuffled
 """
 
@@ -14,13 +14,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from flamingo_eval import task  # noqa: E402
-from flamingo_eval.cli import main  # noqa: E402
+from flamingo_eval import task
+from flamingo_eval.cli import main
 
 
 def shuffling(make_adapter: Callable[..., Any]) -> Callable[..., Any]:

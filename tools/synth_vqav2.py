@@ -17,7 +17,7 @@ image files). Questions and answers are drawn from small vocabularies with a fix
 Writing is done once: a ``.complete`` stamp holding the sizes makes a second call with the same sizes a
 no-op (``--cache-dir`` / ``ROOT`` reused across bench runs)::
 
-    .venv/bin/python tools/synth_vqav2.py ROOT [--train-questions N] [--val-questions N] ...
+    .venv/bin/python -m tools.synth_vqav2 ROOT [--train-questions N] [--val-questions N] ...
 """
 
 from __future__ import annotations

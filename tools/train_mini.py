@@ -6,8 +6,8 @@ the docs: ``docs/training/mini-bridge.json`` (config, loss curve, validation, wa
 ``docs/training/mini-bridge-loss.png``. What is trained and why it fits a 2-core CPU:
 ``flamingo_eval/training/``.
 
-    python tools/train_mini.py                       # the shipped recipe
-    python tools/train_mini.py --steps 40 --out runs/bridge.safetensors --log-dir runs/train-log   # a quick look
+    python -m tools.train_mini                       # the shipped recipe
+    python -m tools.train_mini --steps 40 --out runs/bridge.safetensors --log-dir runs/train-log   # a quick look
 """
 
 from __future__ import annotations
@@ -22,11 +22,10 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from flamingo_eval.display import TrainProgress
+from flamingo_eval.training import History, Prepared, TrainConfig, train
 
-from flamingo_eval.display import TrainProgress  # noqa: E402
-from flamingo_eval.training import History, Prepared, TrainConfig, train  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_OUT = ROOT / "flamingo_eval" / "weights" / "mini-bridge.safetensors"
 DEFAULT_LOG = ROOT / "docs" / "training"

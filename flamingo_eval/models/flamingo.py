@@ -21,7 +21,6 @@ Tokens generated after the prompt see the prompt's last image. The attention its
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -31,9 +30,6 @@ from flamingo_eval.errors import UserError
 from flamingo_eval.models.cache import KVCache
 from flamingo_eval.models.cross_attention import MaskedCrossAttention, _heads
 from flamingo_eval.models.decoders.base import AttnInputs, Decoder, build_attn_inputs
-
-if TYPE_CHECKING:
-    from flamingo_eval.models.placement import Placement
 
 
 @dataclass
@@ -200,6 +196,35 @@ class MediaState:
         Beams only reorder within their group, whose media are equal, so the state is never reordered.
         """
         return MediaState(kv=self.kv, images_seen=self.images_seen.repeat_interleave(group))
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Stage (an index into ``devices``) of every placement unit of a model split over devices (planned and
+    applied by ``models/placement.py``; :meth:`Flamingo.forward` follows it).
+
+    ``layers[i]`` is the stage of decoder layer i and its cross-attention block. Stages are positions, not
+    devices, so two stages may share a device (tests model a two-stage split as ``["cpu", "cpu"]``).
+    """
+
+    devices: tuple[torch.device, ...]
+    vision: int
+    perceiver: int
+    io: int
+    layers: tuple[int, ...]
+
+    def describe(self) -> str:
+        """E.g. ``cuda:0: vision, perceiver, io, layers 0-11; cuda:1: layers 12-23``."""
+        parts: dict[int, list[str]] = {}
+        for name, slot in (("vision", self.vision), ("perceiver", self.perceiver), ("io", self.io)):
+            parts.setdefault(slot, []).append(name)
+        start = 0
+        for i in range(1, len(self.layers) + 1):
+            if i == len(self.layers) or self.layers[i] != self.layers[start]:
+                span = f"layer {start}" if i - 1 == start else f"layers {start}-{i - 1}"
+                parts.setdefault(self.layers[start], []).append(span)
+                start = i
+        return "; ".join(f"{self.devices[slot]}: {', '.join(names)}" for slot, names in sorted(parts.items()))
 
 
 class Flamingo(nn.Module):

@@ -26,49 +26,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from flamingo_eval.errors import UserError
-
-if TYPE_CHECKING:
-    from flamingo_eval.models.flamingo import Flamingo
+from flamingo_eval.models.flamingo import Flamingo, Placement
 
 __all__ = ["Placement", "apply_placement", "owned_devices", "parse_layer_ranges", "place_model", "plan_placement"]
 
 FREE_FRACTION = 0.8
 """Share of a device's free memory the weights may take when ``model.max_memory`` is not set."""
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Stage (an index into ``devices``) of every placement unit.
-
-    ``layers[i]`` is the stage of decoder layer i and its cross-attention block. Stages are positions, not
-    devices, so two stages may share a device (tests model a two-stage split as ``["cpu", "cpu"]``).
-    """
-
-    devices: tuple[torch.device, ...]
-    vision: int
-    perceiver: int
-    io: int
-    layers: tuple[int, ...]
-
-    def describe(self) -> str:
-        """E.g. ``cuda:0: vision, perceiver, io, layers 0-11; cuda:1: layers 12-23``."""
-        parts: dict[int, list[str]] = {}
-        for name, slot in (("vision", self.vision), ("perceiver", self.perceiver), ("io", self.io)):
-            parts.setdefault(slot, []).append(name)
-        start = 0
-        for i in range(1, len(self.layers) + 1):
-            if i == len(self.layers) or self.layers[i] != self.layers[start]:
-                span = f"layer {start}" if i - 1 == start else f"layers {start}-{i - 1}"
-                parts.setdefault(self.layers[start], []).append(span)
-                start = i
-        return "; ".join(f"{self.devices[slot]}: {', '.join(names)}" for slot, names in sorted(parts.items()))
 
 
 def _device(name: str | torch.device) -> torch.device:

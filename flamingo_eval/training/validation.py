@@ -4,19 +4,26 @@ shuffled (the vision control)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
 from flamingo_eval.training.data import Seq
 
-if TYPE_CHECKING:
-    from flamingo_eval.training.bridge import BridgeTrainer
+
+class Scorer(Protocol):
+    """What validation needs of the trainer (``bridge.BridgeTrainer`` has it): the loss and per-target
+    correctness of a batch."""
+
+    def loss(self, seqs: Sequence[Seq], images: Sequence[Sequence[str]], feats: dict[str, Tensor],
+             lower: Sequence[Tensor] | None, bridge: bool = True) -> tuple[Tensor, Tensor]:
+        """(mean cross-entropy over target tokens, per-target correctness of the argmax)."""
+        ...
 
 
 @torch.no_grad()
-def validate(trainer: BridgeTrainer, seqs: Sequence[Seq], lower: Sequence[Tensor] | None, feats: dict[str, Tensor],
+def validate(trainer: Scorer, seqs: Sequence[Seq], lower: Sequence[Tensor] | None, feats: dict[str, Tensor],
              batch: int, bridge: bool = True) -> dict[str, float]:
     """Validation loss, target-token accuracy and answer accuracy (a chunk's answer + end tokens all right),
     overall, for yes/no answers and for the others, and the answer accuracy with the images rotated by one
