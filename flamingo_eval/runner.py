@@ -21,7 +21,7 @@ from flamingo_eval.display import Reporter
 from flamingo_eval.errors import UserError
 from flamingo_eval.metrics.base import MetricInput, MetricResult
 from flamingo_eval.metrics.stats import ci_method, is_plain_mean, scores_ci, trial_summary
-from flamingo_eval.prompting import answer_room, make_sampler, prompt_builder, trial_prompt_sets
+from flamingo_eval.prompting import make_sampler, prompt_builder, trial_prompt_sets
 from flamingo_eval.provenance import provenance, run_id
 from flamingo_eval.request_kinds import RequestKind
 from flamingo_eval.results.lines import TrialOutput, prediction
@@ -40,9 +40,10 @@ from flamingo_eval.task import (
 from flamingo_eval.timing import PhaseTimer
 from flamingo_eval.types import EvalModel, InterleavedPrompt, Sample
 
-# Re-exported for the commands and tools that import them from here (answer_room: tools/bench_scale.py).
-__all__ = ["Reporter", "Task", "answer_room", "data_missing", "evaluate", "eval_subset", "make_adapter",
-           "make_sampler", "prepare", "run_seeds", "trial_prompt_sets"]
+# Re-exported for the commands and tests that import them from here (tools import the defining modules;
+# code outside the package: flamingo_eval.api).
+__all__ = ["Reporter", "Task", "data_missing", "evaluate", "eval_subset", "make_adapter", "prepare", "run_seeds",
+           "trial_prompt_sets"]
 
 
 def call_with_skips(kind: RequestKind, model: EvalModel, reqs: list[Any], skip: bool
