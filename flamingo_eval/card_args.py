@@ -81,7 +81,7 @@ def check_names(cfg: Any) -> None:
 
 
 def check_card(cfg: Any) -> None:
-    """Every start-up check of this module (``config.validate`` calls it)."""
+    """Every start-up check of this module (``config_load.validate`` calls it)."""
     check_names(cfg)
     check_adapter_args(cfg.benchmarks)
     metric_args(cfg.benchmarks)

@@ -47,7 +47,7 @@ class Adapter(ABC):
 
     ``Args`` is the type of the card's ``adapter_args``: a dataclass whose fields are the keys the
     adapter reads, typed, with their defaults -- the only place the defaults live (``NoArgs``, the
-    default: no keys). ``config.validate`` checks the card against it at start-up (``parse_args``), so a
+    default: no keys). ``config_load.validate`` checks the card against it at start-up (``parse_args``), so a
     misspelt or mistyped key fails before any data or weights load, and the adapter reads the checked
     instance, ``self.args``, never the card's raw mapping.
     """
