@@ -15,6 +15,7 @@ from typing import Any
 import flamingo_eval.benchmarks  # noqa: F401  (registers adapters)
 import flamingo_eval.metrics  # noqa: F401  (registers metrics)
 import flamingo_eval.prompts  # noqa: F401  (registers samplers, extractors)
+from flamingo_eval.benchmarks import submission
 from flamingo_eval.benchmarks.base import Adapter
 from flamingo_eval.card_args import build_metric
 from flamingo_eval.config import BenchmarkCard, Config, to_dict
@@ -23,6 +24,7 @@ from flamingo_eval.prompts.samplers import SamplerContext, keyed_rng
 from flamingo_eval.registry import ADAPTERS, EXTRACTORS, SAMPLERS
 from flamingo_eval.request_kinds import RequestKind, request_kind
 from flamingo_eval.types import Sample
+from flamingo_eval.video.files import accepted, video_problems
 
 __all__ = ["Task", "data_missing", "demo_pool_size", "eval_subset", "make_adapter", "prepare", "run_seeds"]
 
@@ -158,8 +160,6 @@ def check_videos(cfg: Config, queries: list[Sample]) -> None:
     skipped (``run.on_bad_sample=skip`` counts them in the run record instead)."""
     if cfg.run.on_bad_sample == "skip":
         return
-    from flamingo_eval.video.files import accepted, video_problems
-
     bad = video_problems(queries)
     if bad:
         path, problem = bad[0]
@@ -208,7 +208,5 @@ def unannotated_split(card: BenchmarkCard, samples: list[Sample]) -> tuple[str |
     if not card.submission_key:
         raise UserError(f"{card.id}: split '{card.eval_split}' has no annotations and the card defines no "
                         "submission_key, so it can be neither scored nor submitted")
-    from flamingo_eval.benchmarks.submission import submission_key
-
-    key = submission_key(card)
+    key = submission.submission_key(card)
     return key, tuple(s.fields.get(key) for s in samples)
