@@ -39,7 +39,7 @@ def test_score_applies_metric_overrides(overrides, value, args, vqav2_root, tmp_
 
 @pytest.mark.parametrize("override,needle", [
     ("model.precision=bf16", "only benchmarks.* overrides"),
-    ("benchmarks.metric.args.varient=official", "add one with a leading +"),
+    ("benchmarks.metric.args.varient=official", "did you mean benchmarks.metric.args.variant?"),
     ("+benchmarks.metric.args.varient=official", "metric 'vqa_accuracy' takes variant, stem"),
     ("benchmarks.metric.args.variant=oficial", "unknown variant 'oficial'"),
 ], ids=["not-benchmarks", "no-such-key", "unknown-arg", "unknown-variant"])
