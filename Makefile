@@ -57,7 +57,7 @@ test-fast: install  ## the inner loop: unit + numerics tests only (no e2e runs)
 
 lint: install  ## ruff (line length, docstrings of public functions) + mypy (check_untyped_defs)
 	$(VENV)/bin/ruff check flamingo_eval tests tools
-	$(VENV)/bin/mypy flamingo_eval
+	$(VENV)/bin/mypy flamingo_eval tools
 
 leaderboard: install  ## regenerate results/LEADERBOARD.md from committed records
 	$(VENV)/bin/flamingo-eval leaderboard --results results --format md --output results/LEADERBOARD.md

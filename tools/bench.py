@@ -29,7 +29,7 @@ import random
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -64,7 +64,7 @@ def bench_model(batch_size: int) -> FlamingoEvalModel:
                                                                                 "pretrained": None}),
                    lm=LMCfg(source="random", tokenizer="smollm2", config=dict(MPT_124M)),
                    flamingo={"cross_attn_every_n_layers": 1}, init="random", init_gate=0.5, batch_size=batch_size)
-    return build_model(cfg)
+    return cast(FlamingoEvalModel, build_model(cfg))
 
 
 def reference_of(m: FlamingoEvalModel) -> ReferenceEvalModel:
@@ -170,7 +170,7 @@ def row_generate(m: FlamingoEvalModel, reqs: list[GenerateRequest], run_ref: boo
                            "vision_s": m.latents.encode_seconds}  # encodes / vision time of the last cold run
     # Steady state of a long run: the demo pool was encoded by earlier queries (a one-off cost, timed
     # separately), each query still brings its own new image. Same requests, fresh cache holding the demos.
-    demos = sorted({p for r in reqs for p in r.prompt.media[:-1]})
+    demos = sorted({p for r in reqs for p in r.prompt.media[:-1]}, key=str)
 
     def encode_demos() -> None:
         fresh_cache(m)
@@ -214,7 +214,7 @@ def row_video(m: FlamingoEvalModel, reqs: list[GenerateRequest], repeats: int) -
     ref = reference_of(m)
     ref_out, ref_s, ref_mib = timed(lambda: ref.generate(reqs))
     row.update(ref_s=ref_s, ref_mib=ref_mib, ref_encodes=ref.latents.encodes, identical=ref_out == fast_out,
-               ref_videos_decoded=ref.media.stats()["videos_decoded"], decode_clips_fps=decode_throughput(frames))
+               ref_videos_decoded=ref.media.stats()["videos_decoded"], decode_clips_fps=decode_throughput(frames))  # type: ignore[arg-type]
     return row
 
 

@@ -32,7 +32,8 @@ from flamingo_eval.types import GenerateRequest, InterleavedPrompt  # noqa: E402
 from tools.bench_common import easyvqa, fresh_cache, median_timed, timed  # noqa: E402
 
 IMG = "<fake_token_around_image><image><fake_token_around_image>"
-SHAPE = {"hidden_size": 768, "intermediate_size": 2048, "num_hidden_layers": 12, "num_attention_heads": 12,
+SHAPE: dict[str, Any] = {
+         "hidden_size": 768, "intermediate_size": 2048, "num_hidden_layers": 12, "num_attention_heads": 12,
          "cross_layer_interval": 4, "qk_layer_norms": False, "use_resampler": True, "alpha_type": "float",
          "perceiver_config": {"resampler_n_latents": 64, "resampler_depth": 3, "resampler_n_heads": 8,
                               "resampler_head_dim": 48, "qk_layer_norms_perceiver": False, "use_resampler": True},
@@ -90,7 +91,7 @@ def hf_inputs(em: Any, reqs: list[GenerateRequest]) -> dict[str, torch.Tensor]:
     pixels = torch.zeros(len(reqs), m, 3, size, size)
     for b, r in enumerate(reqs):
         for j, path in enumerate(r.prompt.media):
-            pixels[b, j] = em.preprocess(load_image(path))
+            pixels[b, j] = em.preprocess(load_image(path))  # type: ignore[arg-type]  # images only
     mask, _ = image_attention_mask_for_packed_input_ids(ids.clone(), em.tokenizer, "pt")
     return {"input_ids": ids, "attention_mask": valid.long(), "pixel_values": pixels,
             "image_attention_mask": incremental_to_binary_attention_mask(mask, "pt", num_classes=m)}
@@ -116,7 +117,7 @@ def row(queries: int = 4, repeats: int = 1) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory() as tmp:
         hf = make_checkpoint(Path(tmp))
-        em = build_model(ModelCfg(name="bench-idefics", architecture="idefics", lm=LMCfg(source="hf", path=tmp),
+        em: Any = build_model(ModelCfg(name="bench-idefics", architecture="idefics", lm=LMCfg(source="hf", path=tmp),
                                   precision="fp32", device="cpu", batch_size=queries))
     reqs = requests(queries, 32)
     encodes = [0]

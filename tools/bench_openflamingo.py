@@ -44,7 +44,7 @@ def build_openflamingo():  # type: ignore[no-untyped-def]
     lm = MptForCausalLM(MptConfig(d_model=768, n_heads=12, n_layers=12, expansion_ratio=4, max_seq_len=2048,
                                   vocab_size=len(tok), attn_config={"alibi": True, "alibi_bias_max": 8}))
     extend_instance(lm, FlamingoLMMixin)
-    lm.set_decoder_layers_attr_name("transformer.blocks")
+    lm.set_decoder_layers_attr_name("transformer.blocks")  # type: ignore[operator]  # a mixin method added at run time
     lm.resize_token_embeddings(len(tok))
     model = Flamingo(clip, lm, tok.encode("<|endofchunk|>")[-1], tok.encode("<image>")[-1],
                      vis_dim=open_clip.get_model_config("ViT-B-32")["vision_cfg"]["width"], cross_attn_every_n_layers=1)

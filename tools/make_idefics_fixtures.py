@@ -43,7 +43,7 @@ WORDS = ("Question Answer Caption Output what color shape is the a an of on in a
          "bird horse man woman sitting running image photo text only prefix big small two three it this end "
          "after document yes no").split()
 PUNCT = [":", "?", ".", ",", "'"]
-BASE = {"hidden_size": 16, "intermediate_size": 32, "num_attention_heads": 2, "rms_norm_eps": 1e-6,
+BASE: dict[str, Any] = {"hidden_size": 16, "intermediate_size": 32, "num_attention_heads": 2, "rms_norm_eps": 1e-6,
         "max_position_embeddings": 128, "alpha_initializer": "zeros",
         "vision_config": {"embed_dim": 16, "image_size": 32, "patch_size": 8, "num_hidden_layers": 2,
                           "num_attention_heads": 2, "intermediate_size": 32, "hidden_act": "gelu"}}

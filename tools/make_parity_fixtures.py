@@ -42,7 +42,7 @@ VIT_NAME = "parity-vit-tiny"
 VIT_CFG = {"embed_dim": 16,
            "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "patch_size": 8, "head_width": 16, "mlp_ratio": 2},  # noqa: E501
            "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 2, "layers": 1}}
-BRIDGE = {"perceiver_depth": 2, "perceiver_heads": 2, "perceiver_dim_head": 16, "num_latents": 8,
+BRIDGE: dict[str, Any] = {"perceiver_depth": 2, "perceiver_heads": 2, "perceiver_dim_head": 16, "num_latents": 8,
           "perceiver_ff_mult": 2, "xattn_heads": 2, "xattn_dim_head": 16, "xattn_ff_mult": 2}
 WORDS = ("Output Question Short answer what color shape is the a an of on in and red blue green yellow dog cat "
          "bird horse man woman sitting running image photo text only prefix big small two three it this").split()
@@ -187,7 +187,7 @@ def build_openflamingo(lm_dir: Path, vision_dir: Path, n: int) -> tuple[Any, Any
     lang.gated_cross_attn_layers = torch.nn.ModuleList([
         GatedCrossAttentionBlock(dim=dim, dim_visual=vis, dim_head=BRIDGE["xattn_dim_head"],
                                  heads=BRIDGE["xattn_heads"], ff_mult=BRIDGE["xattn_ff_mult"])
-        if (i + 1) % n == 0 else None for i in range(len(lang.old_decoder_blocks))])
+        if (i + 1) % n == 0 else None for i in range(len(lang.old_decoder_blocks))])  # type: ignore[misc]  # None: no block
     lang.init_flamingo_layers(False)
     model.requires_grad_(False)  # trainable set exactly as create_model_and_transforms leaves it
     model.perceiver.requires_grad_(True)
@@ -311,9 +311,9 @@ def make_family(fam: str, spec: dict[str, Any], vision_dir: Path, tmp: Path) -> 
                 checkpoint_keys=len(state), eoc_std=std)
     (d / "expected.json").write_text(json.dumps(meta, indent=1))
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(d / "expected.safetensors"))
-    stops = {k: sum(r["stopped"] for r in v) for k, v in meta["generations"].items()}
+    stopped = {k: sum(r["stopped"] for r in v) for k, v in meta["generations"].items()}
     media = any(meta["media_token_id"] in r["ids"] for rows in meta["generations"].values() for r in rows)
-    print(f"{fam}: {len(state)} checkpoint keys, eoc_std {std}, emits <image>: {media}, stopped at eoc: {stops}, "
+    print(f"{fam}: {len(state)} checkpoint keys, eoc_std {std}, emits <image>: {media}, stopped at eoc: {stopped}, "
           f"beam3 {[r['text'] for r in meta['generations']['beam3']]}", flush=True)
 
 

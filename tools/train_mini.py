@@ -20,7 +20,9 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from flamingo_eval.display import TrainProgress
 from flamingo_eval.training import History, Prepared, TrainConfig, train
@@ -37,7 +39,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--log-dir", type=Path, default=DEFAULT_LOG, help="where the log JSON and loss PNG go")
     p.add_argument("--name", default="mini-bridge", help="file stem of the log and plot")
     for f in dataclasses.fields(TrainConfig):
-        kind = {"int": int, "float": float, "str": str, "bool": _flag}.get(str(f.type).split(" ")[0], str)
+        kinds: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "str": str, "bool": _flag}
+        kind = kinds.get(str(f.type).split(" ")[0], str)
         p.add_argument("--" + f.name.replace("_", "-"), type=kind, default=None, help=f"(default {f.default})")
     return p.parse_args(argv)
 
@@ -48,7 +51,7 @@ def _flag(text: str) -> bool:
     return text.lower() in ("1", "true", "yes")
 
 
-def machine() -> dict[str, object]:
+def machine() -> dict[str, Any]:
     """What the wall time was measured on: CPU, cores, torch threads, load averages."""
     import torch
 
@@ -115,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     prepared, hist = train(cfg, progress)
     wall = time.time() - t0
-    bridge = save(prepared, cfg, hist, args.out)
+    bridge: dict[str, Any] = save(prepared, cfg, hist, args.out)
     args.log_dir.mkdir(parents=True, exist_ok=True)
     log = {"recipe": dataclasses.asdict(cfg), "git_sha": git_sha(), "bridge": bridge, "data": prepared.info,
            "wall_seconds": round(wall, 1), "seconds": hist.seconds, "machine_before": before,
