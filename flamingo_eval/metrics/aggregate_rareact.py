@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from flamingo_eval.metrics.base import MetricInput
+from flamingo_eval.metrics.video import rareact_groups
 
 
 @dataclass(frozen=True)
@@ -39,25 +40,9 @@ class _Action:
 
 
 def _groups(items: Sequence[MetricInput]) -> dict[tuple[str, str], dict[str, list[int]]]:
-    """Per action, its positive / negative / hard-negative item indices (as ``video.rareact_mwap`` forms them)."""
-    verbs = [str(i.extra["verb"]) for i in items]
-    nouns = [str(i.extra["noun"]) for i in items]
-    actions = list(dict.fromkeys(zip(verbs, nouns)))
-    groups: dict[tuple[str, str], dict[str, list[int]]] = {a: {"pos": [], "neg": [], "hard": []} for a in actions}
-    for j, (v, n, i) in enumerate(zip(verbs, nouns, items)):
-        ann = int(i.extra["annotation"])
-        if ann == 0:
-            groups[(v, n)]["neg"].append(j)
-        elif ann == 1:
-            groups[(v, n)]["pos"].append(j)
-            for av, an in actions:
-                if (av == v) != (an == n):
-                    groups[(av, an)]["hard"].append(j)
-                elif av != v and an != n:
-                    groups[(av, an)]["neg"].append(j)
-        else:
-            groups[(v, n)]["hard"].append(j)
-    return groups
+    """Per action, its positive / negative / hard-negative item indices (``video.rareact_groups``)."""
+    return rareact_groups([str(i.extra["verb"]) for i in items], [str(i.extra["noun"]) for i in items],
+                          [int(i.extra["annotation"]) for i in items])
 
 
 def _action(g: dict[str, list[int]], column: np.ndarray, videos: Sequence[object]) -> _Action:

@@ -117,21 +117,11 @@ def _per_video_weights(videos: Sequence[Any]) -> np.ndarray:
     return np.array([1.0 / count[v] for v in videos], dtype=np.float64)
 
 
-def rareact_mwap(scores: np.ndarray, verbs: Sequence[str], nouns: Sequence[str], class_ids: Sequence[int],
-                 annotations: Sequence[int], videos: Sequence[Any]) -> tuple[float, dict[tuple[str, str], float]]:
-    """RareAct's mWAP over rows (clips) of ``scores`` (rows x classes), and the WAP of each action.
-
-    For an action (verb, noun) with class ``c``: its positives are the rows annotated 1 for it; its hard
-    negatives the rows annotated 2 or 3 for it and the rows annotated 1 for an action sharing exactly one of
-    its verb or noun; its negatives the rows annotated 0 for it and the rows annotated 1 for an action sharing
-    neither. Column ``c`` of those rows is scored with scikit-learn's ``average_precision_score``, each row
-    weighted by 1 / (its video's count within its own group: positives, negatives, hard negatives). Actions
-    without positives are left out; mWAP is the mean over the others (0-1).
-    """
-    from sklearn.metrics import average_precision_score
-
+def rareact_groups(verbs: Sequence[str], nouns: Sequence[str],
+                   annotations: Sequence[int]) -> dict[tuple[str, str], dict[str, list[int]]]:
+    """Per action (verb, noun), in first-seen order, the row indices of its positives (``pos``), negatives
+    (``neg``) and hard negatives (``hard``) as :func:`rareact_mwap` defines them."""
     actions = list(dict.fromkeys(zip(verbs, nouns)))
-    class_of = dict(zip(zip(verbs, nouns), class_ids))
     groups: dict[tuple[str, str], dict[str, list[int]]] = {a: {"pos": [], "neg": [], "hard": []} for a in actions}
     for i, (v, n, a) in enumerate(zip(verbs, nouns, annotations)):
         if a == 0:
@@ -145,6 +135,24 @@ def rareact_mwap(scores: np.ndarray, verbs: Sequence[str], nouns: Sequence[str],
                     groups[(av, an)]["neg"].append(i)
         else:
             groups[(v, n)]["hard"].append(i)
+    return groups
+
+
+def rareact_mwap(scores: np.ndarray, verbs: Sequence[str], nouns: Sequence[str], class_ids: Sequence[int],
+                 annotations: Sequence[int], videos: Sequence[Any]) -> tuple[float, dict[tuple[str, str], float]]:
+    """RareAct's mWAP over rows (clips) of ``scores`` (rows x classes), and the WAP of each action.
+
+    For an action (verb, noun) with class ``c``: its positives are the rows annotated 1 for it; its hard
+    negatives the rows annotated 2 or 3 for it and the rows annotated 1 for an action sharing exactly one of
+    its verb or noun; its negatives the rows annotated 0 for it and the rows annotated 1 for an action sharing
+    neither. Column ``c`` of those rows is scored with scikit-learn's ``average_precision_score``, each row
+    weighted by 1 / (its video's count within its own group: positives, negatives, hard negatives). Actions
+    without positives are left out; mWAP is the mean over the others (0-1).
+    """
+    from sklearn.metrics import average_precision_score
+
+    class_of = dict(zip(zip(verbs, nouns), class_ids))
+    groups = rareact_groups(verbs, nouns, annotations)
     per_action = {}
     for action, g in groups.items():
         if not g["pos"]:
